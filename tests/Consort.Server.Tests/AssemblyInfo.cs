@@ -1,0 +1,1 @@
+namespace Consort.Server.Tests;
