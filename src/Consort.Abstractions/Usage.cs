@@ -126,3 +126,40 @@ public static class ConsortResponseExtensions
         };
     }
 }
+
+/// <summary>
+/// Token log-probabilities that a backend attaches to a chat response, so that API-level methods
+/// (cascades, deferral) can read a model's confidence without knowing its backend.
+/// </summary>
+public static class TokenLogprobExtensions
+{
+    /// <summary>Key in <see cref="ChatResponse.AdditionalProperties"/>: float[] of the generated tokens' log-probabilities.</summary>
+    public const string LogprobsKey = "consort.logprobs";
+    /// <summary>Key in <see cref="ChatOptions.AdditionalProperties"/>: true asks backends that charge for logprobs to return them.</summary>
+    public const string RequestKey = "consort.logprobs";
+
+    /// <summary>The generated tokens' log-probabilities, or null when the backend gave none.</summary>
+    public static float[]? GetTokenLogprobs(this ChatResponse response) =>
+        response.AdditionalProperties?.TryGetValue(LogprobsKey, out var v) == true && v is float[] f ? f : null;
+
+    /// <summary>Attaches per-token log-probabilities.</summary>
+    public static ChatResponse WithTokenLogprobs(this ChatResponse response, float[] logprobs)
+    {
+        response.AdditionalProperties ??= new();
+        response.AdditionalProperties[LogprobsKey] = logprobs;
+        return response;
+    }
+
+    /// <summary>Returns options that ask for token log-probabilities (a copy; the input is not changed).</summary>
+    public static ChatOptions RequestingLogprobs(this ChatOptions? options)
+    {
+        var o = options?.Clone() ?? new ChatOptions();
+        o.AdditionalProperties ??= new();
+        o.AdditionalProperties[RequestKey] = true;
+        return o;
+    }
+
+    /// <summary>True when the options ask for token log-probabilities.</summary>
+    public static bool WantsLogprobs(this ChatOptions? options) =>
+        options?.AdditionalProperties?.TryGetValue(RequestKey, out var v) == true && v is true;
+}

@@ -50,3 +50,10 @@ public static class CliRunner
         }
     }
 }
+
+/// <summary>A benchmark: a subcommand of <c>consort bench</c> (not of the root). Discovered by reflection.</summary>
+public interface IBenchCommand
+{
+    /// <summary>Builds the benchmark's command (its name is the word after "bench").</summary>
+    Command Build();
+}
