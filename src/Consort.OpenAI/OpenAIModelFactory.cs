@@ -1,0 +1,56 @@
+using System.ClientModel;
+using System.ClientModel.Primitives;
+using Microsoft.Extensions.AI;
+using OpenAI;
+
+namespace Consort.OpenAI;
+
+/// <summary>Builds a <see cref="ConsortModel"/> for an OpenAI-compatible endpoint.</summary>
+public static class OpenAIModelFactory
+{
+    /// <summary>
+    /// Creates the model: chat through MEAI's OpenAI adapter over a resilient HttpClient, and (when
+    /// <see cref="OpenAIModelOptions.TopLogprobs"/> &gt; 0) top-k token access through <c>/v1/completions</c>.
+    /// Nothing is sent until the first call. A named <see cref="OpenAIModelOptions.ApiKeyEnv"/> that is unset is a
+    /// <see cref="ConfigException"/>; the key's value is never logged.
+    /// </summary>
+    public static ConsortModel Create(OpenAIModelOptions o)
+    {
+        ArgumentNullException.ThrowIfNull(o);
+        o.Validate();
+        string? key = null;
+        if (!string.IsNullOrEmpty(o.ApiKeyEnv))
+        {
+            key = Environment.GetEnvironmentVariable(o.ApiKeyEnv);
+            if (string.IsNullOrEmpty(key))
+                throw new ConfigException($"model '{o.Name}': environment variable '{o.ApiKeyEnv}' (its API key) is not set");
+        }
+        // The SDK insists on a credential; local servers without auth ignore this placeholder.
+        string credential = key ?? "no-key";
+
+        var vocab = o.TopLogprobs > 0 ? StringVocabulary.For(o.Vocabulary ?? o.Model, o.VocabularySize) : null;
+        var descriptor = new ModelDescriptor
+        {
+            Name = o.Name,
+            Access = ModelAccess.Text | (o.TopLogprobs > 0 ? ModelAccess.TopKLogprobs : ModelAccess.None),
+            TopK = o.TopLogprobs > 0 ? o.TopLogprobs : null,
+            Vocabulary = vocab?.Identity,
+            ContextSize = o.ContextSize,
+            InputPricePerMillion = o.InputPricePerMillion,
+            OutputPricePerMillion = o.OutputPricePerMillion,
+        };
+
+        var http = ResilientHttp.CreateClient(o);
+        var client = new OpenAIClient(new ApiKeyCredential(credential), new OpenAIClientOptions
+        {
+            Endpoint = new Uri(o.BaseUrl),
+            Transport = new HttpClientPipelineTransport(http),
+            RetryPolicy = new ClientRetryPolicy(0),
+            // The resilience pipeline owns time; the SDK's own network timeout only backs it up.
+            NetworkTimeout = o.EffectiveTotalTimeout + TimeSpan.FromSeconds(5),
+        });
+        IChatClient chat = new OpenAIChatClient(client.GetChatClient(o.Model).AsIChatClient(), o, descriptor);
+        var tokens = vocab is null ? null : new EndpointTokenModel(descriptor, new CompletionsClient(http, o, credential), vocab, o.TopLogprobs);
+        return new ConsortModel(descriptor, chat, tokens, owned: [chat, http]);
+    }
+}
