@@ -1,0 +1,27 @@
+namespace Consort.LlamaCpp;
+
+/// <summary>A LoRA adapter applied on top of a model's weights.</summary>
+/// <param name="Path">Adapter GGUF file.</param>
+/// <param name="Scale">Strength (1 = as trained, 0 = off).</param>
+public sealed record LoraAdapterOption(string Path, float Scale = 1f);
+
+/// <summary>How to load a GGUF model through llama.cpp.</summary>
+public sealed record LlamaModelOptions
+{
+    /// <summary>The .gguf file.</summary>
+    public required string Path { get; init; }
+    /// <summary>Name used in configs and traces (default: the file name without extension).</summary>
+    public string? Name { get; init; }
+    /// <summary>Tokens per sequence (prompt + output). Default: min(model context, 2048).</summary>
+    public int? ContextSize { get; init; }
+    /// <summary>CPU threads for decoding (default: 1 for tiny models, else the processor count).</summary>
+    public int? Threads { get; init; }
+    /// <summary>How many sequences one context decodes together (batched). Default 4.</summary>
+    public int MaxSequences { get; init; } = 4;
+    /// <summary>Tokens per llama_decode call; longer prompts are split. Default 512.</summary>
+    public int BatchSize { get; init; } = 512;
+    /// <summary>Default sampling seed for chat calls that give none.</summary>
+    public int? Seed { get; init; }
+    /// <summary>LoRA adapters with their scales.</summary>
+    public IReadOnlyList<LoraAdapterOption> Adapters { get; init; } = [];
+}
