@@ -1,0 +1,32 @@
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
+
+namespace Consort.Server;
+
+/// <summary>A request failure answered in OpenAI's error shape <c>{"error":{"message","type","param","code"}}</c>.</summary>
+public sealed class ApiError(int status, string message, string type = "invalid_request_error", string? param = null, string? code = null) : Exception(message)
+{
+    /// <summary>HTTP status.</summary>
+    public int Status { get; } = status;
+    /// <summary>Error type (invalid_request_error, authentication_error, rate_limit_error, server_error, timeout).</summary>
+    public string Type { get; } = type;
+    /// <summary>Request field at fault, if any.</summary>
+    public string? Param { get; } = param;
+    /// <summary>Machine-readable code, if any.</summary>
+    public string? Code { get; } = code;
+
+    /// <summary>The JSON body.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["error"] = new JsonObject { ["message"] = Message, ["type"] = Type, ["param"] = Param, ["code"] = Code },
+    };
+
+    /// <summary>Writes the error unless the response has started.</summary>
+    public async Task WriteAsync(HttpResponse response)
+    {
+        if (response.HasStarted) return;
+        response.StatusCode = Status;
+        response.ContentType = "application/json";
+        await response.WriteAsync(ToJson().ToJsonString());
+    }
+}

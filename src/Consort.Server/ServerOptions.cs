@@ -1,0 +1,54 @@
+using Microsoft.Extensions.Logging;
+
+namespace Consort.Server;
+
+/// <summary>Settings of a Consort server.</summary>
+public sealed class ServerOptions
+{
+    /// <summary>Listen URLs (semicolon-separated). Loopback by default; port 0 picks a free port.</summary>
+    public string Urls { get; init; } = "http://127.0.0.1:8000";
+    /// <summary>Accepted bearer keys. Merged with <see cref="ApiKeysFile"/> and the <c>CONSORT_API_KEYS</c> environment variable; none at all = open server (a warning is logged).</summary>
+    public IReadOnlyList<string> ApiKeys { get; init; } = [];
+    /// <summary>File with one key per line (blank lines and lines starting with # ignored).</summary>
+    public string? ApiKeysFile { get; init; }
+    /// <summary>Whether to read <c>CONSORT_API_KEYS</c> (comma-separated). Tests switch it off to stay independent of the environment.</summary>
+    public bool ReadKeysFromEnvironment { get; init; } = true;
+    /// <summary>Largest request body accepted.</summary>
+    public long MaxBodyBytes { get; init; } = 1 << 20;
+    /// <summary>Largest <c>max_tokens</c> a request may ask for.</summary>
+    public int MaxTokens { get; init; } = 2048;
+    /// <summary><c>max_tokens</c> for chat requests that give none.</summary>
+    public int DefaultMaxTokens { get; init; } = 256;
+    /// <summary>Most messages in one chat request.</summary>
+    public int MaxMessages { get; init; } = 256;
+    /// <summary>Wall-clock limit of one request; inner calls are cancelled when it passes.</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(120);
+    /// <summary>Requests served at once; more are answered 429 at once.</summary>
+    public int MaxConcurrentRequests { get; init; } = 8;
+    /// <summary>Least log level written to the console.</summary>
+    public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>Checks ranges.</summary>
+    public void Validate()
+    {
+        if (MaxBodyBytes < 1024) throw new ConfigException("server: max_body_bytes must be >= 1024");
+        if (MaxTokens < 1) throw new ConfigException("server: max_tokens must be >= 1");
+        if (DefaultMaxTokens < 1) throw new ConfigException("server: default_max_tokens must be >= 1");
+        if (MaxMessages < 1) throw new ConfigException("server: max_messages must be >= 1");
+        if (RequestTimeout <= TimeSpan.Zero) throw new ConfigException("server: request_timeout_s must be > 0");
+        if (MaxConcurrentRequests < 1) throw new ConfigException("server: max_concurrent_requests must be >= 1");
+        if (ApiKeysFile is not null && !File.Exists(ApiKeysFile)) throw new ConfigException($"server: keys file '{ApiKeysFile}' not found");
+    }
+
+    /// <summary>All keys from the options, the keys file and (if enabled) <c>CONSORT_API_KEYS</c>.</summary>
+    public HashSet<string> LoadKeys()
+    {
+        var keys = new HashSet<string>(ApiKeys.Where(k => !string.IsNullOrWhiteSpace(k)).Select(k => k.Trim()), StringComparer.Ordinal);
+        if (ApiKeysFile is not null)
+            foreach (var line in File.ReadAllLines(ApiKeysFile))
+                if (line.Trim() is { Length: > 0 } l && !l.StartsWith('#')) keys.Add(l);
+        if (ReadKeysFromEnvironment && Environment.GetEnvironmentVariable("CONSORT_API_KEYS") is { Length: > 0 } env)
+            foreach (var k in env.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) keys.Add(k);
+        return keys;
+    }
+}
