@@ -64,7 +64,7 @@ internal sealed class LlamaSharedWeights
         lock (CacheGate)
         {
             if (_adapters.TryGetValue(full, out var a)) return a;
-            GgufModelInfo.Validate(full);
+            GgufModelInfo.Validate(full, adapter: true);
             try
             {
                 a = Weights.NativeHandle.LoadLoraFromFile(full);
