@@ -1,0 +1,131 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Consort.Evaluation;
+
+/// <summary>
+/// A dataset file in the shared layout: <c>{"dataset"|"name": ..., "task_type": ..., "dev": [...], "test": [...]}</c>.
+/// </summary>
+public sealed class EvalDataset
+{
+    private readonly Dictionary<string, IReadOnlyList<EvalItem>> _splits;
+
+    private EvalDataset(string name, string? taskType, string path, Dictionary<string, IReadOnlyList<EvalItem>> splits)
+    {
+        Name = name; TaskType = taskType; FilePath = path; _splits = splits;
+    }
+
+    /// <summary>Dataset name ("dataset" or "name" field, else the file name).</summary>
+    public string Name { get; }
+    /// <summary>The file's task type, when it states one.</summary>
+    public string? TaskType { get; }
+    /// <summary>Full path of the file.</summary>
+    public string FilePath { get; }
+    /// <summary>Split names present (e.g. dev, test).</summary>
+    public IReadOnlyCollection<string> SplitNames => _splits.Keys;
+
+    /// <summary>
+    /// Loads a dataset by file path (absolute or relative to the current folder) or by name
+    /// ("gsm8k" or "gsm8k.json") looked up in <paramref name="searchFolders"/> in order.
+    /// </summary>
+    /// <exception cref="ConsortException">File not found (lists folders and available names), malformed JSON
+    /// (file and position), or a layout problem.</exception>
+    public static EvalDataset Load(string nameOrPath, IEnumerable<string> searchFolders)
+    {
+        if (string.IsNullOrWhiteSpace(nameOrPath)) throw new ConfigException("task: no dataset given");
+        var path = Resolve(nameOrPath, searchFolders.Where(f => !string.IsNullOrWhiteSpace(f)).ToList());
+        return LoadFile(path);
+    }
+
+    /// <summary>Names (file stems) of the datasets in <paramref name="folders"/>, sorted.</summary>
+    public static IReadOnlyList<string> AvailableNames(IEnumerable<string> folders) =>
+        folders.Where(Directory.Exists)
+            .SelectMany(f => Directory.EnumerateFiles(f, "*.json"))
+            .Select(Path.GetFileNameWithoutExtension)
+            .Select(n => n!)
+            .Distinct(StringComparer.OrdinalIgnoreCase)
+            .Order(StringComparer.OrdinalIgnoreCase)
+            .ToList();
+
+    private static string Resolve(string nameOrPath, IReadOnlyList<string> folders)
+    {
+        if (File.Exists(nameOrPath)) return Path.GetFullPath(nameOrPath);
+        bool looksLikePath = Path.IsPathRooted(nameOrPath) || nameOrPath.Contains('/') || nameOrPath.Contains('\\');
+        if (!looksLikePath)
+        {
+            var file = nameOrPath.EndsWith(".json", StringComparison.OrdinalIgnoreCase) ? nameOrPath : nameOrPath + ".json";
+            foreach (var folder in folders)
+            {
+                var candidate = Path.Combine(folder, file);
+                if (File.Exists(candidate)) return Path.GetFullPath(candidate);
+            }
+        }
+        var searched = folders.Count == 0
+            ? "(no dataset folders)"
+            : string.Join(", ", folders.Select(f => Directory.Exists(f) ? Path.GetFullPath(f) : Path.GetFullPath(f) + " (missing)"));
+        var names = AvailableNames(folders);
+        throw new ConsortException(looksLikePath
+            ? $"dataset file not found: {nameOrPath}"
+            : $"dataset '{nameOrPath}' not found; searched: {searched}; available: {(names.Count == 0 ? "(none)" : string.Join(", ", names))}");
+    }
+
+    private static EvalDataset LoadFile(string path)
+    {
+        JsonNode? root;
+        try
+        {
+            using var stream = File.OpenRead(path);
+            root = JsonNode.Parse(stream, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+        }
+        catch (JsonException e)
+        {
+            throw new ConsortException($"{path}: malformed JSON at line {(e.LineNumber ?? 0) + 1}, byte {(e.BytePositionInLine ?? 0) + 1}: {e.Message}", e);
+        }
+        catch (IOException e)
+        {
+            throw new ConsortException($"{path}: cannot read: {e.Message}", e);
+        }
+        if (root is not JsonObject obj)
+            throw new ConsortException($"{path}: expected a JSON object with \"dev\"/\"test\" arrays, found {root?.GetValueKind().ToString() ?? "null"}");
+
+        string name = EvalItem.TextOf(obj["dataset"]) ?? EvalItem.TextOf(obj["name"]) ?? Path.GetFileNameWithoutExtension(path);
+        string? taskType = EvalItem.TextOf(obj["task_type"]);
+        var splits = new Dictionary<string, IReadOnlyList<EvalItem>>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (key, value) in obj)
+        {
+            if (value is not JsonArray arr) continue;
+            splits[key] = ReadSplit(path, key, arr);
+        }
+        if (splits.Count == 0) throw new ConsortException($"{path}: no splits (arrays such as \"dev\" and \"test\") found");
+        return new EvalDataset(name, taskType, path, splits);
+    }
+
+    private static IReadOnlyList<EvalItem> ReadSplit(string path, string split, JsonArray arr)
+    {
+        var items = new List<EvalItem>(arr.Count);
+        var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < arr.Count; i++)
+        {
+            if (arr[i] is not JsonObject o)
+                throw new ConsortException($"{path}: split '{split}' entry {i} is not an object");
+            string id = EvalItem.TextOf(o["id"]) ?? i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            // Some files (math, blend) repeat ids for different items: keep every item, with a stable suffix.
+            int n = seen.TryGetValue(id, out var c) ? c + 1 : 1;
+            seen[id] = n;
+            items.Add(new EvalItem(o, n == 1 ? id : $"{id}#{n}", i, path));
+        }
+        return items;
+    }
+
+    /// <summary>
+    /// The items of <paramref name="split"/>; with <paramref name="limit"/>, the first N (deterministic).
+    /// </summary>
+    /// <exception cref="ConsortException">The split does not exist (names the ones that do).</exception>
+    public IReadOnlyList<EvalItem> GetSplit(string split, int? limit = null)
+    {
+        if (!_splits.TryGetValue(split, out var items))
+            throw new ConsortException($"{FilePath}: no split '{split}'; available: {string.Join(", ", _splits.Keys)}");
+        if (limit is < 0) throw new ConsortException($"limit must be at least 0, got {limit}");
+        return limit is { } n && n < items.Count ? items.Take(n).ToList() : items;
+    }
+}

@@ -1,0 +1,116 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Consort.Evaluation;
+
+/// <summary>summary.json: the scores of one model on one task split, computed from results.jsonl.</summary>
+public sealed record EvalSummary
+{
+    /// <summary>File name inside the output folder.</summary>
+    public const string FileName = "summary.json";
+
+    /// <summary>Model (or collaboration) name.</summary>
+    public required string Model { get; init; }
+    /// <summary>Method ("single" for one model).</summary>
+    public required string Method { get; init; }
+    /// <summary>Member model names.</summary>
+    public required IReadOnlyList<string> Models { get; init; }
+    /// <summary>Task (dataset) name.</summary>
+    public required string Task { get; init; }
+    /// <summary>Task type.</summary>
+    public required string TaskType { get; init; }
+    /// <summary>Scoring mode.</summary>
+    public required string Scoring { get; init; }
+    /// <summary>Split.</summary>
+    public required string Split { get; init; }
+    /// <summary>Items with a result.</summary>
+    public int N { get; init; }
+    /// <summary>Items selected (split after limit).</summary>
+    public int Total { get; init; }
+    /// <summary>Items whose model call failed (scored 0).</summary>
+    public int Errors { get; init; }
+    /// <summary>Mean score.</summary>
+    public double Score { get; init; }
+    /// <summary>95% interval of the mean score.</summary>
+    public ConfidenceInterval? Ci { get; init; }
+    /// <summary>Mean of each further metric (acc_norm, contains, ...).</summary>
+    public IReadOnlyDictionary<string, double> Metrics { get; init; } = new Dictionary<string, double>();
+    /// <summary>Input tokens over all items.</summary>
+    public long InputTokens { get; init; }
+    /// <summary>Output tokens over all items.</summary>
+    public long OutputTokens { get; init; }
+    /// <summary>Cost over all items, when priced.</summary>
+    public decimal? Cost { get; init; }
+    /// <summary>Wall time of this invocation in seconds.</summary>
+    public double WallSeconds { get; init; }
+    /// <summary>Sum of per-item latencies in seconds (all invocations).</summary>
+    public double ItemSeconds { get; init; }
+    /// <summary>Items found already done in the folder when this invocation started.</summary>
+    public int Resumed { get; init; }
+    /// <summary>When this invocation started.</summary>
+    public DateTimeOffset Started { get; init; }
+    /// <summary>When it finished.</summary>
+    public DateTimeOffset Finished { get; init; }
+    /// <summary>True when every selected item has a result.</summary>
+    public bool Complete => N == Total;
+    /// <summary>The output folder.</summary>
+    public string? OutputDirectory { get; init; }
+    /// <summary>The run config, echoed.</summary>
+    public JsonNode? Config { get; init; }
+
+    /// <summary>Summarizes <paramref name="records"/> (only those whose key is in <paramref name="keys"/>, one per key).</summary>
+    public static EvalSummary FromRecords(RunManifest manifest, IReadOnlyList<string> keys, IEnumerable<ResultRecord> records,
+        DateTimeOffset started, DateTimeOffset finished, int resumed, string? outputDirectory)
+    {
+        var wanted = new HashSet<string>(keys, StringComparer.Ordinal);
+        var byKey = new Dictionary<string, ResultRecord>(StringComparer.Ordinal);
+        foreach (var r in records)
+        {
+            if (wanted.Contains(r.Key)) byKey[r.Key] = r;
+        }
+        var list = byKey.Values.ToList();
+        var scores = list.Select(r => r.Score).ToList();
+        var metricNames = list.SelectMany(r => r.Metrics.Keys).Distinct().Order(StringComparer.Ordinal).ToList();
+        var metrics = metricNames.ToDictionary(m => m, m => list.Average(r => r.Metrics.TryGetValue(m, out var v) ? v : 0));
+        return new EvalSummary
+        {
+            Model = manifest.Model,
+            Method = manifest.Method,
+            Models = manifest.Models,
+            Task = manifest.Task,
+            TaskType = manifest.TaskType,
+            Scoring = manifest.Scoring,
+            Split = manifest.Split,
+            N = list.Count,
+            Total = keys.Count,
+            Errors = list.Count(r => r.Error is not null),
+            Score = scores.Count == 0 ? 0 : scores.Average(),
+            Ci = ScoreStatistics.Interval(scores),
+            Metrics = metrics,
+            InputTokens = list.Sum(r => r.InputTokens),
+            OutputTokens = list.Sum(r => r.OutputTokens),
+            Cost = list.Any(r => r.Cost is not null) ? list.Sum(r => r.Cost ?? 0) : null,
+            WallSeconds = (finished - started).TotalSeconds,
+            ItemSeconds = list.Sum(r => r.LatencyMs) / 1000.0,
+            Resumed = resumed,
+            Started = started,
+            Finished = finished,
+            OutputDirectory = outputDirectory,
+            Config = manifest.Config?.DeepClone(),
+        };
+    }
+
+    /// <summary>Writes summary.json into <paramref name="folder"/>.</summary>
+    public void Write(string folder)
+    {
+        var path = Path.Combine(folder, FileName);
+        var tmp = path + ".tmp";
+        File.WriteAllText(tmp, JsonSerializer.Serialize(this, EvalJson.Indented));
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    /// <summary>Reads summary.json from <paramref name="folder"/>.</summary>
+    public static EvalSummary Read(string folder) =>
+        JsonSerializer.Deserialize<EvalSummary>(File.ReadAllText(Path.Combine(folder, FileName)), EvalJson.Options)
+        ?? throw new ConsortException($"{Path.Combine(folder, FileName)}: empty");
+}
