@@ -185,6 +185,14 @@ public sealed unsafe class GgufFile : IDisposable
         return new ReadOnlySpan<byte>(_base + DataOffset + tensor.Offset, checked((int)tensor.ByteSize));
     }
 
+    /// <summary>A slice of a tensor's raw bytes (for tensors over 2 GB, read in chunks).</summary>
+    public ReadOnlySpan<byte> TensorBytes(GgufTensorInfo tensor, long offset, int length)
+    {
+        ObjectDisposedException.ThrowIf(_view is null && Tensors.Count > 0, this);
+        if (offset < 0 || length < 0 || offset + length > tensor.ByteSize) throw new ArgumentOutOfRangeException(nameof(offset), $"slice [{offset}, {offset + length}) outside tensor '{tensor.Name}' ({tensor.ByteSize} bytes)");
+        return new ReadOnlySpan<byte>(_base + DataOffset + tensor.Offset + offset, length);
+    }
+
     /// <summary>Reads a tensor as F32 (F32, F16, BF16 and Q8_0 supported), in GGUF element order.</summary>
     public float[] ReadFloat32(GgufTensorInfo tensor)
     {

@@ -17,6 +17,7 @@ public sealed class GgufWriter : IDisposable
     private readonly BinaryWriter _w;
     private int _next = -1;
     private long _dataStart;
+    private long _partial;
 
     /// <summary>Starts a file for <paramref name="path"/>.</summary>
     public GgufWriter(string path, int alignment = 32)
@@ -76,9 +77,27 @@ public sealed class GgufWriter : IDisposable
         var t = _tensors[_next];
         if (t.Name != name) throw new InvalidOperationException($"expected data of tensor '{t.Name}', got '{name}'");
         if (data.Length != t.ByteSize) throw new ArgumentException($"tensor '{name}': {data.Length} bytes given, {t.ByteSize} expected");
+        if (_partial != 0) throw new InvalidOperationException($"tensor '{t.Name}' is being written in chunks");
         Pad(_dataStart + t.Offset);
         _w.Write(data);
         _next++;
+    }
+
+    /// <summary>
+    /// Appends part of the next tensor's raw bytes, so a large tensor can be streamed without holding it whole;
+    /// the tensor is complete when its declared byte size has been written.
+    /// </summary>
+    public void WriteTensorChunk(string name, ReadOnlySpan<byte> chunk)
+    {
+        if (_next < 0) WriteHeader();
+        if (_next >= _tensors.Count) throw new InvalidOperationException($"tensor '{name}' was not declared");
+        var t = _tensors[_next];
+        if (t.Name != name) throw new InvalidOperationException($"expected data of tensor '{t.Name}', got '{name}'");
+        if (_partial + chunk.Length > t.ByteSize) throw new ArgumentException($"tensor '{name}': {_partial + chunk.Length} bytes given, {t.ByteSize} expected");
+        if (_partial == 0) Pad(_dataStart + t.Offset);
+        _w.Write(chunk);
+        _partial += chunk.Length;
+        if (_partial == t.ByteSize) { _next++; _partial = 0; }
     }
 
     /// <summary>Encodes F32 values to the tensor's declared type and writes them.</summary>
