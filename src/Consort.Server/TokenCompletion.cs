@@ -39,6 +39,13 @@ internal static class TokenCompletion
                 float? lp = lps is null ? null : i >= Math.Max(1, first) ? lps[i - Math.Max(1, first)] : null;
                 echoed.Add(new EmittedToken(promptIds[i], Piece(tok, promptIds, i), lp, null));
             }
+            // SentencePiece tokenizers add a dummy leading space; echo returns the prompt as sent.
+            string joined = string.Concat(echoed.Select(x => x.Text));
+            if (echoed.Count > 0 && joined.Length > prompt.Length && joined.EndsWith(prompt, StringComparison.Ordinal))
+            {
+                int extra = joined.Length - prompt.Length;
+                if (echoed[0].Text.Length >= extra) echoed[0] = echoed[0] with { Text = echoed[0].Text[extra..] };
+            }
         }
 
         var rng = s.Seed is { } seed ? new Random(seed) : new Random();
