@@ -104,8 +104,11 @@ public sealed partial class MultipleChoiceTask : IEvalTaskType
         if (start.Success)
         {
             var l = start.Groups["l"].Value;
-            bool wordLike = start.Groups["after"].Value is var a && a.Length > 0 && char.IsWhiteSpace(a[0]) && (l == "A" || l == "I");
-            if (!wordLike && IsValid(l)) return l;
+            var a = start.Groups["after"].Value;
+            bool space = a.Length > 0 && char.IsWhiteSpace(a[0]);
+            // "A cat..." / "I think..." are words, and a lower-case letter counts only before punctuation ("b)") or alone.
+            bool wordLike = space && (l is "A" or "I" || char.IsLower(l[0]));
+            if (!wordLike && IsValid(l.ToUpperInvariant())) return l.ToUpperInvariant();
         }
 
         string? last = null;
@@ -125,7 +128,7 @@ public sealed partial class MultipleChoiceTask : IEvalTaskType
     private static partial Regex Phrase();
 
     // A letter alone at the start: "B", "B.", "(B)", "B)", "C: ...".
-    [GeneratedRegex(@"^\s*[\(\[]?(?<l>[A-Z])(?<after>[\)\]\.:,]|\s|$)")]
+    [GeneratedRegex(@"^\s*[\(\[]?(?<l>[A-Za-z])(?<after>[\)\]\.:,]|\s|$)")]
     private static partial Regex LeadingLetter();
 
     [GeneratedRegex(@"(?<![A-Za-z0-9'])[A-Z](?![A-Za-z0-9'])")]
