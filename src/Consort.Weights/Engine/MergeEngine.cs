@@ -1,0 +1,169 @@
+using System.Diagnostics;
+using Consort.Formats;
+using Consort.Formats.Gguf;
+using Consort.Formats.Safetensors;
+using Consort.Weights.Config;
+using Consort.Weights.Methods;
+
+namespace Consort.Weights.Engine;
+
+/// <summary>What a merge did.</summary>
+/// <param name="Output">Output path.</param>
+/// <param name="Tensors">Tensors written.</param>
+/// <param name="BytesRead">Input bytes decoded (every pass counted).</param>
+/// <param name="BytesWritten">Output size.</param>
+/// <param name="Seconds">Wall time.</param>
+/// <param name="PeakMemoryBytes">Peak resident memory of the process (VmHWM), or -1 when unknown.</param>
+public sealed record MergeResult(string Output, int Tensors, long BytesRead, long BytesWritten, double Seconds, long PeakMemoryBytes);
+
+/// <summary>Progress of a running merge.</summary>
+/// <param name="Tensor">Tensor just finished.</param>
+/// <param name="Done">Tensors done.</param>
+/// <param name="Total">Tensors in all.</param>
+/// <param name="BytesDone">Output bytes written so far.</param>
+/// <param name="BytesTotal">Output bytes expected.</param>
+public readonly record struct MergeProgress(string Tensor, int Done, int Total, long BytesDone, long BytesTotal);
+
+/// <summary>
+/// The streaming merge engine: validates the inputs (tensor sets, shapes, vocabularies) before any work, then for
+/// each output tensor reads the matching input tensors chunk by chunk from memory-mapped files, runs the method and
+/// streams the result into the output, which is written under a temporary name and renamed when complete.
+/// </summary>
+public static class MergeEngine
+{
+    /// <summary>Default elements per chunk (4 MB of F32 per buffer).</summary>
+    public const int DefaultChunk = 1 << 20;
+
+    /// <summary>Runs <paramref name="config"/> into <paramref name="output"/> (.gguf file or safetensors folder).</summary>
+    public static MergeResult Run(MergeConfig config, string output, IProgress<MergeProgress>? progress = null,
+        CancellationToken ct = default, int chunkElements = DefaultChunk)
+    {
+        var sw = Stopwatch.StartNew();
+        var method = MergeMethodRegistry.Get(config.MergeMethod);
+        CheckModelCounts(config, method);
+        output = Path.GetFullPath(output);
+        var paths = config.AllPaths;
+        if (paths.Contains(output)) throw new ConsortException($"{output}: the output would overwrite an input");
+
+        var sources = new ITensorSource[paths.Count];
+        try
+        {
+            for (int i = 0; i < paths.Count; i++) sources[i] = TensorSources.Open(paths[i]);
+            int baseSource = config.BaseModel is null ? -1 : 0;
+            int[] modelSource = config.Models.Select(m => paths.ToList().IndexOf(m.Path)).ToArray();
+            CheckCompatible(sources);
+            var template = sources[baseSource >= 0 ? baseSource : modelSource[0]];
+            GgmlType? outType = config.OutDtype is null ? null : SafetensorsDType.ParseUser(config.OutDtype);
+            int layers = template.Tensors.Select(t => TensorNames.LayerIndex(t.Name) ?? -1).DefaultIfEmpty(-1).Max() + 1;
+
+            using var sink = MergeOutput.Create(output, template, config.Name ?? Path.GetFileNameWithoutExtension(output));
+            var plan = new List<(TensorEntry Tensor, GgmlType Type)>();
+            foreach (var t in template.Tensors)
+            {
+                var type = OutputType(t, outType, sink);
+                plan.Add((t, type));
+                sink.Declare(t.Name, t.Shape, type);
+            }
+            var mostly = plan.GroupBy(p => p.Type).OrderByDescending(g => g.Sum(p => p.Tensor.ElementCount)).First().Key;
+            sink.SetFileType(mostly);
+
+            long total = plan.Sum(p => GgmlTypes.ByteSize(p.Type, p.Tensor.ElementCount)), written = 0, read = 0;
+            int chunk = Math.Max(32, chunkElements / 32 * 32);
+            var buffers = new List<float[]>();
+            byte[] encoded = new byte[GgmlTypes.ByteSize(GgmlType.F32, chunk)];
+            for (int ti = 0; ti < plan.Count; ti++)
+            {
+                ct.ThrowIfCancellationRequested();
+                var (t, type) = plan[ti];
+                var entries = sources.Select(s => s.Find(t.Name)!).ToArray();
+                long emitted = 0;
+                var job = new TensorJob(t.Name, t.ElementCount, sources, entries, baseSource, modelSource, config, layers, chunk, buffers, span =>
+                {
+                    if (span.Length % GgmlTypes.BlockSize(type) != 0 && emitted + span.Length != t.ElementCount)
+                        throw new InvalidOperationException("output chunk splits a quantization block");
+                    int bytes = (int)GgmlTypes.ByteSize(type, span.Length);
+                    TensorCodec.Encode(type, span, encoded.AsSpan(0, bytes));
+                    sink.Write(t.Name, encoded.AsSpan(0, bytes));
+                    emitted += span.Length;
+                });
+                method.Merge(job);
+                if (emitted != t.ElementCount) throw new InvalidOperationException($"merge method '{method.Name}' emitted {emitted} of {t.ElementCount} elements of '{t.Name}'");
+                read += job.BytesRead;
+                written += GgmlTypes.ByteSize(type, t.ElementCount);
+                progress?.Report(new MergeProgress(t.Name, ti + 1, plan.Count, written, total));
+            }
+            sink.Commit();
+            long size = File.Exists(output) ? new FileInfo(output).Length : Directory.GetFiles(output).Sum(f => new FileInfo(f).Length);
+            return new MergeResult(output, plan.Count, read, size, sw.Elapsed.TotalSeconds, PeakResident());
+        }
+        finally
+        {
+            foreach (var s in sources) s?.Dispose();
+        }
+    }
+
+    private static GgmlType OutputType(TensorEntry t, GgmlType? requested, MergeOutput sink)
+    {
+        // llama.cpp wants 1-D tensors (norms) in F32; quantized inputs are written as F16 unless asked otherwise
+        // (re-quantizing merged weights is a separate step).
+        if (MergeOutput.IsGgufSink(sink) && t.Shape.Length < 2) return GgmlType.F32;
+        var type = requested ?? (t.Type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 ? t.Type : GgmlType.F16);
+        if (type == GgmlType.Q8_0 && (t.Shape[^1] % 32 != 0 || !MergeOutput.IsGgufSink(sink))) type = GgmlType.F16;
+        return type;
+    }
+
+    private static void CheckModelCounts(MergeConfig c, IMergeMethod m)
+    {
+        if (m.RequiresBase && c.BaseModel is null) throw new ConfigException($"merge_method '{m.Name}' needs base_model");
+        int others = c.Models.Count(x => x.Path != c.BaseModel);
+        int count = m.RequiresBase ? others : c.Models.Count;
+        if (count < m.MinModels) throw new ConfigException($"merge_method '{m.Name}' needs at least {m.MinModels} model(s){(m.RequiresBase ? " besides base_model" : "")}, got {count}");
+        if (count > m.MaxModels) throw new ConfigException($"merge_method '{m.Name}' takes at most {m.MaxModels} model(s){(m.RequiresBase ? " besides base_model" : "")}, got {count}");
+        var specs = m.Parameters.Select(p => p.Name).ToHashSet();
+        foreach (var k in c.Parameters.Keys)
+            if (!specs.Contains(k)) throw new ConfigException($"merge_method '{m.Name}' has no parameter '{k}' (it takes: {string.Join(", ", specs)})");
+        foreach (var model in c.Models)
+            foreach (var k in model.Parameters.Keys)
+                if (!specs.Contains(k)) throw new ConfigException($"merge_method '{m.Name}': model '{Path.GetFileName(model.Path)}' has unknown parameter '{k}' (it takes: {string.Join(", ", specs)})");
+    }
+
+    /// <summary>
+    /// Checks before any work: same format, same tensor names, same shapes, same vocabulary. Every problem found is
+    /// reported in one message.
+    /// </summary>
+    public static void CheckCompatible(IReadOnlyList<ITensorSource> sources)
+    {
+        var first = sources[0];
+        var problems = new List<string>();
+        string N(ITensorSource s) => Path.GetFileName(s.Path);
+        foreach (var s in sources.Skip(1))
+        {
+            if (s.Format != first.Format) { problems.Add($"{N(s)} is {s.Format} but {N(first)} is {first.Format}"); continue; }
+            var missing = first.Tensors.Where(t => s.Find(t.Name) is null).Select(t => t.Name).ToList();
+            var extra = s.Tensors.Where(t => first.Find(t.Name) is null).Select(t => t.Name).ToList();
+            if (missing.Count > 0) problems.Add($"{N(s)} lacks {missing.Count} tensor(s): {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? ", ..." : "")}");
+            if (extra.Count > 0) problems.Add($"{N(s)} has {extra.Count} tensor(s) {N(first)} lacks: {string.Join(", ", extra.Take(8))}{(extra.Count > 8 ? ", ..." : "")}");
+            foreach (var t in first.Tensors)
+                if (s.Find(t.Name) is { } o && !o.SameShape(t))
+                    problems.Add($"{t.Name} is {t.ShapeText} in {N(first)} but {o.ShapeText} in {N(s)}");
+            if (first is GgufTensorSource g1 && s is GgufTensorSource g2 && g1.File.Vocabulary is { } v1 && g2.File.Vocabulary is { } v2 && v1 != v2)
+                problems.Add($"{N(s)} has a different vocabulary from {N(first)} ({g2.File.Tokens?.Length} vs {g1.File.Tokens?.Length} tokens, different token texts)");
+        }
+        if (problems.Count > 0)
+            throw new ModelFileException(sources[0].Path, "these models cannot be merged: " + string.Join("; ", problems.Take(24)) + (problems.Count > 24 ? $"; and {problems.Count - 24} more" : ""));
+    }
+
+    /// <summary>Peak resident set size of this process in bytes (Linux VmHWM), or -1.</summary>
+    public static long PeakResident()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                    return long.Parse(line[6..].Trim().Split(' ')[0]) * 1024;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return Environment.WorkingSet > 0 ? Process.GetCurrentProcess().PeakWorkingSet64 : -1;
+    }
+}
