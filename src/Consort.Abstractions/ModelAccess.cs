@@ -40,16 +40,14 @@ public static class ModelAccessExtensions
     }
 
     /// <summary>Names the access in words.</summary>
-    public static string Describe(this ModelAccess access) => access switch
+    public static string Describe(this ModelAccess access)
     {
-        ModelAccess.None => "nothing",
-        ModelAccess.Text => "chat text",
-        ModelAccess.TopKLogprobs => "top-k logprobs",
-        ModelAccess.FullLogits => "full logits",
-        ModelAccess.Weights => "weights",
-        ModelAccess.Tokens => "token distributions (full logits or top-k logprobs)",
-        _ => string.Join(" + ", Enum.GetValues<ModelAccess>()
-            .Where(f => f is not ModelAccess.None and not ModelAccess.Tokens && access.HasFlag(f))
-            .Select(f => f.Describe())),
-    };
+        var parts = new List<string>();
+        if (access.HasFlag(ModelAccess.Text)) parts.Add("chat text");
+        if ((access & ModelAccess.Tokens) == ModelAccess.Tokens) parts.Add("token distributions (full logits or top-k logprobs)");
+        else if (access.HasFlag(ModelAccess.FullLogits)) parts.Add("full logits");
+        else if (access.HasFlag(ModelAccess.TopKLogprobs)) parts.Add("top-k logprobs");
+        if (access.HasFlag(ModelAccess.Weights)) parts.Add("weights");
+        return parts.Count == 0 ? "nothing" : string.Join(" + ", parts);
+    }
 }

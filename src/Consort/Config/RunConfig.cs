@@ -1,0 +1,184 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Consort.Methods;
+
+namespace Consort.Config;
+
+/// <summary>One collaboration (or single model) to evaluate.</summary>
+/// <param name="Name">Name in results and tables.</param>
+/// <param name="Model">What to build.</param>
+public sealed record RunEntry(string Name, ModelSpec Model);
+
+/// <summary>
+/// A run config, in the spirit of MoCo's: <c>{"method", "task", "models": [...], "hyperparameters": {...}}</c>
+/// (MoCo's <c>model_names</c>, <c>task_type</c> and <c>gpu_ids</c> are accepted too). A config may also
+/// list several <c>runs</c> over a shared model pool and ask for <c>baselines</c> (each model alone),
+/// so single models and collaborations are compared side by side on the same items.
+/// </summary>
+public sealed class RunConfig
+{
+    /// <summary>Top-level keys.</summary>
+    public static readonly string[] Keys =
+    [
+        "name", "method", "task", "task_type", "models", "model_names", "hyperparameters", "runs", "baselines",
+        "seed", "concurrency", "split", "limit", "gpu_ids", "description", "collaborations", "server",
+    ];
+    private static readonly string[] RunKeys = ["name", "method", "models", "model_names", "hyperparameters"];
+
+    /// <summary>Config file path (null for configs built in code).</summary>
+    public string? FilePath { get; init; }
+    /// <summary>Folder relative paths resolve against.</summary>
+    public required string BaseDirectory { get; init; }
+    /// <summary>Config name (default: file name).</summary>
+    public required string Name { get; init; }
+    /// <summary>The task node (string or object), or null for configs without a task (serving).</summary>
+    public JsonNode? Task { get; init; }
+    /// <summary>The model pool, by name, in config order.</summary>
+    public required IReadOnlyList<ModelSpec> Models { get; init; }
+    /// <summary>What to evaluate, in order.</summary>
+    public required IReadOnlyList<RunEntry> Runs { get; init; }
+    /// <summary>Seed for sampling and fitting.</summary>
+    public int Seed { get; init; } = 42;
+    /// <summary>Items evaluated concurrently.</summary>
+    public int Concurrency { get; init; } = 4;
+    /// <summary>Default split (CLI overrides).</summary>
+    public string? Split { get; init; }
+    /// <summary>Default item limit (CLI overrides).</summary>
+    public int? Limit { get; init; }
+    /// <summary>The raw JSON (echoed into results).</summary>
+    public required JsonObject Raw { get; init; }
+
+    /// <summary>Reads and parses a config file.</summary>
+    public static RunConfig Load(string path)
+    {
+        path = Path.GetFullPath(path);
+        if (!File.Exists(path)) throw new ConfigException($"config file not found: {path}");
+        JsonNode? node;
+        try
+        {
+            node = JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException e)
+        {
+            throw new ConfigException($"{path}: invalid JSON at line {(e.LineNumber ?? 0) + 1}, position {(e.BytePositionInLine ?? 0) + 1}: {e.Message.Split(" LineNumber")[0]}", e);
+        }
+        if (node is not JsonObject obj) throw new ConfigException($"{path}: a config must be a JSON object");
+        return Parse(obj, Path.GetDirectoryName(path)!, Path.GetFileNameWithoutExtension(path), path);
+    }
+
+    /// <summary>Parses a config object.</summary>
+    public static RunConfig Parse(JsonObject obj, string baseDirectory, string defaultName = "run", string? filePath = null)
+    {
+        string where = filePath is null ? "config" : Path.GetFileName(filePath);
+        foreach (var (key, _) in obj)
+            if (!Keys.Contains(key))
+                throw new ConfigException($"{where}: unknown key '{key}'; valid keys: {string.Join(", ", Keys)}");
+
+        string name = Get<string>(obj, "name", where) ?? defaultName;
+        var modelsNode = obj["models"] ?? obj["model_names"];
+        if (obj["models"] is not null && obj["model_names"] is not null)
+            throw new ConfigException($"{where}: give either 'models' or 'model_names', not both");
+        var pool = new List<ModelSpec>();
+        var byName = new Dictionary<string, ModelSpec>(StringComparer.Ordinal);
+        if (modelsNode is JsonArray arr)
+        {
+            for (int i = 0; i < arr.Count; i++)
+            {
+                var spec = ModelReferences.Parse(arr[i], baseDirectory, byName, $"{where}: models[{i}]");
+                if (!byName.TryAdd(spec.Name, spec))
+                    throw new ConfigException($"{where}: two models are named '{spec.Name}'; give them distinct \"name\"s");
+                pool.Add(spec);
+            }
+        }
+        else if (modelsNode is not null) throw new ConfigException($"{where}: 'models' must be a list");
+
+        var runs = new List<RunEntry>();
+        bool baselines = Get<bool?>(obj, "baselines", where) ?? false;
+        if (baselines)
+            foreach (var m in pool) runs.Add(new RunEntry(m.Name, m));
+
+        if (obj["method"] is not null)
+        {
+            string method = Get<string>(obj, "method", where)!;
+            MethodRegistry.Get(method); // unknown method: fail now, listing the valid ones
+            if (pool.Count == 0) throw new ConfigException($"{where}: method '{method}' needs 'models'");
+            var hp = obj["hyperparameters"] as JsonObject ?? (obj["hyperparameters"] is null ? new JsonObject() : throw new ConfigException($"{where}: 'hyperparameters' must be an object"));
+            string runName = obj["runs"] is null && !baselines ? name : method;
+            var spec = method.Equals("single_model", StringComparison.OrdinalIgnoreCase) && pool.Count == 1 && hp.Count == 0
+                ? pool[0]
+                : new CollaborationSpec(runName, method, pool, (JsonObject)hp.DeepClone());
+            runs.Add(new RunEntry(spec.Name, spec));
+        }
+        else if (obj["hyperparameters"] is not null && obj["runs"] is null)
+            throw new ConfigException($"{where}: 'hyperparameters' given without a 'method'");
+
+        if (obj["runs"] is JsonArray runArr)
+        {
+            for (int i = 0; i < runArr.Count; i++)
+            {
+                string at = $"{where}: runs[{i}]";
+                if (runArr[i] is JsonValue v && v.TryGetValue<string>(out var refName))
+                {
+                    var m = ModelReferences.Parse(v, baseDirectory, byName, at);
+                    runs.Add(new RunEntry(m.Name, m));
+                    continue;
+                }
+                if (runArr[i] is not JsonObject r) throw new ConfigException($"{at}: a run must be an object or a model name");
+                ModelReferences.CheckKeys(r, RunKeys, Get<string>(r, "name", at) ?? "run", at);
+                var runObj = (JsonObject)r.DeepClone();
+                if (runObj["models"] is null && runObj["model_names"] is null)
+                    runObj["models"] = new JsonArray(pool.Select(p => (JsonNode)JsonValue.Create(p.Name)!).ToArray());
+                var spec = ModelReferences.Parse(runObj, baseDirectory, byName, at);
+                if (spec is CollaborationSpec c) MethodRegistry.Get(c.Method);
+                runs.Add(new RunEntry(spec.Name, spec));
+            }
+        }
+        else if (obj["runs"] is not null) throw new ConfigException($"{where}: 'runs' must be a list");
+
+        var duplicate = runs.GroupBy(r => r.Name).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null) throw new ConfigException($"{where}: two runs are named '{duplicate.Key}'; give them distinct \"name\"s");
+
+        JsonNode? task = obj["task"]?.DeepClone();
+        if (obj["task_type"] is JsonNode tt)
+        {
+            task = task switch
+            {
+                JsonValue tv when tv.TryGetValue<string>(out var ds) => new JsonObject { ["dataset"] = ds, ["task_type"] = tt.DeepClone() },
+                JsonObject to => WithTaskType(to, tt),
+                null => throw new ConfigException($"{where}: 'task_type' given without a 'task'"),
+                _ => task,
+            };
+        }
+
+        return new RunConfig
+        {
+            FilePath = filePath,
+            BaseDirectory = baseDirectory,
+            Name = name,
+            Task = task,
+            Models = pool,
+            Runs = runs,
+            Seed = Get<int?>(obj, "seed", where) ?? 42,
+            Concurrency = Math.Max(1, Get<int?>(obj, "concurrency", where) ?? 4),
+            Split = Get<string>(obj, "split", where),
+            Limit = Get<int?>(obj, "limit", where),
+            Raw = obj,
+        };
+    }
+
+    private static JsonObject WithTaskType(JsonObject task, JsonNode taskType)
+    {
+        task["task_type"] ??= taskType.DeepClone();
+        return task;
+    }
+
+    internal static T? Get<T>(JsonObject o, string key, string where)
+    {
+        if (o[key] is not { } node) return default;
+        try { return node.Deserialize<T>(); }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            throw new ConfigException($"{where}: '{key}' has the wrong type ({node.ToJsonString()}; expected {typeof(T).Name.Replace("Nullable`1", Nullable.GetUnderlyingType(typeof(T))?.Name ?? "")})", e);
+        }
+    }
+}
