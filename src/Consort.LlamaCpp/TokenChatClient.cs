@@ -111,6 +111,9 @@ public class TokenChatClient : IChatClient
         }
     }
 
+    /// <summary>Hook for subclasses to fill in default options (e.g. a method's generation settings).</summary>
+    protected virtual ChatOptions? PrepareOptions(ChatOptions? options) => options;
+
     /// <summary>Hook for subclasses to add facts (traces) to a finished non-streaming response.</summary>
     protected virtual void OnCompleted(ChatResponse response, GenerationResult result) { }
 
@@ -122,6 +125,7 @@ public class TokenChatClient : IChatClient
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var sw = Stopwatch.StartNew();
+        options = PrepareOptions(options);
         var prompt = _encoder.EncodePrompt(messages);
         int maxTokens = options?.MaxOutputTokens ?? DefaultMaxOutputTokens;
         if (maxTokens < 0) throw new ConsortException($"max output tokens must not be negative, got {maxTokens}");

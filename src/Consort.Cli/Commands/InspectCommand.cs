@@ -1,0 +1,113 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Consort.Formats.Gguf;
+using Spectre.Console;
+
+namespace Consort.Cli.Commands;
+
+/// <summary><c>consort inspect MODEL.gguf</c>: what a GGUF file holds, read and validated in managed code.</summary>
+public sealed class InspectCommand : ICliCommand
+{
+    private static readonly Dictionary<long, string> FileTypes = new()
+    {
+        [0] = "F32", [1] = "F16", [2] = "Q4_0", [3] = "Q4_1", [7] = "Q8_0", [8] = "Q5_0", [9] = "Q5_1", [10] = "Q2_K",
+        [11] = "Q3_K_S", [12] = "Q3_K_M", [13] = "Q3_K_L", [14] = "Q4_K_S", [15] = "Q4_K_M", [16] = "Q5_K_S", [17] = "Q5_K_M",
+        [18] = "Q6_K", [19] = "IQ2_XXS", [20] = "IQ2_XS", [24] = "IQ1_S", [25] = "IQ4_NL", [30] = "IQ4_XS", [32] = "BF16", [38] = "MXFP4_MOE",
+    };
+
+    /// <inheritdoc />
+    public Command Build()
+    {
+        var model = new Argument<string>("model") { Description = "A .gguf model or LoRA adapter file." };
+        var json = new Option<bool>("--json") { Description = "Print JSON." };
+        var cmd = new Command("inspect", "Show a GGUF file's architecture, size, vocabulary, tensors and what Consort can do with it.");
+        cmd.Arguments.Add(model);
+        cmd.Options.Add(json);
+        cmd.SetAction(pr =>
+        {
+            var report = Inspect(pr.GetValue(model)!);
+            if (pr.GetValue(json))
+                Console.WriteLine(report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            else
+                Print(report);
+            return 0;
+        });
+        return cmd;
+    }
+
+    /// <summary>Reads <paramref name="path"/> (throws <see cref="ModelFileException"/> for a bad file) into a JSON report.</summary>
+    public static JsonObject Inspect(string path)
+    {
+        using var g = GgufFile.Open(path);
+        string? arch = g.Architecture;
+        long? Int(string key) => arch is null ? null : g.GetInt($"{arch}.{key}");
+        bool adapter = g.FileKind == "adapter";
+        var vocab = g.Vocabulary;
+        long? ftype = g.GetInt("general.file_type");
+        var typeCounts = g.Tensors.GroupBy(t => t.Type).OrderByDescending(x => x.Count())
+            .ToDictionary(x => x.Key.ToString(), x => x.Count());
+        string fileType = ftype is { } f ? FileTypes.GetValueOrDefault(f, $"type {f}") : typeCounts.Keys.FirstOrDefault() ?? "-";
+        var access = adapter ? ModelAccess.Weights : ModelAccess.Text | ModelAccess.FullLogits | ModelAccess.Weights;
+        var caps = new JsonArray(Enum.GetValues<ModelAccess>().Where(a => a is not ModelAccess.None and not ModelAccess.Tokens && access.HasFlag(a))
+            .Select(a => (JsonNode)JsonValue.Create(a.Describe())!).ToArray());
+        return new JsonObject
+        {
+            ["path"] = g.Path,
+            ["name"] = g.GetString("general.name"),
+            ["kind"] = adapter ? "lora_adapter" : "model",
+            ["gguf_version"] = g.Version,
+            ["size_bytes"] = g.Length,
+            ["architecture"] = arch,
+            ["parameters"] = g.ParameterCount,
+            ["layers"] = Int("block_count"),
+            ["embedding"] = Int("embedding_length"),
+            ["heads"] = Int("attention.head_count"),
+            ["kv_heads"] = Int("attention.head_count_kv"),
+            ["feed_forward"] = Int("feed_forward_length"),
+            ["context_length"] = Int("context_length"),
+            ["vocabulary"] = vocab is null ? null : new JsonObject { ["size"] = vocab.Size, ["kind"] = vocab.Kind, ["sha256"] = vocab.Hash },
+            ["chat_template"] = g.GetString("tokenizer.chat_template") is { Length: > 0 },
+            ["file_type"] = fileType,
+            ["tensor_count"] = g.Tensors.Count,
+            ["tensor_types"] = new JsonObject(typeCounts.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+            ["lora_alpha"] = adapter ? g.GetFloat("adapter.lora.alpha") : null,
+            ["capabilities"] = caps,
+        };
+    }
+
+    private static void Print(JsonObject r)
+    {
+        var t = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(Path.GetFileName((string)r["path"]!)));
+        t.AddColumn("property");
+        t.AddColumn("value");
+        void Row(string k, object? v) => t.AddRow(Markup.Escape(k), Markup.Escape(v switch
+        {
+            null => "-",
+            long l => l.ToString("N0", CultureInfo.InvariantCulture),
+            _ => v.ToString() ?? "-",
+        }));
+        long? L(string k) => r[k] is JsonValue v && v.TryGetValue<long>(out var x) ? x : null;
+        Row("path", (string?)r["path"]);
+        Row("name", (string?)r["name"]);
+        Row("kind", (string?)r["kind"]);
+        Row("architecture", (string?)r["architecture"]);
+        Row("parameters", L("parameters"));
+        Row("layers", L("layers"));
+        Row("embedding", L("embedding"));
+        Row("heads (kv)", r["heads"] is null ? null : $"{L("heads")} ({L("kv_heads")?.ToString() ?? "-"})");
+        Row("feed forward", L("feed_forward"));
+        Row("context length", L("context_length"));
+        if (r["vocabulary"] is JsonObject v)
+            Row("vocabulary", $"{(int)v["size"]!} tokens, {(string?)v["kind"] ?? "?"}, sha256 {((string)v["sha256"]!)[..16]}…");
+        else Row("vocabulary", null);
+        Row("chat template", (bool)r["chat_template"]! ? "yes" : "no");
+        Row("file type", (string?)r["file_type"]);
+        Row("tensors", $"{L("tensor_count")} ({string.Join(", ", ((JsonObject)r["tensor_types"]!).Select(kv => $"{kv.Key} x{kv.Value}"))})");
+        Row("size", $"{L("size_bytes")!.Value / 1024.0 / 1024.0:0.00} MiB");
+        if (r["lora_alpha"] is not null) Row("LoRA alpha", (double)r["lora_alpha"]!);
+        Row("capabilities", string.Join(", ", ((JsonArray)r["capabilities"]!).Select(c => (string?)c)));
+        AnsiConsole.Write(t);
+    }
+}

@@ -1,0 +1,244 @@
+using System.Diagnostics;
+using Consort.LlamaCpp;
+using Microsoft.Extensions.AI;
+
+namespace Consort.Methods.Logit;
+
+/// <summary>
+/// <c>logit_fusion</c>: decode with a weighted combination of the members' next-token distributions
+/// (a mixture of probabilities or a product of experts). Members must share one vocabulary. Weights can
+/// be fitted on dev data to minimize the fused model's loss on the gold answers. The result offers chat
+/// and token access, so fusions nest and can be scored.
+/// </summary>
+public sealed class LogitFusionMethod : ICollaborationMethod
+{
+    /// <inheritdoc />
+    public string Name => "logit_fusion";
+    /// <inheritdoc />
+    public CollaborationLevel Level => CollaborationLevel.Logit;
+    /// <inheritdoc />
+    public string Description => "Decode with a weighted mixture (or product) of the members' next-token distributions.";
+    /// <inheritdoc />
+    public ModelAccess Requires => ModelAccess.Tokens;
+    /// <inheritdoc />
+    public bool RequiresSharedVocabulary => true;
+    /// <inheritdoc />
+    public int MinModels => 2;
+    /// <inheritdoc />
+    public int MaxModels => int.MaxValue;
+    /// <inheritdoc />
+    public IReadOnlyList<HyperparameterSpec> Hyperparameters =>
+    [
+        new("weights", "float[]", null, "One weight per model (default uniform)."),
+        new("combine", "string", "\"prob\"", "\"prob\": weighted mixture of probabilities; \"logprob\": weighted sum of log-probabilities (product of experts)."),
+        new("fit_weights", "bool", "false", "Fit the weights on the dev split to minimize the loss of the gold answers (EM for \"prob\", a grid for \"logprob\")."),
+        new("max_tokens", "int", "256", "Most tokens generated per call."),
+    ];
+
+    /// <inheritdoc />
+    public async Task<ConsortModel> CreateAsync(MethodContext context, CancellationToken cancellationToken = default)
+    {
+        var models = context.Models;
+        var h = context.Hyperparameters;
+        if (models.Count < MinModels) throw new ConfigException($"method '{Name}' needs at least {MinModels} models, got {models.Count}");
+        foreach (var m in models)
+            if (m.Tokens is null)
+                throw new ConfigException($"method '{Name}' needs token distributions from model '{m.Name}', which offers only {m.Descriptor.AccessDescription}");
+        CheckSharedVocabulary(models.Select(m => m.Descriptor).ToList());
+
+        var combine = h.Get("combine", "prob").ToLowerInvariant() switch
+        {
+            "prob" or "probability" or "mixture" => FusionCombine.Prob,
+            "logprob" or "log_prob" or "product" => FusionCombine.LogProb,
+            var other => throw new ConfigException($"method '{Name}': combine must be \"prob\" or \"logprob\", got \"{other}\""),
+        };
+        double[] weights;
+        if (h.Has("weights"))
+        {
+            weights = h.Get<double[]>("weights", []);
+            if (weights.Length != models.Count)
+                throw new ConfigException($"method '{Name}': 'weights' has {weights.Length} values for {models.Count} models ({string.Join(", ", models.Select(m => m.Name))})");
+        }
+        else weights = Enumerable.Repeat(1.0 / models.Count, models.Count).ToArray();
+
+        var members = models.Select(m => m.Tokens!).ToList();
+        var encoder = models[0].Chat.GetService(typeof(IChatPromptEncoder)) as IChatPromptEncoder
+                      ?? new PlainPromptEncoder(members[0].Tokenizer, members[0].Tokenizer.Bos is not null);
+
+        if (h.Get("fit_weights", false))
+        {
+            if (context.Dev is not { Examples.Count: > 0 } dev)
+                throw new ConfigException($"method '{Name}': fit_weights needs dev examples (run it with a task that has a dev split)");
+            var data = new List<(int[] Prompt, int[] Continuation)>();
+            foreach (var ex in dev.Examples.Take(MaxFitExamples))
+            {
+                var cont = members[0].Tokenizer.Encode(ex.Gold);
+                if (cont.Length == 0) continue;
+                data.Add((encoder.EncodePrompt(ex.Messages), cont.Length > MaxFitTokens ? cont[..MaxFitTokens] : cont));
+            }
+            if (data.Count == 0) throw new ConfigException($"method '{Name}': fit_weights found no dev example with a non-empty gold answer");
+            var sw = Stopwatch.StartNew();
+            weights = await FitWeightsAsync(members, data, combine, cancellationToken).ConfigureAwait(false);
+            context.Log?.Invoke($"{context.Name}: fitted weights [{string.Join(", ", weights.Select(w => w.ToString("0.###")))}] on {data.Count} dev examples in {sw.Elapsed.TotalSeconds:0.0}s");
+        }
+
+        var fused = new FusedTokenModel(context.Name, members, weights, combine);
+        var settings = GenerationSettings.From(h);
+        var chat = new FusionChatClient(fused, encoder, settings, models, context.Seed);
+        return new ConsortModel(fused.Descriptor, chat, fused, models, Name, fused);
+    }
+
+    /// <summary>Most dev examples and gold tokens used for fitting (bounds time and memory).</summary>
+    public const int MaxFitExamples = 64, MaxFitTokens = 64;
+
+    /// <summary>Throws the shared-vocabulary error naming both models, their vocabularies and the method.</summary>
+    public static void CheckSharedVocabulary(IReadOnlyList<ModelDescriptor> members)
+    {
+        var first = members[0];
+        foreach (var m in members.Skip(1))
+        {
+            if (first.Vocabulary is null || m.Vocabulary is null || first.Vocabulary.Hash != m.Vocabulary.Hash || first.Vocabulary.Size != m.Vocabulary.Size)
+                throw new ConfigException($"logit_fusion needs models that share one vocabulary: '{first.Name}' has {first.Vocabulary?.ToString() ?? "no visible vocabulary"}, " +
+                                          $"'{m.Name}' has {m.Vocabulary?.ToString() ?? "no visible vocabulary"}");
+        }
+    }
+
+    /// <summary>
+    /// Fits weights that minimize the fused negative log-likelihood of each continuation after its prompt.
+    /// Mixture ("prob"): EM on the mixture weights (each member's token log-probs are computed once).
+    /// Product of experts ("logprob"): the best point of a simplex grid (step 0.05 for two models, 0.1 for more).
+    /// </summary>
+    public static async Task<double[]> FitWeightsAsync(IReadOnlyList<ITokenModel> members, IReadOnlyList<(int[] Prompt, int[] Continuation)> data,
+        FusionCombine combine, CancellationToken cancellationToken = default)
+    {
+        int n = members.Count;
+        if (combine == FusionCombine.Prob)
+        {
+            // lp[i][token] over all tokens of all examples.
+            var lp = new List<float>[n];
+            for (int i = 0; i < n; i++) lp[i] = [];
+            foreach (var (prompt, cont) in data)
+                for (int i = 0; i < n; i++)
+                    lp[i].AddRange(await members[i].ScoreAsync(prompt, cont, cancellationToken).ConfigureAwait(false));
+            int T = lp[0].Count;
+            var w = Enumerable.Repeat(1.0 / n, n).ToArray();
+            var r = new double[n];
+            for (int iter = 0; iter < 200; iter++)
+            {
+                var next = new double[n];
+                for (int t = 0; t < T; t++)
+                {
+                    double max = double.NegativeInfinity;
+                    for (int i = 0; i < n; i++) max = Math.Max(max, lp[i][t]);
+                    double z = 0;
+                    for (int i = 0; i < n; i++) z += r[i] = w[i] * Math.Exp(lp[i][t] - max);
+                    if (z <= 0) continue;
+                    for (int i = 0; i < n; i++) next[i] += r[i] / z;
+                }
+                double sum = next.Sum();
+                if (sum <= 0) break;
+                double change = 0;
+                for (int i = 0; i < n; i++) { next[i] /= sum; change = Math.Max(change, Math.Abs(next[i] - w[i])); }
+                w = next;
+                if (change < 1e-6) break;
+            }
+            return w;
+        }
+
+        // Product of experts: full distributions at every position, then a grid search.
+        var positions = new List<(float[][] MemberLogProbs, int Target)>();
+        foreach (var (prompt, cont) in data)
+        {
+            var seqs = new ITokenSequence[n];
+            try
+            {
+                for (int i = 0; i < n; i++) seqs[i] = await members[i].StartAsync(prompt, cancellationToken).ConfigureAwait(false);
+                for (int t = 0; t < cont.Length; t++)
+                {
+                    positions.Add((seqs.Select(s => s.Next.LogProbabilities()).ToArray(), cont[t]));
+                    if (t + 1 < cont.Length)
+                        for (int i = 0; i < n; i++) await seqs[i].AppendAsync([cont[t]], cancellationToken).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                foreach (var s in seqs) s?.Dispose();
+            }
+        }
+        double step = n == 2 ? 0.05 : 0.1;
+        double[]? best = null;
+        double bestLoss = double.PositiveInfinity;
+        foreach (var w in SimplexGrid(n, (int)Math.Round(1 / step)))
+        {
+            double loss = 0;
+            foreach (var (mlp, target) in positions)
+            {
+                var logits = FusedTokenModel.CombineLogProbs(mlp, w, FusionCombine.LogProb);
+                var norm = new float[logits.Length];
+                TokenMath.LogSoftmax(logits, norm);
+                loss -= norm[target];
+            }
+            if (loss < bestLoss) { bestLoss = loss; best = w; }
+        }
+        return best!;
+    }
+
+    private static IEnumerable<double[]> SimplexGrid(int n, int parts)
+    {
+        var cur = new int[n];
+        IEnumerable<double[]> Rec(int i, int left)
+        {
+            if (i == n - 1)
+            {
+                cur[i] = left;
+                yield return cur.Select(c => (double)c / parts).ToArray();
+                yield break;
+            }
+            for (int k = 0; k <= left; k++)
+            {
+                cur[i] = k;
+                foreach (var w in Rec(i + 1, left - k)) yield return w;
+            }
+        }
+        return Rec(0, parts);
+    }
+
+    /// <summary>Chat over the fused token model; traces one entry per member plus the combined output.</summary>
+    private sealed class FusionChatClient(FusedTokenModel fused, IChatPromptEncoder encoder, GenerationSettings settings,
+        IReadOnlyList<ConsortModel> models, int seed) : TokenChatClient(fused, encoder, seed)
+    {
+        protected override ChatOptions? PrepareOptions(ChatOptions? options) => settings.Apply(options);
+
+        protected override void OnCompleted(ChatResponse response, GenerationResult result)
+        {
+            if (result.Sequence is not FusedSequence seq) return;
+            var trace = new CallTrace();
+            for (int i = 0; i < models.Count; i++)
+            {
+                var s = seq.Stats[i];
+                trace.Add(new TraceEntry
+                {
+                    Model = models[i].Name,
+                    Role = "member",
+                    InputTokens = s.InputTokens,
+                    OutputTokens = s.OutputTokens,
+                    LatencyMs = s.Elapsed.TotalMilliseconds,
+                    Cost = models[i].Descriptor.CostOf(s.InputTokens, s.OutputTokens),
+                    Data = new() { ["weight"] = fused.Weights[i], ["combine"] = fused.Combine.ToString().ToLowerInvariant() },
+                });
+            }
+            trace.Add(new TraceEntry
+            {
+                Model = fused.Descriptor.Name,
+                Role = "combined",
+                Output = result.Text,
+                LatencyMs = result.Elapsed.TotalMilliseconds,
+                Data = new() { ["tokens"] = result.Tokens.Count },
+            });
+            var usage = response.Usage;
+            response.WithTrace(trace);
+            // Keep the fused call's own token counts visible next to the members' totals.
+            response.AdditionalProperties!["consort.fused_usage"] = usage;
+        }
+    }
+}
