@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 
 namespace Consort.Server;
@@ -27,6 +29,54 @@ public sealed class ServerOptions
     public int MaxConcurrentRequests { get; init; } = 8;
     /// <summary>Least log level written to the console.</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>Keys accepted by <see cref="FromJson"/>.</summary>
+    public static readonly IReadOnlyList<string> JsonKeys =
+    [
+        "urls", "api_keys_file", "max_body_bytes", "max_tokens", "default_max_tokens", "max_messages", "request_timeout_s",
+        "max_concurrent_requests", "log_level",
+    ];
+
+    /// <summary>
+    /// Reads the <c>"server"</c> object of a serve config (null = defaults). Relative <c>api_keys_file</c> paths resolve
+    /// against <paramref name="baseDirectory"/>; <paramref name="urlsOverride"/> (from the command line) wins over <c>urls</c>.
+    /// Keys themselves are not accepted inline so that configs can be shared: use a keys file or <c>CONSORT_API_KEYS</c>.
+    /// </summary>
+    public static ServerOptions FromJson(JsonObject? server, string baseDirectory, string? urlsOverride = null)
+    {
+        server ??= new JsonObject();
+        foreach (var (key, _) in server)
+            if (!JsonKeys.Contains(key))
+                throw new ConfigException($"server: unknown key '{key}'; valid keys: {string.Join(", ", JsonKeys)}");
+        var d = new ServerOptions();
+        string? keysFile = Get<string>(server, "api_keys_file");
+        var o = new ServerOptions
+        {
+            Urls = urlsOverride ?? Get<string>(server, "urls") ?? d.Urls,
+            ApiKeysFile = keysFile is null ? null : Path.GetFullPath(keysFile, baseDirectory),
+            MaxBodyBytes = Get<long?>(server, "max_body_bytes") ?? d.MaxBodyBytes,
+            MaxTokens = Get<int?>(server, "max_tokens") ?? d.MaxTokens,
+            DefaultMaxTokens = Get<int?>(server, "default_max_tokens") ?? d.DefaultMaxTokens,
+            MaxMessages = Get<int?>(server, "max_messages") ?? d.MaxMessages,
+            RequestTimeout = Get<double?>(server, "request_timeout_s") is { } t ? TimeSpan.FromSeconds(t) : d.RequestTimeout,
+            MaxConcurrentRequests = Get<int?>(server, "max_concurrent_requests") ?? d.MaxConcurrentRequests,
+            MinimumLogLevel = Get<string>(server, "log_level") is { } lvl
+                ? Enum.TryParse<LogLevel>(lvl, true, out var l) ? l : throw new ConfigException($"server: 'log_level' '{lvl}' is not one of {string.Join(", ", Enum.GetNames<LogLevel>())}")
+                : d.MinimumLogLevel,
+        };
+        o.Validate();
+        return o;
+    }
+
+    private static T? Get<T>(JsonObject o, string key)
+    {
+        if (!o.TryGetPropertyValue(key, out var n) || n is null) return default;
+        try { return n.Deserialize<T>(); }
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
+        {
+            throw new ConfigException($"server: '{key}' has the wrong type ({n.ToJsonString()})", e);
+        }
+    }
 
     /// <summary>Checks ranges.</summary>
     public void Validate()
