@@ -37,6 +37,24 @@ public sealed class EvalDataset
         return LoadFile(path);
     }
 
+    /// <summary>Environment variable with extra dataset folders (separated by the platform's path separator).</summary>
+    public const string FoldersVariable = "CONSORT_DATASETS";
+
+    /// <summary>
+    /// The usual search folders, in order: the config file's folder (when given), the folders in
+    /// <c>CONSORT_DATASETS</c>, then <c>../shared/datasets</c> relative to <paramref name="repoRoot"/>.
+    /// </summary>
+    public static IReadOnlyList<string> DefaultSearchFolders(string repoRoot, string? configFolder = null)
+    {
+        var folders = new List<string>();
+        if (!string.IsNullOrWhiteSpace(configFolder)) folders.Add(Path.GetFullPath(configFolder));
+        var env = Environment.GetEnvironmentVariable(FoldersVariable);
+        if (!string.IsNullOrWhiteSpace(env))
+            folders.AddRange(env.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Path.GetFullPath));
+        folders.Add(Path.GetFullPath(Path.Combine(repoRoot, "..", "shared", "datasets")));
+        return folders.Distinct().ToList();
+    }
+
     /// <summary>Names (file stems) of the datasets in <paramref name="folders"/>, sorted.</summary>
     public static IReadOnlyList<string> AvailableNames(IEnumerable<string> folders) =>
         folders.Where(Directory.Exists)

@@ -34,7 +34,7 @@ public static class EvalRunner
             throw new ConfigException($"task '{task.Name}': scoring '{task.Options.Scoring}' needs token access, but model '{model.Name}' offers only {model.Descriptor.AccessDescription}");
 
         var split = options.Split ?? task.DefaultSplit;
-        var items = task.GetItems(split, options.Limit);
+        var items = task.GetItems(split, options.Limit, out var skipped);
         var keys = items.Select(i => i.Key).ToList();
         var started = DateTimeOffset.UtcNow;
         var folder = Path.GetFullPath(options.OutputDirectory);
@@ -69,7 +69,8 @@ public static class EvalRunner
         {
             // Always leave a summary of what is on disk, also after cancellation or an abort.
             results.Dispose();
-            var summary = EvalSummary.FromRecords(manifest, keys, ResultsFile.Read(resultsPath), started, DateTimeOffset.UtcNow, resumed, folder);
+            var summary = EvalSummary.FromRecords(manifest, keys, ResultsFile.Read(resultsPath), started, DateTimeOffset.UtcNow, resumed, folder)
+                with { Skipped = skipped.Count };
             summary.Write(folder);
         }
         return EvalSummary.Read(folder);

@@ -27,6 +27,8 @@ public sealed record EvalSummary
     public int N { get; init; }
     /// <summary>Items selected (split after limit).</summary>
     public int Total { get; init; }
+    /// <summary>Items left out because they have no gold value (e.g. "output": null).</summary>
+    public int Skipped { get; init; }
     /// <summary>Items whose model call failed (scored 0).</summary>
     public int Errors { get; init; }
     /// <summary>Mean score.</summary>

@@ -46,11 +46,29 @@ public sealed class EvalTask
         return new EvalTask(dataset, type, options);
     }
 
-    /// <summary>The items of a split (first <paramref name="limit"/>), each checked for the fields the type needs.</summary>
-    public IReadOnlyList<EvalItem> GetItems(string? split = null, int? limit = null)
+    /// <summary>The items of a split (the first <paramref name="limit"/> scorable ones), each checked for the fields the type needs.</summary>
+    public IReadOnlyList<EvalItem> GetItems(string? split = null, int? limit = null) => GetItems(split, limit, out _);
+
+    /// <summary>
+    /// The items of a split, first <paramref name="limit"/> in file order; items without a gold value
+    /// (<see cref="IEvalTaskType.LacksGold"/>) are left out and their keys returned in <paramref name="skipped"/>.
+    /// </summary>
+    /// <exception cref="ConsortException">Missing split, or an item missing a field the type needs (file, id, field).</exception>
+    public IReadOnlyList<EvalItem> GetItems(string? split, int? limit, out IReadOnlyList<string> skipped)
     {
-        var items = Dataset.GetSplit(split ?? DefaultSplit, limit ?? Options.Limit);
-        foreach (var item in items) Type.Validate(item);
+        var all = Dataset.GetSplit(split ?? DefaultSplit);
+        var max = limit ?? Options.Limit;
+        if (max is < 0) throw new ConsortException($"limit must be at least 0, got {max}");
+        var items = new List<EvalItem>();
+        var left = new List<string>();
+        foreach (var item in all)
+        {
+            if (max is { } m && items.Count >= m) break;
+            if (Type.LacksGold(item)) { left.Add(item.Key); continue; }
+            Type.Validate(item);
+            items.Add(item);
+        }
+        skipped = left;
         return items;
     }
 

@@ -23,6 +23,9 @@ public sealed class ExactMatchTask : IEvalTaskType
     }
 
     /// <inheritdoc />
+    public bool LacksGold(EvalItem item) => item.Fields.ContainsKey("output") && item.Output is null;
+
+    /// <inheritdoc />
     public string Gold(EvalItem item) => item.GoldList[0];
 
     /// <inheritdoc />

@@ -37,6 +37,9 @@ public sealed partial class F1MatchTask : IEvalTaskType
     }
 
     /// <inheritdoc />
+    public bool LacksGold(EvalItem item) => item.Fields.ContainsKey("output") && item.Output is null;
+
+    /// <inheritdoc />
     public string Gold(EvalItem item) => item.GoldList[0];
 
     /// <inheritdoc />

@@ -21,6 +21,11 @@ public interface IEvalTaskType
     /// <summary>Checks that the item has the fields this type needs.</summary>
     /// <exception cref="ConsortException">Names the file, item id and field.</exception>
     void Validate(EvalItem item);
+    /// <summary>
+    /// True when the item is well formed but has no gold to score against (a few math items have
+    /// <c>"output": null</c>): such items are skipped and counted, not an error.
+    /// </summary>
+    bool LacksGold(EvalItem item);
     /// <summary>The gold answer as text, for results and fit examples.</summary>
     string Gold(EvalItem item);
     /// <summary>Scores a model output against the item's gold.</summary>

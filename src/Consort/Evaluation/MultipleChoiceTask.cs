@@ -33,6 +33,9 @@ public sealed partial class MultipleChoiceTask : IEvalTaskType
     }
 
     /// <inheritdoc />
+    public bool LacksGold(EvalItem item) => false; // a missing answer is a malformed item
+
+    /// <inheritdoc />
     public string Gold(EvalItem item) => item.Answer!.Trim().ToUpperInvariant();
 
     /// <inheritdoc />

@@ -42,6 +42,17 @@ public sealed class DatasetTests
     }
 
     [Fact]
+    public void ItemsWithNullGoldAreSkippedAndCounted()
+    {
+        var math = EvalTask.Create(JsonValue.Create("math"), Folders);
+        var items = math.GetItems("test", 400, out var skipped);
+        Assert.Equal(400, items.Count);      // the limit counts scorable items
+        Assert.Equal(2, skipped.Count);      // test items 299 and 385 have "output": null
+        Assert.All(items, i => Assert.NotNull(i.Output));
+        Assert.Contains(EvalDataset.DefaultSearchFolders(TestPaths.RepoRoot), f => Directory.Exists(f) && File.Exists(Path.Combine(f, "math.json")));
+    }
+
+    [Fact]
     public void MissingDatasetListsFoldersAndNames()
     {
         var e = Assert.Throws<ConsortException>(() => EvalDataset.Load("gsm9k", [.. Folders, "/nonexistent/folder"]));
