@@ -120,6 +120,7 @@ public static class EvalRunner
             ["id"] = item.Fields["id"]?.DeepClone() ?? item.Key,
             ["input"] = prompt,
         };
+        if (task.GroupOf(item) is { } group) record["group"] = group;
         try
         {
             if (task.Options.UsesLikelihood)

@@ -3,6 +3,11 @@ using System.Text.Json.Nodes;
 
 namespace Consort.Evaluation;
 
+/// <summary>Score of one group of items.</summary>
+/// <param name="N">Items.</param>
+/// <param name="Score">Mean score.</param>
+public sealed record GroupScore(int N, double Score);
+
 /// <summary>summary.json: the scores of one model on one task split, computed from results.jsonl.</summary>
 public sealed record EvalSummary
 {
@@ -37,6 +42,8 @@ public sealed record EvalSummary
     public ConfidenceInterval? Ci { get; init; }
     /// <summary>Mean of each further metric (acc_norm, contains, ...).</summary>
     public IReadOnlyDictionary<string, double> Metrics { get; init; } = new Dictionary<string, double>();
+    /// <summary>Per-group scores (by domain, country, ... or the task's "group_by"); null when items have no group.</summary>
+    public IReadOnlyDictionary<string, GroupScore>? Groups { get; init; }
     /// <summary>Input tokens over all items.</summary>
     public long InputTokens { get; init; }
     /// <summary>Output tokens over all items.</summary>
@@ -89,6 +96,10 @@ public sealed record EvalSummary
             Score = scores.Count == 0 ? 0 : scores.Average(),
             Ci = ScoreStatistics.Interval(scores),
             Metrics = metrics,
+            Groups = list.Any(r => r.Group is not null)
+                ? list.GroupBy(r => r.Group ?? "(none)").OrderBy(g => g.Key, StringComparer.Ordinal)
+                    .ToDictionary(g => g.Key, g => new GroupScore(g.Count(), g.Average(r => r.Score)))
+                : null,
             InputTokens = list.Sum(r => r.InputTokens),
             OutputTokens = list.Sum(r => r.OutputTokens),
             Cost = list.Any(r => r.Cost is not null) ? list.Sum(r => r.Cost ?? 0) : null,

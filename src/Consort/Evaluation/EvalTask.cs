@@ -106,13 +106,27 @@ public sealed class EvalTask
         Temperature = Options.Temperature ?? 0f,
     };
 
+    private static readonly string[] GroupFields = ["domain", "country", "answer_type"];
+
+    /// <summary>The item's group for per-group scores (the "group_by" field, else domain/country/answer_type); null when none.</summary>
+    public string? GroupOf(EvalItem item)
+    {
+        if (Options.GroupBy is { } field) return item.GetString(field);
+        foreach (var f in GroupFields)
+        {
+            if (item.GetString(f) is { } v) return v;
+        }
+        return null;
+    }
+
     /// <summary>Scores an output for an item.</summary>
     public ItemScore Score(EvalItem item, string output) => Type.Score(item, output);
 
     /// <summary>Dev examples (or another split's) for methods that fit themselves.</summary>
     public IFitData BuildFitData(string split = "dev", int? limit = null)
     {
-        var examples = GetItems(split, limit).Select(item => new FitExample(
+        // The task's own "limit" is for the evaluated split; fitting takes the whole split unless told otherwise.
+        var examples = GetItems(split, limit ?? int.MaxValue, out _).Select(item => new FitExample(
             item.Key,
             BuildMessages(item),
             Type.Gold(item),

@@ -6,13 +6,13 @@ namespace Consort.Evaluation;
 /// <summary>
 /// The "task" of a run config: a dataset name, or an object with <c>dataset</c>, <c>task_type</c>, <c>prompt</c>,
 /// <c>system</c>, <c>scoring</c> ("generate", "likelihood", "likelihood_letter"), <c>max_tokens</c>, <c>stop</c>,
-/// <c>temperature</c>, <c>metric</c>, <c>split</c>, <c>limit</c>.
+/// <c>temperature</c>, <c>metric</c>, <c>split</c>, <c>limit</c>, <c>group_by</c>.
 /// </summary>
 public sealed record EvalTaskOptions
 {
     /// <summary>Keys a task object may have.</summary>
     public static IReadOnlyList<string> Keys { get; } =
-        ["dataset", "task_type", "prompt", "system", "scoring", "max_tokens", "stop", "temperature", "metric", "split", "limit"];
+        ["dataset", "task_type", "prompt", "system", "scoring", "max_tokens", "stop", "temperature", "metric", "split", "limit", "group_by"];
 
     /// <summary>Scoring modes.</summary>
     public static IReadOnlyList<string> ScoringModes { get; } = ["generate", "likelihood", "likelihood_letter"];
@@ -39,6 +39,9 @@ public sealed record EvalTaskOptions
     public string? Split { get; init; }
     /// <summary>Default item limit for the run.</summary>
     public int? Limit { get; init; }
+
+    /// <summary>Item field whose value groups the summary (per-domain scores); null tries "domain", "country", "answer_type".</summary>
+    public string? GroupBy { get; init; }
 
     /// <summary>True for the likelihood scoring modes.</summary>
     public bool UsesLikelihood => Scoring.StartsWith("likelihood", StringComparison.Ordinal);
@@ -82,6 +85,7 @@ public sealed record EvalTaskOptions
             Metric = Get<string>(o, "metric"),
             Split = Get<string>(o, "split"),
             Limit = limit,
+            GroupBy = Get<string>(o, "group_by"),
         };
     }
 

@@ -19,6 +19,8 @@ public sealed record ResultRecord
     public decimal? Cost { get; init; }
     /// <summary>Latency of the item in milliseconds.</summary>
     public double LatencyMs { get; init; }
+    /// <summary>The item's group (domain, country, ...), if any.</summary>
+    public string? Group { get; init; }
     /// <summary>Error message when the model call failed.</summary>
     public string? Error { get; init; }
     /// <summary>The whole line.</summary>
@@ -48,6 +50,7 @@ public sealed record ResultRecord
             Cost = o["cost"] is JsonValue c && c.TryGetValue<decimal>(out var cost) ? cost : null,
             LatencyMs = Number(o["latency_ms"]),
             Error = EvalItem.TextOf(o["error"]),
+            Group = EvalItem.TextOf(o["group"]),
             Json = o,
         };
     }

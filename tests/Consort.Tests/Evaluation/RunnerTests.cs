@@ -58,6 +58,7 @@ public sealed class RunnerTests
         Assert.True(File.Exists(Path.Combine(tmp.Path, RunManifest.FileName)));
         var onDisk = EvalSummary.Read(tmp.Path);
         Assert.Equal(summary.Score, onDisk.Score);
+        Assert.Equal(12, onDisk.Groups!["gsm8k"].N); // gsm8k items carry "domain": "gsm8k"
     }
 
     [Fact]
