@@ -1,0 +1,170 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Consort.LlamaCpp;
+using Consort.OpenAI;
+using Consort.Server;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Logging;
+
+namespace Consort.Cli.Commands;
+
+/// <summary>
+/// <c>consort bench serve</c>: latency of a short greedy completion of one model called in-process, through the Consort
+/// server on loopback with raw HTTP, and through Consort's own OpenAI backend (p50/p95); then requests/s through the
+/// server at 1, 4 and 16 concurrent clients. Every loop is bounded by the request counts given.
+/// </summary>
+public sealed class BenchServeCommand : IBenchCommand
+{
+    /// <summary>The target: serving over loopback HTTP adds at most this much to the median latency.</summary>
+    public const double TargetOverheadMs = 2.0;
+
+    /// <inheritdoc />
+    public Command Build()
+    {
+        var model = new Option<string?>("--model") { Description = "GGUF to serve (default ../shared/models/stories260k/stories260K.gguf)." };
+        var tokens = new Option<int>("--tokens") { Description = "Tokens per completion (greedy).", DefaultValueFactory = _ => 8 };
+        var requests = new Option<int>("--requests") { Description = "Timed requests per latency row.", DefaultValueFactory = _ => 200 };
+        var load = new Option<int>("--load-requests") { Description = "Requests per concurrency level in the throughput part.", DefaultValueFactory = _ => 160 };
+        var json = new Option<bool>("--json") { Description = "Print JSON." };
+        var cmd = new Command("serve", "Latency (p50/p95) in-process vs through the Consort server on loopback, and requests/s at 1, 4 and 16 clients.");
+        foreach (var o in new Option[] { model, tokens, requests, load, json }) cmd.Options.Add(o);
+        cmd.SetAction(async (ParseResult pr, CancellationToken ct) =>
+        {
+            int n = pr.GetValue(tokens), reqs = pr.GetValue(requests), loadReqs = pr.GetValue(load);
+            if (n is < 1 or > 256) throw new ConsortException($"--tokens must be 1..256, got {n}");
+            if (reqs is < 5 or > 100_000) throw new ConsortException($"--requests must be 5..100000, got {reqs}");
+            if (loadReqs is < 16 or > 100_000) throw new ConsortException($"--load-requests must be 16..100000, got {loadReqs}");
+            string path = pr.GetValue(model) ?? Path.Combine(FindRepoRoot(), "..", "shared", "models", "stories260k", "stories260K.gguf");
+            var result = await RunAsync(path, n, reqs, loadReqs, ct);
+            if (pr.GetValue(json)) Console.WriteLine(result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            else Print(result);
+            return 0;
+        });
+        return cmd;
+    }
+
+    /// <summary>Runs the benchmark and returns its numbers.</summary>
+    public static async Task<JsonObject> RunAsync(string modelPath, int tokens, int requests, int loadRequests, CancellationToken ct)
+    {
+        using var model = LlamaModelFactory.Load(new LlamaModelOptions { Path = modelPath, Name = "bench", MaxSequences = 16, Seed = 1 });
+        string key = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+        var app = ConsortServer.Build(new ServerOptions
+        {
+            Urls = "http://127.0.0.1:0", ApiKeys = [key], ReadKeysFromEnvironment = false, MaxConcurrentRequests = 64,
+            MaxTokens = 1024, MinimumLogLevel = LogLevel.Warning,
+        }, [model]);
+        await app.StartAsync(ct);
+        try
+        {
+            string url = ConsortServer.BoundUrls(app)[0];
+            using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 }) { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(60) };
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+            string keyEnv = "CONSORT_BENCH_KEY_" + Environment.ProcessId;
+            Environment.SetEnvironmentVariable(keyEnv, key);
+            using var remote = OpenAIModelFactory.Create(new OpenAIModelOptions
+            {
+                Name = "bench-remote", BaseUrl = url + "/v1", Model = "bench", ApiKeyEnv = keyEnv, TopLogprobs = 0, MaxRetries = 0,
+                Timeout = TimeSpan.FromSeconds(60),
+            });
+            List<ChatMessage> messages = [new(ChatRole.User, "Once upon a time")];
+            var options = new ChatOptions { Temperature = 0, MaxOutputTokens = tokens };
+            string body = new JsonObject
+            {
+                ["model"] = "bench", ["temperature"] = 0, ["max_tokens"] = tokens,
+                ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Once upon a time" }),
+            }.ToJsonString();
+
+            async Task<string> InProcess() => (await model.Chat.GetResponseAsync(messages, options, ct)).Text;
+            async Task<string> Http()
+            {
+                using var resp = await http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"), ct);
+                string text = await resp.Content.ReadAsStringAsync(ct);
+                if (!resp.IsSuccessStatusCode) throw new ConsortException($"bench: server answered {(int)resp.StatusCode}: {text}");
+                return JsonNode.Parse(text)!["choices"]![0]!["message"]!["content"]!.GetValue<string>();
+            }
+            async Task<string> Backend() => (await remote.Chat.GetResponseAsync(messages, options, ct)).Text;
+
+            // Same answer three ways, or the comparison means nothing.
+            string a = await InProcess(), b = await Http(), c = await Backend();
+            if (a != b || a != c) throw new ConsortException($"bench: answers differ: in-process '{a}', http '{b}', backend '{c}'");
+            Func<Task<string>>[] subjects = [InProcess, Http, Backend];
+            for (int w = 0; w < 10; w++) foreach (var s in subjects) await s();
+            var times = subjects.Select(_ => new List<double>(requests)).ToArray();
+            // Interleaved so that machine noise falls on all three alike.
+            for (int r = 0; r < requests; r++)
+                for (int i = 0; i < subjects.Length; i++)
+                {
+                    var sw = Stopwatch.StartNew();
+                    await subjects[i]();
+                    times[i].Add(sw.Elapsed.TotalMilliseconds);
+                }
+            JsonObject Row(string name, List<double> t) => new()
+            {
+                ["path"] = name, ["p50_ms"] = Math.Round(Percentile(t, 50), 3), ["p95_ms"] = Math.Round(Percentile(t, 95), 3), ["requests"] = t.Count,
+            };
+            double overhead = Percentile(times[1], 50) - Percentile(times[0], 50);
+
+            var throughput = new JsonArray();
+            foreach (int clients in new[] { 1, 4, 16 })
+            {
+                int next = 0;
+                var sw = Stopwatch.StartNew();
+                await Task.WhenAll(Enumerable.Range(0, clients).Select(async _ =>
+                {
+                    while (Interlocked.Increment(ref next) <= loadRequests) await Http();
+                }));
+                double secs = sw.Elapsed.TotalSeconds;
+                throughput.Add(new JsonObject { ["clients"] = clients, ["requests"] = loadRequests, ["seconds"] = Math.Round(secs, 3), ["requests_per_second"] = Math.Round(loadRequests / secs, 1) });
+            }
+            Environment.SetEnvironmentVariable(keyEnv, null);
+            return new JsonObject
+            {
+                ["model"] = Path.GetFileName(modelPath),
+                ["tokens"] = tokens,
+                ["completion"] = a,
+                ["latency"] = new JsonArray(Row("in-process", times[0]), Row("server (raw HTTP, loopback)", times[1]), Row("server via Consort OpenAI backend", times[2])),
+                ["p50_overhead_ms"] = Math.Round(overhead, 3),
+                ["p50_overhead_backend_ms"] = Math.Round(Percentile(times[2], 50) - Percentile(times[0], 50), 3),
+                ["target_overhead_ms"] = TargetOverheadMs,
+                ["meets_target"] = overhead <= TargetOverheadMs,
+                ["throughput"] = throughput,
+            };
+        }
+        finally
+        {
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await app.StopAsync(stop.Token);
+            await app.DisposeAsync();
+        }
+    }
+
+    private static void Print(JsonObject r)
+    {
+        Console.WriteLine($"model {r["model"]}, {r["tokens"]} greedy tokens: \"{r["completion"]}\"");
+        Console.WriteLine($"{"path",-36} {"p50 ms",9} {"p95 ms",9}");
+        foreach (var row in r["latency"]!.AsArray())
+            Console.WriteLine($"{row!["path"],-36} {row["p50_ms"],9} {row["p95_ms"],9}");
+        Console.WriteLine($"p50 overhead of the server: {r["p50_overhead_ms"]} ms (target <= {r["target_overhead_ms"]} ms: {((bool)r["meets_target"]! ? "met" : "NOT met")}); via the OpenAI backend: {r["p50_overhead_backend_ms"]} ms");
+        foreach (var t in r["throughput"]!.AsArray())
+            Console.WriteLine($"{t!["clients"],3} clients: {t["requests_per_second"]} requests/s ({t["requests"]} requests in {t["seconds"]} s)");
+    }
+
+    private static double Percentile(List<double> xs, double p)
+    {
+        var s = xs.Order().ToArray();
+        double rank = p / 100 * (s.Length - 1);
+        int lo = (int)Math.Floor(rank), hi = (int)Math.Ceiling(rank);
+        return s[lo] + (s[hi] - s[lo]) * (rank - lo);
+    }
+
+    private static string FindRepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Consort.slnx"))) return dir.FullName;
+        return Environment.CurrentDirectory;
+    }
+}
