@@ -153,6 +153,27 @@ public sealed class RunnerTests
     }
 
     [Fact]
+    public void ResultsFileRepairsOnlyTheLastLine()
+    {
+        using var tmp = new TempDir();
+        var path = tmp.File("results.jsonl");
+        // A whole record that lost only its newline is kept (and the newline restored).
+        File.WriteAllText(path, "{\"key\":\"a\",\"score\":1}\n{\"key\":\"b\",\"score\":0.5}");
+        using (var f = ResultsFile.Open(path, dropErrors: true, out var existing))
+        {
+            Assert.Equal(["a", "b"], existing.Keys.Order());
+            Assert.Equal(0.5, existing["b"].Score);
+        }
+        Assert.EndsWith("}\n", File.ReadAllText(path));
+
+        // A broken line before the end is not silently dropped.
+        File.WriteAllText(path, "{\"key\":\"a\",\"score\":1}\n{\"key\":\"b\",\"sco\n{\"key\":\"c\",\"score\":1}\n");
+        var e = Assert.Throws<ConsortException>(() => ResultsFile.Read(path));
+        Assert.Contains("line 2", e.Message);
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
     public async Task RefusesToResumeAnotherRun()
     {
         using var tmp = new TempDir();
