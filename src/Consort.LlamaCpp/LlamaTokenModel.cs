@@ -48,6 +48,10 @@ public sealed class LlamaTokenModel : ITokenModel
             Threads = threads,
             BatchThreads = threads,
         };
+        foreach (var a in options.Adapters)
+            if (!float.IsFinite(a.Scale)) throw new ConfigException($"model '{name}': adapter {a.Path} has scale {a.Scale}");
+        // Adapters first: a bad adapter file must fail before a native context exists.
+        var adapters = options.Adapters.Select(a => (shared.GetAdapter(a.Path), a.Scale)).ToArray();
         try
         {
             _context = shared.Weights.CreateContext(p);
@@ -56,11 +60,7 @@ public sealed class LlamaTokenModel : ITokenModel
         {
             throw new ConsortException($"model '{name}': llama.cpp could not create a context of {perSeq * MaxSequences} tokens ({e.Message})", e);
         }
-        if (options.Adapters.Count > 0)
-        {
-            var list = options.Adapters.Select(a => (shared.GetAdapter(a.Path), a.Scale)).ToArray();
-            _context.NativeHandle.SetLoraAdapters(list);
-        }
+        if (adapters.Length > 0) _context.NativeHandle.SetLoraAdapters(adapters);
         _vocab = shared.Weights.NativeHandle.Vocab.Count;
         _freeSlots = new SemaphoreSlim(MaxSequences, MaxSequences);
         _slotUsed = new bool[MaxSequences];

@@ -88,7 +88,7 @@ public sealed class InspectCommand : ICliCommand
             long l => l.ToString("N0", CultureInfo.InvariantCulture),
             _ => v.ToString() ?? "-",
         }));
-        long? L(string k) => r[k] is JsonValue v && v.TryGetValue<long>(out var x) ? x : null;
+        long? L(string k) => r[k] is JsonValue v ? v.TryGetValue<long>(out var x) ? x : v.TryGetValue<int>(out var i) ? i : v.TryGetValue<uint>(out var u) ? u : null : null;
         Row("path", (string?)r["path"]);
         Row("name", (string?)r["name"]);
         Row("kind", (string?)r["kind"]);
