@@ -1,0 +1,47 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Consort.Testing;
+
+namespace Consort.Cli.Tests;
+
+/// <summary>Runs the real <c>consort</c> program (built beside the tests) as a child process.</summary>
+internal static class CliHarness
+{
+    public static string Dll => Path.Combine(AppContext.BaseDirectory, "consort.dll");
+
+    public static ProcessStartInfo StartInfo(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["NO_COLOR"] = "1";
+        return psi;
+    }
+
+    public static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
+    {
+        using var p = Process.Start(StartInfo(args))!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        await p.WaitForExitAsync(timeout.Token);
+        return (p.ExitCode, await stdout, await stderr);
+    }
+
+    /// <summary>A small f1 task of story openings and their continuations, as a dataset file.</summary>
+    public static string WriteStoryDataset(string folder, int items)
+    {
+        string[] openings = ["Once upon a time", "One day, a little girl", "Tom and his dog", "The sun was shining and", "Lily wanted to play"];
+        var test = new JsonArray();
+        for (int i = 0; i < items; i++)
+            test.Add(new JsonObject { ["id"] = $"s{i}", ["input"] = openings[i % openings.Length], ["output"] = "there was a little girl named Lily" });
+        var dev = new JsonArray(new JsonObject { ["id"] = "d0", ["input"] = "Once upon a time", ["output"] = "there was a little girl" },
+                                new JsonObject { ["id"] = "d1", ["input"] = "One day", ["output"] = "a boy went to the park" });
+        var path = Path.Combine(folder, "stories.json");
+        File.WriteAllText(path, new JsonObject { ["dataset"] = "stories", ["task_type"] = "f1_match", ["dev"] = dev, ["test"] = test }.ToJsonString());
+        return path;
+    }
+
+    public static List<JsonObject> Results(string folder) =>
+        File.ReadAllLines(Path.Combine(folder, "results.jsonl")).Where(l => l.Length > 0).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+}
