@@ -26,6 +26,8 @@ public sealed record EvalRunOptions
     public ItemErrorMode OnError { get; init; } = ItemErrorMode.Record;
     /// <summary>On resume, run again the items that recorded an error (their lines are replaced).</summary>
     public bool RetryErrors { get; init; } = true;
+    /// <summary>Longest time one item may take; a slower item is cancelled and recorded as an error. Null: no limit.</summary>
+    public TimeSpan? ItemTimeout { get; init; }
     /// <summary>Method name for results; null takes <see cref="ConsortModel.Method"/> or "single".</summary>
     public string? Method { get; init; }
     /// <summary>The run config, echoed into run.json and summary.json.</summary>

@@ -57,7 +57,7 @@ public static class EvalRunner
                 new ParallelOptions { MaxDegreeOfParallelism = options.Concurrency, CancellationToken = cancellationToken },
                 async (item, ct) =>
                 {
-                    var (record, score, failed) = await EvaluateItemAsync(model, task, item, options.OnError, ct).ConfigureAwait(false);
+                    var (record, score, failed) = await EvaluateItemAsync(model, task, item, options.OnError, options.ItemTimeout, ct).ConfigureAwait(false);
                     if (await results.AppendAsync(item.Key, record, ct).ConfigureAwait(false))
                     {
                         var snapshot = tally.Add(score, failed);
@@ -110,8 +110,11 @@ public static class EvalRunner
     }
 
     private static async Task<(JsonObject Record, double Score, bool Failed)> EvaluateItemAsync(
-        ConsortModel model, EvalTask task, EvalItem item, ItemErrorMode onError, CancellationToken ct)
+        ConsortModel model, EvalTask task, EvalItem item, ItemErrorMode onError, TimeSpan? timeout, CancellationToken runToken)
     {
+        using var itemCts = CancellationTokenSource.CreateLinkedTokenSource(runToken);
+        if (timeout is { } t) itemCts.CancelAfter(t);
+        var ct = itemCts.Token;
         var sw = Stopwatch.StartNew();
         string prompt = task.Options.UsesLikelihood ? task.LikelihoodPrompt(item) : task.PromptText(item);
         var record = new JsonObject
@@ -142,7 +145,7 @@ public static class EvalRunner
             record["trace"] = TraceJson(response.GetTrace());
             return (record, score.Score, false);
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        catch (OperationCanceledException) when (runToken.IsCancellationRequested)
         {
             throw; // the run is stopping: write nothing for this item, so a rerun does it
         }
@@ -150,14 +153,19 @@ public static class EvalRunner
         {
             sw.Stop();
             Fill(record, "", GoldOrNull(task, item), new ItemScore(0, null), 0, 0, null, sw.Elapsed);
-            record["error"] = $"{e.GetType().Name}: {e.Message}";
+            record["error"] = Describe(e, ct, timeout);
             return (record, 0, true);
         }
         catch (Exception e) when (e is not ConsortException)
         {
-            throw new ConsortException($"item {item.Key} of {task.Name}: model '{model.Name}' failed: {e.Message}", e);
+            throw new ConsortException($"item {item.Key} of {task.Name}: model '{model.Name}' failed: {Describe(e, ct, timeout)}", e);
         }
     }
+
+    private static string Describe(Exception e, CancellationToken itemToken, TimeSpan? timeout) =>
+        e is OperationCanceledException && itemToken.IsCancellationRequested && timeout is { } t
+            ? $"timed out after {t.TotalSeconds:0.###} s"
+            : $"{e.GetType().Name}: {e.Message}";
 
     private static string? GoldOrNull(EvalTask task, EvalItem item)
     {

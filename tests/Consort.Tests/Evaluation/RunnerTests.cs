@@ -153,6 +153,26 @@ public sealed class RunnerTests
     }
 
     [Fact]
+    public async Task HangingItemTimesOutAsAnError()
+    {
+        using var tmp = new TempDir();
+        var task = EvalTask.Create(JsonValue.Create("gsm8k"), Folders);
+        var items = task.GetItems("test", 4);
+        var oracle = Oracle(task, items);
+        var stuck = task.PromptText(items[1]);
+        using var model = ScriptedChatClient.Model("m", async (p, n, ct) =>
+        {
+            if (p == stuck) await Task.Delay(Timeout.Infinite, ct);
+            return await oracle(p, n, ct);
+        });
+        var s = await EvalRunner.RunAsync(model, task, new EvalRunOptions { OutputDirectory = tmp.Path, Limit = 4, ItemTimeout = TimeSpan.FromMilliseconds(300) });
+        Assert.Equal(4, s.N);
+        Assert.Equal(1, s.Errors);
+        Assert.Equal(0.75, s.Score, 9);
+        Assert.Contains("timed out", (string)Lines(tmp.Path).Single(l => l["error"] is not null)["error"]!);
+    }
+
+    [Fact]
     public void ResultsFileRepairsOnlyTheLastLine()
     {
         using var tmp = new TempDir();
