@@ -32,7 +32,8 @@ internal static class LlamaRunner
         Init();
         lock (Gate)
         {
-            var p = new ModelParams(gguf) { ContextSize = 256, BatchSize = 256, UBatchSize = 256, Threads = 1, BatchThreads = 1, GpuLayerCount = 0 };
+            // F32 KV cache: the default F16 cache rounds K/V to 11 bits, which hides differences below ~1e-3 in the logits.
+            var p = new ModelParams(gguf) { ContextSize = 256, BatchSize = 256, UBatchSize = 256, Threads = 1, BatchThreads = 1, GpuLayerCount = 0, TypeK = GGMLType.GGML_TYPE_F32, TypeV = GGMLType.GGML_TYPE_F32, FlashAttention = false };
             using var weights = LLamaWeights.LoadFromFile(p);
             using var ctx = weights.CreateContext(p);
             var loaded = new List<LoraAdapter>();
