@@ -68,10 +68,10 @@ public sealed class RunnerTests
         var task = EvalTask.Create(JsonValue.Create("gsm8k"), Folders);
         var items = task.GetItems("test", 20);
         var options = new EvalRunOptions { OutputDirectory = tmp.Path, Limit = 20, Concurrency = 4 };
+        var oracle = Oracle(task, task.GetItems("test", 25));
 
         // First run: cancelled ("killed") after about 7 items.
         using var cts = new CancellationTokenSource();
-        var oracle = Oracle(task, items);
         using (var m1 = ScriptedChatClient.Model("m", async (p, n, ct) =>
                {
                    if (n == 8) await cts.CancelAsync();
@@ -112,6 +112,8 @@ public sealed class RunnerTests
         // Extending the limit runs only the new items.
         var more = await EvalRunner.RunAsync(m2, task, options with { Limit = 25 });
         Assert.Equal(25, more.N);
+        Assert.Equal(0, more.Errors);
+        Assert.Equal(20, more.Resumed);
         Assert.Equal(25, Lines(tmp.Path).Count);
     }
 
