@@ -15,7 +15,7 @@ public class TrainerTests
     public void Training_lowers_loss_and_llama_cpp_reproduces_it_from_the_saved_gguf()
     {
         using var dir = new TempDir();
-        using var trainer = new TinyLlamaTrainer(Tiny, batch: 8, seqLen: 32, threads: 2) { TotalSteps = 80 };
+        using var trainer = new TinyLlamaTrainer(Tiny, batch: 8, seqLen: 32, threads: 1) { TotalSteps = 80 };
         trainer.InitializeRandom(1);
         var held = new BatchSampler(Text, 8, 32, seed: 99).Next();
         float before = trainer.EvalLoss(held);
@@ -27,7 +27,7 @@ public class TrainerTests
 
         var path = dir.File("tiny.gguf");
         trainer.SaveGguf(path, "tiny-test");
-        using var check = new LlamaCppCheck(path, contextSize: 64);
+        using var check = new LlamaCppCheck(path, contextSize: 64, threads: 1);
         double cpp = check.Loss(held, 32);
         Assert.True(Math.Abs(cpp - after) / after < 0.01, $"trainer {after} vs llama.cpp {cpp}");
 
@@ -47,7 +47,7 @@ public class TrainerTests
         trainer.InitializeRandom(2);
         var path = dir.File("t.gguf");
         trainer.SaveGguf(path, "tok", GgmlType.F16);
-        using var check = new LlamaCppCheck(path, contextSize: 64);
+        using var check = new LlamaCppCheck(path, contextSize: 64, threads: 1);
         const string text = "Q: Where does Bexor live? A: Tulmar. Ünïcode ✓ 7+48=55";
         Assert.Equal(new[] { ByteTokenizer.Bos }.Concat(ByteTokenizer.Encode(text)), check.Tokenize(text));
     }

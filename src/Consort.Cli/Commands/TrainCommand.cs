@@ -1,0 +1,104 @@
+using System.CommandLine;
+using System.Text.Json;
+using Consort.Formats.Gguf;
+using Consort.Training;
+
+namespace Consort.Cli.Commands;
+
+/// <summary><c>consort train</c>: train a tiny LLaMA (random init or fine-tune) on text or prompt/answer pairs.</summary>
+public sealed class TrainCommand : ICliCommand
+{
+    /// <inheritdoc />
+    public Command Build()
+    {
+        var cmd = new Command("train", "Train a tiny LLaMA with a byte-level tokenizer on the CPU (ggml AdamW, warm-up + cosine) and write a GGUF.");
+        var outOpt = new Option<string>("--out") { Description = "Output GGUF path", Required = true };
+        var from = new Option<string?>("--from") { Description = "Start from this GGUF (path or zoo:NAME) instead of random init" };
+        var text = new Option<string?>("--text") { Description = "Plain-text corpus (one example per non-empty line)" };
+        var pairs = new Option<string?>("--pairs") { Description = "Dataset JSON in the shared layout (input/output pairs; path or zoo:NAME)" };
+        var split = new Option<string>("--split") { Description = "Split of --pairs to train on", DefaultValueFactory = _ => "dev" };
+        var fullLoss = new Option<bool>("--full-loss") { Description = "With --pairs: loss on prompt tokens too (default: answer only)" };
+        var steps = new Option<int>("--steps") { Description = "Optimizer steps", DefaultValueFactory = _ => 500 };
+        var lr = new Option<float>("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => 2e-3f };
+        var warmup = new Option<int>("--warmup") { Description = "Warm-up steps", DefaultValueFactory = _ => 30 };
+        var batch = new Option<int>("--batch") { Description = "Windows per step", DefaultValueFactory = _ => 16 };
+        var seqLen = new Option<int>("--seq-len") { Description = "Tokens per window", DefaultValueFactory = _ => 64 };
+        var dim = new Option<int>("--dim") { Description = "Model width (random init)", DefaultValueFactory = _ => 128 };
+        var layers = new Option<int>("--layers") { Description = "Blocks (random init)", DefaultValueFactory = _ => 4 };
+        var heads = new Option<int>("--heads") { Description = "Heads (random init)", DefaultValueFactory = _ => 4 };
+        var ffn = new Option<int>("--ffn") { Description = "FFN width (random init)", DefaultValueFactory = _ => 384 };
+        var seed = new Option<int>("--seed") { Description = "Seed (init and sampling)", DefaultValueFactory = _ => 1 };
+        var threads = new Option<int>("--threads") { Description = "Threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var evalEvery = new Option<int>("--eval-every") { Description = "Held-out loss every N steps", DefaultValueFactory = _ => 100 };
+        var ckpt = new Option<int>("--checkpoint-every") { Description = "Write OUT.ckpt.gguf (F32) every N steps (0: never)", DefaultValueFactory = _ => 0 };
+        var type = new Option<string>("--type") { Description = "Matrix type of the output: f16 or f32", DefaultValueFactory = _ => "f16" };
+        foreach (var o in new Option[] { outOpt, from, text, pairs, split, fullLoss, steps, lr, warmup, batch, seqLen, dim, layers, heads, ffn, seed, threads, evalEvery, ckpt, type })
+            cmd.Options.Add(o);
+        cmd.SetAction((ParseResult pr, CancellationToken ct) =>
+        {
+            var output = pr.GetValue(outOpt)!;
+            var t = pr.GetValue(type)?.ToLowerInvariant() switch
+            {
+                "f16" => GgmlType.F16, "f32" => GgmlType.F32,
+                var x => throw new ConsortException($"--type {x}: expected f16 or f32"),
+            };
+            var source = LoadSource(pr.GetValue(text), pr.GetValue(pairs), pr.GetValue(split)!, !pr.GetValue(fullLoss), out var holdout);
+            var fromPath = pr.GetValue(from) is { } f ? (Zoo.IsZooReference(f) ? Zoo.ResolveModel(f) : f) : null;
+            TinyLlamaConfig cfg;
+            if (fromPath is not null)
+            {
+                if (!File.Exists(fromPath)) throw new ConsortException($"--from {fromPath}: file not found");
+                using var g = GgufFile.Open(fromPath);
+                cfg = TinyLlamaConfig.FromGguf(g);
+            }
+            else cfg = new TinyLlamaConfig { Dim = pr.GetValue(dim), Layers = pr.GetValue(layers), Heads = pr.GetValue(heads), Ffn = pr.GetValue(ffn) };
+            int b = pr.GetValue(batch), sl = pr.GetValue(seqLen), s = pr.GetValue(seed);
+            using var trainer = new TinyLlamaTrainer(cfg, b, sl, pr.GetValue(threads))
+            {
+                Optimizer = new OptimizerSettings { LearningRate = pr.GetValue(lr), WarmupSteps = pr.GetValue(warmup) },
+            };
+            if (fromPath is not null) trainer.LoadGguf(fromPath); else trainer.InitializeRandom(s);
+            Console.WriteLine($"training {cfg.ParameterCount:N0} parameters {(fromPath is null ? "from random init" : "from " + fromPath)}; {pr.GetValue(steps)} steps of {b}x{sl} tokens");
+            var plan = new TrainingPlan
+            {
+                Steps = pr.GetValue(steps), EvalEvery = pr.GetValue(evalEvery), CheckpointEvery = pr.GetValue(ckpt),
+                CheckpointPath = Path.ChangeExtension(output, ".ckpt.gguf"), ReportEvery = 25,
+            };
+            var r = TrainingLoop.Run(trainer, new BatchSampler(source, b, sl, s), new BatchSampler(holdout, b, sl, s + 7919), plan,
+                p => Console.WriteLine($"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  {p.TokensPerSecond:F0} tok/s" + (p.EvalLoss is { } e ? $"  eval {e:F4}" : "")), ct);
+            trainer.SaveGguf(output, Path.GetFileNameWithoutExtension(output), t);
+            Console.WriteLine($"wrote {output}: loss {r.FinalLoss:F4}, eval {r.EvalLoss:F4}, {r.Seconds:F0} s, {r.TokensPerSecond:F0} tok/s");
+            return Task.FromResult(0);
+        });
+        return cmd;
+    }
+
+    private static Func<Random, TrainingExample> LoadSource(string? text, string? pairs, string split, bool answerOnly, out Func<Random, TrainingExample> holdout)
+    {
+        if ((text is null) == (pairs is null)) throw new ConsortException("give exactly one of --text FILE or --pairs DATASET");
+        if (text is not null)
+        {
+            if (!File.Exists(text)) throw new ConsortException($"--text {text}: file not found");
+            var lines = File.ReadAllLines(text).Where(l => l.Trim().Length > 0).ToArray();
+            if (lines.Length < 2) throw new ConsortException($"--text {text}: needs at least two non-empty lines");
+            // Every 20th line is held out for the eval loss.
+            var held = lines.Where((_, i) => i % 20 == 19).DefaultIfEmpty(lines[^1]).ToArray();
+            var train = lines.Where((_, i) => i % 20 != 19).ToArray();
+            holdout = rng => TrainingExample.FromText(held[rng.Next(held.Length)]);
+            return rng => TrainingExample.FromText(train[rng.Next(train.Length)]);
+        }
+        var path = Zoo.IsZooReference(pairs) ? Zoo.ResolveDataset(pairs!) : pairs!;
+        if (!File.Exists(path)) throw new ConsortException($"--pairs {path}: file not found");
+        using var doc = JsonDocument.Parse(File.ReadAllText(path));
+        (string, string)[] Items(string name) => doc.RootElement.TryGetProperty(name, out var arr) && arr.ValueKind == JsonValueKind.Array
+            ? arr.EnumerateArray().Select(e => (e.GetProperty("input").ToString(), e.GetProperty("output").ToString())).ToArray()
+            : throw new ConsortException($"--pairs {path}: no '{name}' array");
+        var tr = Items(split);
+        if (tr.Length == 0) throw new ConsortException($"--pairs {path}: split '{split}' is empty");
+        var other = split == "dev" ? "test" : "dev";
+        var ev = doc.RootElement.TryGetProperty(other, out _) ? Items(other) : tr;
+        if (ev.Length == 0) ev = tr;
+        holdout = rng => { var (i, o) = ev[rng.Next(ev.Length)]; return TrainingExample.FromPair(i, " " + o, answerOnly); };
+        return rng => { var (i, o) = tr[rng.Next(tr.Length)]; return TrainingExample.FromPair(i, " " + o, answerOnly); };
+    }
+}

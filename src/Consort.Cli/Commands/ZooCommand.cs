@@ -1,0 +1,63 @@
+using System.CommandLine;
+using Consort.Training;
+
+namespace Consort.Cli.Commands;
+
+/// <summary><c>consort zoo build|list</c>: the built-in model zoo.</summary>
+public sealed class ZooCommand : ICliCommand
+{
+    /// <inheritdoc />
+    public Command Build()
+    {
+        var zoo = new Command("zoo", "The built-in model zoo: tiny LLaMA experts trained by Consort itself.");
+
+        var list = new Command("list", "List the zoo's models and datasets with their scores.");
+        list.SetAction((ParseResult _, CancellationToken _) =>
+        {
+            var dir = Zoo.Directory();
+            var m = Zoo.Manifest();
+            Console.WriteLine($"zoo: {dir}  (built {m.BuiltUtc} in {m.BuildSeconds:F0} s; {m.Parameters:N0} parameters per model)");
+            var skills = m.Models.SelectMany(x => x.Scores.Keys).Distinct().ToList();
+            Console.WriteLine($"{"model",-10} {"role",-7} {"file",-14} {"MB",5}  " + string.Join(" ", skills.Select(s => $"{s,8}")));
+            foreach (var x in m.Models)
+            {
+                var path = Path.Combine(dir, x.File);
+                var state = !File.Exists(path) ? "  MISSING" : "";
+                Console.WriteLine($"{"zoo:" + x.Name,-10} {x.Role,-7} {x.File,-14} {x.Bytes / 1e6,5:F2}  "
+                                  + string.Join(" ", skills.Select(s => x.Scores.TryGetValue(s, out var v) ? $"{v,8:F3}" : $"{"-",8}")) + state);
+            }
+            foreach (var d in m.Datasets) Console.WriteLine($"dataset zoo:{d.Name,-8} {d.File} ({d.Dev} dev / {d.Test} test)");
+            return Task.FromResult(0);
+        });
+        zoo.Subcommands.Add(list);
+
+        var build = new Command("build", "Train the zoo from scratch (base + one expert per skill), score it and write GGUF files + manifest.");
+        var outOpt = new Option<string?>("--out") { Description = "Output folder (default: the repository's zoo/ folder)" };
+        var threads = new Option<int>("--threads") { Description = "ggml threads of the base job and of each expert job (experts run in parallel)", DefaultValueFactory = _ => 1 };
+        var baseSteps = new Option<int>("--base-steps") { Description = "Base model steps", DefaultValueFactory = _ => new ZooBuildSettings().BaseSteps };
+        var expertSteps = new Option<int>("--expert-steps") { Description = "Steps per expert", DefaultValueFactory = _ => new ZooBuildSettings().ExpertSteps };
+        var seed = new Option<int>("--seed") { Description = "Data seed", DefaultValueFactory = _ => new ZooBuildSettings().DataSeed };
+        var notes = new Option<string?>("--notes") { Description = "Free-text note stored in the manifest (e.g. machine load)" };
+        foreach (var o in new Option[] { outOpt, threads, baseSteps, expertSteps, seed, notes }) build.Options.Add(o);
+        build.SetAction((ParseResult pr, CancellationToken ct) =>
+        {
+            var outDir = pr.GetValue(outOpt) ?? DefaultZooDir();
+            int t = pr.GetValue(threads), bs = pr.GetValue(baseSteps), es = pr.GetValue(expertSteps);
+            if (t < 1 || bs < 1 || es < 1) throw new ConsortException("--threads, --base-steps and --expert-steps must be positive");
+            var settings = new ZooBuildSettings { Threads = t, ExpertThreads = t, BaseSteps = bs, ExpertSteps = es, DataSeed = pr.GetValue(seed) };
+            var m = new ZooBuilder(settings, s => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {s}")).Build(outDir, ct);
+            if (pr.GetValue(notes) is { } n)
+                (m with { Notes = n }).Save(Path.Combine(outDir, "manifest.json"));
+            return Task.FromResult(0);
+        });
+        zoo.Subcommands.Add(build);
+        return zoo;
+    }
+
+    private static string DefaultZooDir()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Consort.slnx"))) return Path.Combine(dir.FullName, "zoo");
+        throw new ConsortException("repository root (Consort.slnx) not found; pass --out");
+    }
+}

@@ -1,0 +1,183 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Consort.Formats.Gguf;
+using Consort.Training.Skills;
+
+namespace Consort.Training;
+
+/// <summary>Settings of a zoo build (all recorded in the manifest).</summary>
+public sealed record ZooBuildSettings
+{
+    /// <summary>Seed of the skill data (made-up world, question splits).</summary>
+    public int DataSeed { get; init; } = 1234;
+    /// <summary>Seed of the base model's random initialization.</summary>
+    public int InitSeed { get; init; } = 1;
+    /// <summary>ggml threads for the base model (and llama.cpp scoring).</summary>
+    public int Threads { get; init; } = 1;
+    /// <summary>ggml threads per expert.</summary>
+    public int ExpertThreads { get; init; } = 1;
+    /// <summary>Experts trained at the same time.</summary>
+    public int ParallelExperts { get; init; } = 3;
+    /// <summary>Base model steps.</summary>
+    public int BaseSteps { get; init; } = 450;
+    /// <summary>Steps per expert.</summary>
+    public int ExpertSteps { get; init; } = 500;
+    /// <summary>Windows per step.</summary>
+    public int Batch { get; init; } = 16;
+    /// <summary>Tokens per window.</summary>
+    public int SeqLen { get; init; } = 64;
+    /// <summary>Base optimizer.</summary>
+    public OptimizerSettings BaseOptimizer { get; init; } = new() { LearningRate = 2e-3f, WarmupSteps = 30, MinLrRatio = 0.1f };
+    /// <summary>Expert optimizer.</summary>
+    public OptimizerSettings ExpertOptimizer { get; init; } = new() { LearningRate = 2e-3f, WarmupSteps = 20, MinLrRatio = 0.1f };
+    /// <summary>Experts' loss on answers only (the question tokens of a pair are masked).</summary>
+    public bool ExpertAnswerOnly { get; init; } = true;
+    /// <summary>Tensor type of the committed matrices.</summary>
+    public GgmlType TensorType { get; init; } = GgmlType.F16;
+    /// <summary>Model shape.</summary>
+    public TinyLlamaConfig Architecture { get; init; } = new();
+}
+
+/// <summary>
+/// Builds the zoo: generates the skill datasets, trains a base model on generic text plus the question formats, fine-tunes
+/// one expert per skill from it, scores every model on every skill through llama.cpp, and writes GGUF files + manifest.
+/// </summary>
+public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = null)
+{
+    private void Log(string s) => log?.Invoke(s);
+
+    /// <summary>Skills with an expert each, in order.</summary>
+    public static readonly string[] Skills = [ArithmeticSkill.Name, FactsWorld.HalfA, FactsWorld.HalfB];
+
+    /// <summary>Generates every dataset of the zoo for <paramref name="dataSeed"/> (skill name to data, plus "mixed").</summary>
+    public static Dictionary<string, SkillData> GenerateData(int dataSeed)
+    {
+        var world = new FactsWorld(dataSeed);
+        var d = new Dictionary<string, SkillData>
+        {
+            [ArithmeticSkill.Name] = ArithmeticSkill.Generate(dataSeed),
+            [FactsWorld.HalfA] = world.Half(FactsWorld.HalfA),
+            [FactsWorld.HalfB] = world.Half(FactsWorld.HalfB),
+        };
+        // Mixed: equal parts of each skill's own dev/test questions.
+        d["mixed"] = new("mixed", [],
+            Skills.SelectMany(s => d[s].Dev.Take(40)).ToList(),
+            Skills.SelectMany(s => d[s].Test.Take(60)).ToList());
+        return d;
+    }
+
+    /// <summary>Writes a dataset in the shared layout (dev/test, exact_match).</summary>
+    public static void WriteDataset(string path, SkillData data)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        var obj = new { dataset = "zoo_" + data.Skill, task_type = "exact_match", dev = data.Dev, test = data.Test };
+        File.WriteAllText(path, JsonSerializer.Serialize(obj, new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n");
+    }
+
+    /// <summary>Runs the build into <paramref name="outDir"/> and returns the manifest (also written there).</summary>
+    public ZooManifest Build(string outDir, CancellationToken ct = default)
+    {
+        var total = Stopwatch.StartNew();
+        Directory.CreateDirectory(outDir);
+        var s = settings;
+        var data = GenerateData(s.DataSeed);
+        var world = new FactsWorld(s.DataSeed);
+        var datasets = new List<ZooDataset>();
+        foreach (var name in Skills.Append("mixed"))
+        {
+            var rel = Path.Combine("datasets", name + ".json");
+            WriteDataset(Path.Combine(outDir, rel), data[name]);
+            datasets.Add(new() { Name = name, File = rel.Replace('\\', '/'), Dev = data[name].Dev.Count, Test = data[name].Test.Count, Sha256 = Zoo.Sha256(Path.Combine(outDir, rel)) });
+        }
+        Log($"datasets: {string.Join(", ", datasets.Select(d => $"{d.Name} ({d.Dev} dev / {d.Test} test)"))}");
+
+        // Sources: the base sees generic text, the arithmetic training split and facts about people outside both halves.
+        var arithTrain = data[ArithmeticSkill.Name].Train;
+        var others = world.Others();
+        Func<Random, TrainingExample> Pairs(IReadOnlyList<SkillItem> items, bool answerOnly) =>
+            rng => { var it = items[rng.Next(items.Count)]; return TrainingExample.FromPair(it.Input, " " + it.Output, answerOnly); };
+        var baseMix = new Dictionary<string, double> { ["generic_text"] = 0.2, ["arith_train"] = 0.4, ["facts_other_people"] = 0.4 };
+        var baseSource = BatchSampler.Mix((0.2, rng => TrainingExample.FromText(GenericText.Next(rng))), (0.4, Pairs(arithTrain, false)), (0.4, Pairs(others, false)));
+
+        var models = new List<ZooModel>();
+        string basePath = Path.Combine(outDir, "base.gguf");
+        using (var t = new TinyLlamaTrainer(s.Architecture, s.Batch, s.SeqLen, s.Threads) { Optimizer = s.BaseOptimizer })
+        {
+            t.InitializeRandom(s.InitSeed);
+            Log($"base: {s.BaseSteps} steps from random init ({s.Architecture.ParameterCount:N0} parameters)");
+            var r = TrainingLoop.Run(t, new BatchSampler(baseSource, s.Batch, s.SeqLen, s.DataSeed + 1), new BatchSampler(baseSource, s.Batch, s.SeqLen, s.DataSeed + 101),
+                new TrainingPlan { Steps = s.BaseSteps, EvalEvery = 0, ReportEvery = 100 }, p => Log(Format("base", p)), ct);
+            t.SaveGguf(basePath, "consort-zoo-base", s.TensorType, Meta("base", null));
+            models.Add(Model("base", "base.gguf", "base", null, basePath, Training(null, s.InitSeed, s.DataSeed + 1, baseMix, false, s.BaseSteps, s.BaseOptimizer, r)));
+            Log($"base: done in {r.Seconds:F0} s, loss {r.FinalLoss:F3}, eval {r.EvalLoss:F3}, {r.TokensPerSecond:F0} tok/s");
+        }
+
+        // Experts are independent: train them side by side, one ggml thread each (ggml's spinning thread barriers
+        // collapse when a multi-thread job shares busy cores; separate single-thread jobs degrade gracefully).
+        var experts = new ZooModel[Skills.Length];
+        Parallel.For(0, Skills.Length, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, s.ParallelExperts), CancellationToken = ct }, i =>
+        {
+            var skill = Skills[i];
+            var file = skill + ".gguf";
+            var path = Path.Combine(outDir, file);
+            using var t = new TinyLlamaTrainer(s.Architecture, s.Batch, s.SeqLen, s.ExpertThreads) { Optimizer = s.ExpertOptimizer };
+            t.LoadGguf(basePath);
+            var src = Pairs(data[skill].Train, s.ExpertAnswerOnly);
+            int seed = s.DataSeed + 10 * (i + 1);
+            Log($"{skill}: {s.ExpertSteps} steps from base on {data[skill].Train.Count} training questions");
+            var r = TrainingLoop.Run(t, new BatchSampler(src, s.Batch, s.SeqLen, seed), new BatchSampler(Pairs(data[skill].Test, s.ExpertAnswerOnly), s.Batch, s.SeqLen, seed + 1),
+                new TrainingPlan { Steps = s.ExpertSteps, EvalEvery = 0, ReportEvery = 100 }, p => Log(Format(skill, p)), ct);
+            t.SaveGguf(path, "consort-zoo-" + skill, s.TensorType, Meta("expert", skill));
+            experts[i] = Model(skill, file, "expert", skill, path,
+                Training("base", null, seed, new() { [skill + "_train"] = 1.0 }, s.ExpertAnswerOnly, s.ExpertSteps, s.ExpertOptimizer, r));
+            Log($"{skill}: done in {r.Seconds:F0} s, loss {r.FinalLoss:F3}, eval {r.EvalLoss:F3}, {r.TokensPerSecond:F0} tok/s");
+        });
+        models.AddRange(experts);
+
+        // Score the saved files (what ships), not the trainer's F32 weights.
+        var scored = new List<ZooModel>();
+        foreach (var m in models)
+        {
+            using var check = new LlamaCppCheck(Path.Combine(outDir, m.File), 256, s.Threads);
+            var scores = new Dictionary<string, double>();
+            foreach (var name in Skills.Append("mixed")) scores[name] = Math.Round(check.Score(data[name].Test, ct).Accuracy, 4);
+            Log($"{m.Name}: " + string.Join("  ", scores.Select(kv => $"{kv.Key} {kv.Value:F3}")));
+            scored.Add(m with { Scores = scores });
+        }
+
+        var manifest = new ZooManifest
+        {
+            BuiltUtc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ"), BuildSeconds = Math.Round(total.Elapsed.TotalSeconds, 1),
+            Machine = $"base: {s.Threads} thread(s); experts: {s.ParallelExperts} in parallel x {s.ExpertThreads} thread(s); {Environment.ProcessorCount} cores",
+            DataSeed = s.DataSeed, Architecture = s.Architecture, Parameters = s.Architecture.ParameterCount,
+            Models = scored, Datasets = datasets,
+        };
+        manifest.Save(Path.Combine(outDir, "manifest.json"));
+        Log($"zoo built in {total.Elapsed.TotalSeconds:F0} s -> {outDir}");
+        return manifest;
+    }
+
+    private static string Format(string name, TrainProgress p) =>
+        $"{name}: step {p.Step}/{p.TotalSteps} loss {p.Loss:F3} lr {p.LearningRate:G3} {p.TokensPerSecond:F0} tok/s" + (p.EvalLoss is { } e ? $" eval {e:F3}" : "");
+
+    private static Dictionary<string, GgufValue> Meta(string role, string? skill)
+    {
+        var d = new Dictionary<string, GgufValue> { ["consort.zoo.role"] = GgufValue.Of(role) };
+        if (skill is not null) d["consort.zoo.skill"] = GgufValue.Of(skill);
+        return d;
+    }
+
+    private static ZooTraining Training(string? parent, int? initSeed, int samplerSeed, Dictionary<string, double> mix, bool answerOnly, int steps, OptimizerSettings o, TrainResult r) => new()
+    {
+        Parent = parent, InitSeed = initSeed, SamplerSeed = samplerSeed, Mixture = mix, AnswerOnly = answerOnly, Steps = steps,
+        Batch = 0, SeqLen = 0, LearningRate = o.LearningRate, WarmupSteps = o.WarmupSteps, MinLrRatio = o.MinLrRatio, WeightDecay = o.WeightDecay,
+        FinalLoss = Math.Round(r.FinalLoss, 4), EvalLoss = Math.Round(r.EvalLoss, 4), Seconds = Math.Round(r.Seconds, 1), TokensPerSecond = Math.Round(r.TokensPerSecond),
+    };
+
+    private ZooModel Model(string name, string file, string role, string? skill, string path, ZooTraining training) => new()
+    {
+        Name = name, File = file, Role = role, Skill = skill, TensorType = settings.TensorType.ToString(),
+        Bytes = new FileInfo(path).Length, Sha256 = Zoo.Sha256(path),
+        Training = training with { Batch = settings.Batch, SeqLen = settings.SeqLen },
+    };
+}
