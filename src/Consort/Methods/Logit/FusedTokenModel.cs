@@ -21,6 +21,8 @@ public enum FusionCombine
 public sealed class FusedTokenModel : ITokenModel
 {
     private readonly double[] _weights;
+    private static readonly SemaphoreSlim StartGate = new(1, 1);
+    private static readonly AsyncLocal<bool> InsideStart = new();
 
     /// <summary>Creates a fusion; members must share a vocabulary (checked by size here, by hash in the method).</summary>
     public FusedTokenModel(string name, IReadOnlyList<ITokenModel> members, IReadOnlyList<double> weights, FusionCombine combine)
@@ -71,6 +73,15 @@ public sealed class FusedTokenModel : ITokenModel
         var sw = Stopwatch.StartNew();
         var stats = new MemberStats[Members.Count];
         var seqs = new ITokenSequence?[Members.Count];
+        // A fused start holds one member's sequence slot while it waits for the others'. Two fused starts
+        // waiting on each other's slots would deadlock, so fused starts take turns (re-entrant for nested fusions).
+        bool entered = false;
+        if (!InsideStart.Value)
+        {
+            await StartGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            entered = true;
+            InsideStart.Value = true;
+        }
         try
         {
             await ForEachMemberAsync(async i =>
@@ -84,6 +95,14 @@ public sealed class FusedTokenModel : ITokenModel
         {
             foreach (var s in seqs) s?.Dispose();
             throw;
+        }
+        finally
+        {
+            if (entered)
+            {
+                InsideStart.Value = false;
+                StartGate.Release();
+            }
         }
         var fused = new FusedSequence(this, seqs!, stats);
         Usage.Add(prompt.Count, 0, sw.Elapsed);

@@ -158,6 +158,19 @@ public sealed class LogitFusionTests(LlamaFixture fx) : IClassFixture<LlamaFixtu
     }
 
     [Fact]
+    public async Task ManyConcurrentFusedChats_ShareMemberSlotsWithoutDeadlock()
+    {
+        // Members have 4 sequence slots each; 10 concurrent fused chats must queue, not deadlock.
+        using var fused = await new LogitFusionMethod().CreateAsync(Context([fx.Stories, fx.Xs], """{"max_tokens": 12, "temperature": 0.7}"""));
+        var tasks = Enumerable.Range(0, 10).Select(i => fused.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "Once upon a time")],
+            new ChatOptions { Seed = i }));
+        var all = await Task.WhenAll(tasks).WaitAsync(TimeSpan.FromSeconds(90));
+        Assert.All(all, r => Assert.Equal(12, r.GetTokenLogprobs()!.Length));
+        var again = await fused.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "Once upon a time")], new ChatOptions { Seed = 3 });
+        Assert.Equal(all[3].Text, again.Text);
+    }
+
+    [Fact]
     public async Task DifferentVocabulary_IsRefusedNamingBothModels()
     {
         using var other = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.TinyStories656K, Name = "tinystories-656k", ContextSize = 64, MaxSequences = 1 });
