@@ -126,6 +126,11 @@ public sealed class DatasetTests
         var bp = blend.PromptText(b);
         Assert.Equal(1, CountOf(bp, $"A. {b.Choices[0].Value}"));
 
+        var bbh = EvalTask.Create(JsonValue.Create("bbh"), Folders);
+        Assert.True(bbh.GetItems("test", 200).Select(bbh.GroupOf).Distinct().Count() > 3); // per-domain groups
+        var cb = EvalTask.Create(JsonNode.Parse("""{"dataset": "culturalbench_hard", "group_by": "country"}"""), Folders);
+        Assert.Equal(cb.GetItems("test", 1)[0].GetString("country"), cb.GroupOf(cb.GetItems("test", 1)[0]));
+
         Assert.Contains("unknown key 'promt'", Assert.Throws<ConfigException>(() => EvalTaskOptions.Parse(JsonNode.Parse("""{"dataset": "x", "promt": "y"}"""))).Message);
         Assert.Contains("not supported offline", Assert.Throws<ConfigException>(() => EvalTask.Create(JsonValue.Create("humaneval"), Folders)).Message);
         Assert.Contains("only for multiple_choice", Assert.Throws<ConfigException>(() => EvalTask.Create(JsonNode.Parse("""{"dataset": "gsm8k", "scoring": "likelihood"}"""), Folders)).Message);
