@@ -13,6 +13,7 @@ public sealed class LlamaPromptEncoder : IChatPromptEncoder
 {
     private readonly LlamaTokenModel _model;
     private readonly PlainPromptEncoder _plain;
+    private volatile bool _templateUnsupported;
 
     /// <summary>Creates an encoder for <paramref name="model"/>.</summary>
     public LlamaPromptEncoder(LlamaTokenModel model)
@@ -22,16 +23,27 @@ public sealed class LlamaPromptEncoder : IChatPromptEncoder
     }
 
     /// <summary>True when prompts go through the model's chat template.</summary>
-    public bool UsesTemplate => _model.HasChatTemplate;
+    public bool UsesTemplate => _model.HasChatTemplate && !_templateUnsupported;
 
     /// <inheritdoc />
     public int[] EncodePrompt(IEnumerable<ChatMessage> messages)
     {
         if (!UsesTemplate) return _plain.EncodePrompt(messages);
-        var template = new LLamaTemplate(_model.Weights, strict: false) { AddAssistant = true };
-        foreach (var m in messages)
-            template.Add(m.Role.Value, m.Text ?? "");
-        string text = Encoding.UTF8.GetString(template.Apply());
+        string text;
+        try
+        {
+            var template = new LLamaTemplate(_model.Weights, strict: false) { AddAssistant = true };
+            foreach (var m in messages)
+                template.Add(m.Role.Value, m.Text ?? "");
+            text = Encoding.UTF8.GetString(template.Apply());
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // llama.cpp recognizes the common templates only (no Jinja engine); a model with another one
+            // stays usable with plain prompts rather than failing every call.
+            _templateUnsupported = true;
+            return _plain.EncodePrompt(messages);
+        }
         // Templates spell out their control tokens, so parse them as specials.
         return _model.LlamaTokenizer.Encode(text, addBos: _model.LlamaTokenizer.AddsBos && !text.StartsWith(BosText(), StringComparison.Ordinal), special: true);
     }
