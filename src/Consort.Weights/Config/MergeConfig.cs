@@ -65,7 +65,7 @@ public sealed record MergeConfig
         JsonArray a => a.Select(FromJsonNode).ToList(),
         JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
         JsonValue v when v.GetValueKind() is JsonValueKind.True or JsonValueKind.False => v.GetValue<bool>(),
-        JsonValue v => v.GetValue<double>(),
+        JsonValue v => double.Parse(v.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture),
     };
 
     private static object? ToObject(YamlNode node) => node switch
