@@ -136,7 +136,9 @@ public static class EvalRunner
                 return (record, lr.Score.Score, false);
             }
 
-            var response = await model.Chat.GetResponseAsync(task.BuildMessages(item), task.BuildChatOptions(), ct).ConfigureAwait(false);
+            // Voting methods count equal answers together with the task's own normalizer.
+            var chatOptions = Consort.Methods.AnswerNormalizer.With(task.BuildChatOptions(), output => task.Type.NormalizeAnswer(output, item));
+            var response = await model.Chat.GetResponseAsync(task.BuildMessages(item), chatOptions, ct).ConfigureAwait(false);
             sw.Stop();
             var output = response.Text ?? "";
             var score = task.Score(item, output);
