@@ -144,7 +144,7 @@ public class TokenChatClient : IChatClient
         string emitted = "";
         string text = "";
         var finish = ChatFinishReason.Length;
-        bool ok = false;
+        bool handedOver = false;
         try
         {
             while (generated.Count < maxTokens)
@@ -175,15 +175,16 @@ public class TokenChatClient : IChatClient
                 if (seq.Tokens.Count + 1 > limit) break; // context full: finish as Length
                 await seq.AppendAsync([token], cancellationToken);
             }
-            ok = true;
+            if (text.Length > emitted.Length && text.StartsWith(emitted, StringComparison.Ordinal))
+                yield return new GenerationEvent(text[emitted.Length..], null);
+            handedOver = true;
+            yield return new GenerationEvent(null, new GenerationResult(text, generated, logprobs.ToArray(), prompt.Length, finish, seq, sw.Elapsed));
         }
         finally
         {
-            if (!ok) seq.Dispose();
+            // Errors, cancellation and consumers that stop early all free the sequence slot here.
+            if (!handedOver) seq.Dispose();
         }
-        if (text.Length > emitted.Length && text.StartsWith(emitted, StringComparison.Ordinal))
-            yield return new GenerationEvent(text[emitted.Length..], null);
-        yield return new GenerationEvent(null, new GenerationResult(text, generated, logprobs.ToArray(), prompt.Length, finish, seq, sw.Elapsed));
     }
 
     private static int FindStop(string text, string[] stops)

@@ -110,6 +110,38 @@ public sealed class LlamaChatClientTests(LlamaFixture fx) : IClassFixture<LlamaF
     }
 
     [Fact]
+    public async Task Cancellation_StopsGeneration_AndFreesTheSequence()
+    {
+        using var cts = new CancellationTokenSource();
+        int pieces = 0;
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            await foreach (var u in fx.Stories.Chat.GetStreamingResponseAsync(OnceUponATime, new ChatOptions { MaxOutputTokens = 400 }, cts.Token))
+                if (++pieces == 3) cts.Cancel();
+        });
+        Assert.Equal(3, pieces);
+        // All four slots are free again: four sequences can be held at once.
+        var tok = fx.Stories.Tokens!;
+        var held = new List<ITokenSequence>();
+        for (int i = 0; i < 4; i++) held.Add(await tok.StartAsync([1]).AsTask().WaitAsync(TimeSpan.FromSeconds(30)));
+        foreach (var s in held) s.Dispose();
+    }
+
+    [Fact]
+    public async Task StreamingConsumerThatStopsEarly_FreesTheSequence()
+    {
+        using var m = LlamaModelFactory.Load(new LlamaModelOptions { Path = Consort.Testing.TestPaths.Stories260K, ContextSize = 64, MaxSequences = 1 });
+        for (int i = 0; i < 3; i++)
+        {
+            await foreach (var u in m.Chat.GetStreamingResponseAsync(OnceUponATime, new ChatOptions { MaxOutputTokens = 30 }))
+                break; // abandons the stream after the first piece
+        }
+        // With one slot, a leaked sequence would make this wait forever.
+        var r = await m.Chat.GetResponseAsync(OnceUponATime, new ChatOptions { MaxOutputTokens = 3 }).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(3, r.Usage!.OutputTokenCount);
+    }
+
+    [Fact]
     public async Task ConcurrentChats_OnOneModel_AllComplete()
     {
         var tasks = Enumerable.Range(0, 6).Select(i => fx.Stories.Chat.GetResponseAsync(OnceUponATime,

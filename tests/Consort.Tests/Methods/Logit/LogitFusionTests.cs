@@ -8,7 +8,7 @@ using Xunit;
 
 namespace Consort.Tests.Methods.Logit;
 
-public sealed class LogitFusionTests(LlamaFixture fx) : IClassFixture<LlamaFixture>
+public sealed class LogitFusionTests(LlamaFixture fx, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<LlamaFixture>
 {
     // Held-out TinyStories-style text, written for this test (prefix, continuation).
     private static readonly (string Prefix, string Tail)[] HeldOut =
@@ -69,6 +69,7 @@ public sealed class LogitFusionTests(LlamaFixture fx) : IClassFixture<LlamaFixtu
         });
         double f = await MeanLoss(fitted.Tokens!, HeldOut);
         var w = ((FusedTokenModel)fitted.Tokens!).Weights;
+        output.WriteLine($"held-out mean NLL/token: stories260k {a:0.000}, llama2xs {b:0.000}, uniform mixture {u:0.000}, fitted mixture {f:0.000} (weights {w[0]:0.000}/{w[1]:0.000})");
         Assert.True(f <= Math.Min(a, b) + 0.02, $"fitted fusion loss {f:0.000} (weights {w[0]:0.00}/{w[1]:0.00}) above the better model ({a:0.000}, {b:0.000})");
         Assert.True(w[0] > w[1], "the better model (stories260k) should get the larger weight");
         Assert.Contains(logs, l => l.Contains("fitted weights"));
