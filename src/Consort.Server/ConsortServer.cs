@@ -30,6 +30,7 @@ public static class ConsortServer
         var dup = models.GroupBy(m => m.Name).FirstOrDefault(g => g.Count() > 1);
         if (dup is not null) throw new ConfigException($"server: two models are named '{dup.Key}'");
 
+        EnsureThreads(options.MaxConcurrentRequests);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.WebHost.UseUrls(options.Urls);
         builder.WebHost.ConfigureKestrel(k =>
@@ -74,6 +75,18 @@ public static class ConsortServer
         app.MapPost("/v1/chat/completions", ctx => state.RunAsync(ctx, ChatEndpoint.HandleAsync));
         app.MapPost("/v1/completions", ctx => state.RunAsync(ctx, CompletionsEndpoint.HandleAsync));
         return app;
+    }
+
+    /// <summary>
+    /// Raises the thread pool's minimum so that every admitted request can hold a thread. Local backends run native
+    /// decoding synchronously (and may block on their own locks); with the default minimum (one thread per core) a burst
+    /// of requests starves Kestrel's and the clients' I/O continuations until the pool slowly grows.
+    /// </summary>
+    public static void EnsureThreads(int concurrentRequests)
+    {
+        ThreadPool.GetMinThreads(out int worker, out int io);
+        int want = Math.Min(512, concurrentRequests * 2 + Environment.ProcessorCount);
+        if (worker < want) ThreadPool.SetMinThreads(want, Math.Max(io, want));
     }
 
     /// <summary>The addresses a started server listens on (useful with port 0).</summary>

@@ -108,17 +108,29 @@ public sealed class BenchServeCommand : IBenchCommand
             };
             double overhead = Percentile(times[1], 50) - Percentile(times[0], 50);
 
-            var throughput = new JsonArray();
-            foreach (int clients in new[] { 1, 4, 16 })
+            // Requests/s through the server, next to the same load called in-process, so a drop with more clients can be
+            // told apart: the model's own scheduling (both drop) or the server (only the server drops).
+            async Task<double> Load(int clients, Func<Task<string>> call)
             {
                 int next = 0;
                 var sw = Stopwatch.StartNew();
                 await Task.WhenAll(Enumerable.Range(0, clients).Select(async _ =>
                 {
-                    while (Interlocked.Increment(ref next) <= loadRequests) await Http();
+                    while (Interlocked.Increment(ref next) <= loadRequests) await call();
                 }));
-                double secs = sw.Elapsed.TotalSeconds;
-                throughput.Add(new JsonObject { ["clients"] = clients, ["requests"] = loadRequests, ["seconds"] = Math.Round(secs, 3), ["requests_per_second"] = Math.Round(loadRequests / secs, 1) });
+                return sw.Elapsed.TotalSeconds;
+            }
+            var throughput = new JsonArray();
+            foreach (int clients in new[] { 1, 4, 16 })
+            {
+                double secs = await Load(clients, Http);
+                double local = await Load(clients, InProcess);
+                throughput.Add(new JsonObject
+                {
+                    ["clients"] = clients, ["requests"] = loadRequests, ["seconds"] = Math.Round(secs, 3),
+                    ["requests_per_second"] = Math.Round(loadRequests / secs, 1),
+                    ["in_process_requests_per_second"] = Math.Round(loadRequests / local, 1),
+                });
             }
             Environment.SetEnvironmentVariable(keyEnv, null);
             return new JsonObject
@@ -150,7 +162,7 @@ public sealed class BenchServeCommand : IBenchCommand
             Console.WriteLine($"{row!["path"],-36} {row["p50_ms"],9} {row["p95_ms"],9}");
         Console.WriteLine($"p50 overhead of the server: {r["p50_overhead_ms"]} ms (target <= {r["target_overhead_ms"]} ms: {((bool)r["meets_target"]! ? "met" : "NOT met")}); via the OpenAI backend: {r["p50_overhead_backend_ms"]} ms");
         foreach (var t in r["throughput"]!.AsArray())
-            Console.WriteLine($"{t!["clients"],3} clients: {t["requests_per_second"]} requests/s ({t["requests"]} requests in {t["seconds"]} s)");
+            Console.WriteLine($"{t!["clients"],3} clients: {t["requests_per_second"]} requests/s through the server ({t["requests"]} requests in {t["seconds"]} s); in-process {t["in_process_requests_per_second"]} requests/s");
     }
 
     private static double Percentile(List<double> xs, double p)
