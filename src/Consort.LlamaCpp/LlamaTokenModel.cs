@@ -32,6 +32,9 @@ public sealed class LlamaTokenModel : ITokenModel
         int modelCtx = info.ContextLength > 0 ? info.ContextLength : 2048;
         int perSeq = options.ContextSize ?? Math.Min(modelCtx, 2048);
         if (perSeq < 2) throw new ConfigException($"model '{name}': context size must be at least 2, got {perSeq}");
+        if ((long)perSeq * options.MaxSequences > MaxTotalContext)
+            throw new ConfigException($"model '{name}': context of {perSeq} tokens x {options.MaxSequences} sequences exceeds {MaxTotalContext} tokens");
+        if (options.Threads is < 1) throw new ConfigException($"model '{name}': threads must be positive, got {options.Threads}");
         SequenceLength = perSeq;
         MaxSequences = options.MaxSequences;
         BatchSize = Math.Min(options.BatchSize, perSeq * MaxSequences);
@@ -76,6 +79,9 @@ public sealed class LlamaTokenModel : ITokenModel
             WeightsPath = info.Path,
         };
     }
+
+    /// <summary>Upper bound on context tokens per model (sequence length x sequences), far above what fits in memory anyway.</summary>
+    public const int MaxTotalContext = 1 << 22;
 
     /// <inheritdoc />
     public ModelDescriptor Descriptor { get; }

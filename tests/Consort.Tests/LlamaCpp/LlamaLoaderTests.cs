@@ -76,6 +76,19 @@ public sealed class LlamaLoaderTests
         Assert.Single(r);
     }
 
+    [Fact]
+    public void BadOptions_AreConfigErrors()
+    {
+        Assert.Throws<ConfigException>(() => LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Stories260K, MaxSequences = 0 }));
+        Assert.Throws<ConfigException>(() => LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Stories260K, ContextSize = 1 }));
+        Assert.Throws<ConfigException>(() => LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Stories260K, ContextSize = 1 << 30 }));
+        Assert.Throws<ConfigException>(() => LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Stories260K, Threads = 0 }));
+        Assert.Throws<ConfigException>(() => LlamaModelFactory.Load(new LlamaModelOptions { Path = "" }));
+        // A failed load leaves the shared weights usable for the next one.
+        using var ok = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Stories260K, ContextSize = 64, MaxSequences = 1 });
+        Assert.Equal(64, ok.Descriptor.ContextSize);
+    }
+
     private static int IndexOf(byte[] hay, byte[] needle, int end)
     {
         for (int i = end - needle.Length; i >= 0; i--)
