@@ -83,6 +83,16 @@ public sealed class OpenAIChatClient : DelegatingChatClient
                     u.AdditionalProperties ??= new();
                     u.AdditionalProperties[TokenLogprobExtensions.LogprobsKey] = lps.Select(l => l.LogProbability).ToArray();
                 }
+                foreach (var usage in u.Contents.OfType<UsageContent>())
+                {
+                    long inTok = usage.Details.InputTokenCount ?? 0, outTok = usage.Details.OutputTokenCount ?? 0;
+                    Usage.Add(inTok, outTok, TimeSpan.Zero);
+                    if (_descriptor.CostOf(inTok, outTok) is { } cost)
+                    {
+                        u.AdditionalProperties ??= new();
+                        u.AdditionalProperties[ConsortResponseExtensions.CostKey] = cost;
+                    }
+                }
                 yield return u;
             }
         }

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Security.Cryptography;
 using System.Text;
 
 namespace Consort.OpenAI;
@@ -20,8 +19,14 @@ public sealed class StringVocabulary : ITokenizer
     private StringVocabulary(string name, int size)
     {
         Name = name; VocabularySize = size;
-        Identity = new VocabularyIdentity(size, Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes("endpoint:" + name))), "endpoint");
+        Identity = IdentityFor(name, size);
     }
+
+    /// <summary>
+    /// The vocabulary identity of endpoint models declaring <paramref name="name"/>: equal names mean shared token ids.
+    /// Same form as the config layer's description of endpoint models, so described and built descriptors agree.
+    /// </summary>
+    public static VocabularyIdentity IdentityFor(string name, int size) => new(size, "endpoint:" + name, "endpoint");
 
     /// <summary>The process-wide vocabulary called <paramref name="name"/> (created with <paramref name="size"/> on first use).</summary>
     public static StringVocabulary For(string name, int size) => Shared.GetOrAdd(name, n => new StringVocabulary(n, size));
