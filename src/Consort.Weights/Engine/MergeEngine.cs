@@ -112,6 +112,9 @@ public static class MergeEngine
         return type;
     }
 
+    /// <summary>Checks a config against its method before any file is opened: base model, model counts, parameter names.</summary>
+    public static void Validate(MergeConfig c) => CheckModelCounts(c, MergeMethodRegistry.Get(c.MergeMethod));
+
     private static void CheckModelCounts(MergeConfig c, IMergeMethod m)
     {
         if (m.RequiresBase && c.BaseModel is null) throw new ConfigException($"merge_method '{m.Name}' needs base_model");
