@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Consort.OpenAI;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.AI;
 
 namespace Consort.Server.Tests;
@@ -120,5 +121,39 @@ public sealed class RecordedResponseTests
         using var sent = JsonDocument.Parse(stub.Bodies[0]);
         Assert.True(sent.RootElement.GetProperty("echo").GetBoolean());
         Assert.Equal("Once upon a time, there", sent.RootElement.GetProperty("prompt").GetString());
+    }
+
+    [Fact]
+    public async Task Streaming_chat_through_backend_carries_logprobs_usage_and_cost()
+    {
+        await using var stub = await StubServer.StartAsync(async (ctx, _) =>
+        {
+            ctx.Response.ContentType = "text/event-stream";
+            await ctx.Response.WriteAsync(Recorded.Read("vllm-chat-stream-logprobs.sse"));
+        });
+        using var model = OpenAIModelFactory.Create(new OpenAIModelOptions
+        {
+            Name = "vllm", BaseUrl = stub.BaseUrl, Model = "Qwen/Qwen2.5-0.5B-Instruct", TopLogprobs = 1, InputPricePerMillion = 1m, OutputPricePerMillion = 2m,
+        });
+        var updates = await model.Chat.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, "Capital of France?")], new ChatOptions().RequestingLogprobs()).ToListAsync();
+        Assert.Equal("Paris.", string.Concat(updates.Select(u => u.Text)));
+        var lps = updates.Select(u => u.AdditionalProperties?.TryGetValue(TokenLogprobExtensions.LogprobsKey, out var v) == true ? (float[])v! : null)
+            .Where(x => x is not null).SelectMany(x => x!).ToArray();
+        Assert.Equal([-0.0009f, -0.1325f], lps);
+        Assert.Contains(updates, u => u.AdditionalProperties?.TryGetValue(ConsortResponseExtensions.CostKey, out var c) == true && (decimal)c! == 28m / 1_000_000m);
+        using var sent = JsonDocument.Parse(stub.Bodies[0]);
+        Assert.True(sent.RootElement.GetProperty("stream").GetBoolean());
+        Assert.True(sent.RootElement.GetProperty("logprobs").GetBoolean());
+    }
+
+    [Fact]
+    public async Task Caller_cancellation_is_not_reported_as_an_endpoint_failure()
+    {
+        await using var stub = await StubServer.StartAsync(async (ctx, _) => await Task.Delay(Timeout.Infinite, ctx.RequestAborted));
+        using var model = OpenAIModelFactory.Create(new OpenAIModelOptions { Name = "c", BaseUrl = stub.BaseUrl, Model = "m", TopLogprobs = 0 });
+        using var cts = new CancellationTokenSource(300);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => model.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "hi")], cancellationToken: cts.Token));
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5));
     }
 }
