@@ -116,7 +116,7 @@ public sealed class FusedTokenModel : ITokenModel
         var sw = Stopwatch.StartNew();
         var fused = steps.Select((s, i) => s.Sequence as FusedSequence is { } f && ReferenceEquals(f.Owner, this)
             ? f : throw new ArgumentException($"step {i}: the sequence does not belong to fusion '{Descriptor.Name}'")).ToArray();
-        await ForEachMemberAsync(async i =>
+        await StepMembersAsync(async i =>
         {
             var t = Stopwatch.StartNew();
             var memberSteps = new (ITokenSequence, int)[steps.Count];
@@ -217,6 +217,52 @@ public sealed class FusedTokenModel : ITokenModel
         return Task.WhenAll(tasks);
     }
 
+    // Per-step scheduling: running members on separate threads saves the slower member's time only when
+    // cores are free; on a busy machine the thread hand-offs cost more than a tiny model's step. So the fused
+    // model times both ways (exponential moving averages) and mostly uses the faster, re-trying the other
+    // now and then in case the machine's load changed.
+    private readonly object _modeGate = new();
+    private readonly double[] _stepTicks = [0, 0]; // [sequential, parallel]
+    private readonly int[] _stepSamples = [0, 0];
+    private long _steps;
+
+    /// <summary>How many decode steps ran with members in parallel and one after the other.</summary>
+    public (long Parallel, long Sequential) StepModes => (_parallelSteps, _steps - _parallelSteps);
+    private long _parallelSteps;
+
+    /// <summary>Runs one decode step of every member, in parallel or one after the other, whichever has been faster.</summary>
+    internal async Task StepMembersAsync(Func<int, Task> work)
+    {
+        if (Members.Count == 1) { await work(0).ConfigureAwait(false); return; }
+        bool parallel;
+        lock (_modeGate)
+        {
+            long n = _steps++;
+            if (_stepSamples[0] < 4 || _stepSamples[1] < 4) parallel = (n & 1) == 1;  // warm up both
+            else
+            {
+                bool best = _stepTicks[1] <= _stepTicks[0];
+                parallel = n % 32 == 0 ? !best : best;                               // explore now and then
+            }
+        }
+        long start = Stopwatch.GetTimestamp();
+        if (parallel)
+        {
+            Interlocked.Increment(ref _parallelSteps);
+            await ForEachMemberAsync(work).ConfigureAwait(false);
+        }
+        else
+        {
+            for (int i = 0; i < Members.Count; i++) await work(i).ConfigureAwait(false);
+        }
+        double ticks = Stopwatch.GetTimestamp() - start;
+        lock (_modeGate)
+        {
+            int m = parallel ? 1 : 0;
+            _stepTicks[m] = _stepSamples[m]++ == 0 ? ticks : 0.8 * _stepTicks[m] + 0.2 * ticks;
+        }
+    }
+
     /// <summary>Members are owned by their own models; nothing to free here.</summary>
     public void Dispose() { }
 }
@@ -273,7 +319,7 @@ public sealed class FusedSequence : ITokenSequence
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (tokens.Count == 0) return;
-        await Owner.ForEachMemberAsync(async i =>
+        await Owner.StepMembersAsync(async i =>
         {
             var t = Stopwatch.StartNew();
             await MemberSequences[i].AppendAsync(tokens, cancellationToken).ConfigureAwait(false);

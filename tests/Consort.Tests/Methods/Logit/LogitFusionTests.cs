@@ -172,6 +172,24 @@ public sealed class LogitFusionTests(LlamaFixture fx, Xunit.Abstractions.ITestOu
     }
 
     [Fact]
+    public async Task FusedSteps_TryBothSchedules_AndMatchTheMembers()
+    {
+        using var fusedModel = new FusedTokenModel("f", [fx.Stories.Tokens!, fx.Xs.Tokens!], [0.5, 0.5], FusionCombine.Prob);
+        var prompt = fusedModel.Tokenizer.Encode("Once upon a time", addBos: true);
+        using var f = await fusedModel.StartAsync(prompt);
+        for (int i = 0; i < 40; i++) await f.AppendAsync([f.Next.ArgMax()]);
+        var (par, seq) = fusedModel.StepModes;
+        Assert.True(par > 0 && seq > 0, $"parallel {par}, sequential {seq}");
+        // Whatever the schedule, the fused distribution is the mixture of the members' current ones.
+        var s = (FusedSequence)f;
+        var p1 = s.MemberSequences[0].Next.LogProbabilities(); var p2 = s.MemberSequences[1].Next.LogProbabilities();
+        var fp = f.Next.LogProbabilities();
+        for (int v = 0; v < fp.Length; v++)
+            Assert.InRange(Math.Abs(Math.Exp(fp[v]) - 0.5 * (Math.Exp(p1[v]) + Math.Exp(p2[v]))), 0, 1e-5);
+        Assert.Equal(prompt.Length + 40, s.MemberSequences[1].Tokens.Count);
+    }
+
+    [Fact]
     public async Task DifferentVocabulary_IsRefusedNamingBothModels()
     {
         using var other = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.TinyStories656K, Name = "tinystories-656k", ContextSize = 64, MaxSequences = 1 });
