@@ -58,11 +58,15 @@ public sealed class BenchMergeCommand : IBenchCommand
             };
             ResetPeak();
             GC.Collect();
+            var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
             var r = MergeEngine.Run(config, Path.Combine(dir, "out"), ct: ct);
+            double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds;
             double mbps = inputBytes / 1e6 / r.Seconds;
             Console.WriteLine($"cat > /dev/null of both inputs: {catSeconds:F2} s ({inputBytes / 1e6 / catSeconds:F0} MB/s)");
             Console.WriteLine($"TIES merge (density {density}):  {r.Seconds:F2} s ({mbps:F0} MB/s of input; {r.BytesRead / 1e6:F0} MB decoded over all passes, {r.BytesWritten / 1e6:F0} MB written)");
+            Console.WriteLine($"merge CPU time (user+sys):     {cpu:F2} s ({inputBytes / 1e6 / cpu:F0} MB/s; wall/CPU shows waiting on a loaded machine)");
             Console.WriteLine($"merge / read ratio:            {r.Seconds / catSeconds:F2} (target <= 3)");
+            Console.WriteLine($"load average at the end:       {(File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "unknown")} on {Environment.ProcessorCount} cores");
             Console.WriteLine($"peak resident memory:          {(r.PeakMemoryBytes < 0 ? "unknown" : $"{r.PeakMemoryBytes / 1e6:F0} MB")} (target < 400 MB)");
         }
         finally
