@@ -20,8 +20,8 @@ public sealed class BenchDecodeCommand : IBenchCommand
     /// <inheritdoc />
     public Command Build()
     {
-        var tokens = new Option<int>("--tokens") { Description = "Tokens to decode per run.", DefaultValueFactory = _ => 128 };
-        var repeats = new Option<int>("--repeats") { Description = "Timed runs per model (the median is reported).", DefaultValueFactory = _ => 5 };
+        var tokens = new Option<int>("--tokens") { Description = "Tokens to decode per run.", DefaultValueFactory = _ => 240 };
+        var repeats = new Option<int>("--repeats") { Description = "Timed runs per model (the median is reported).", DefaultValueFactory = _ => 7 };
         var modelA = new Option<string?>("--model-a") { Description = "First GGUF (default ../shared/models/stories260k/stories260K.gguf)." };
         var modelB = new Option<string?>("--model-b") { Description = "Second GGUF, same vocabulary (default ../shared/models/llama2xs/llama2xs.gguf)." };
         var threads = new Option<int?>("--threads") { Description = "Threads per model (default: the loader's choice)." };
@@ -75,6 +75,8 @@ public sealed class BenchDecodeCommand : IBenchCommand
             ["repeats"] = repeats,
             ["runs"] = new JsonArray(Row(a.Name, med[0]), Row(b.Name, med[1]), Row($"fused ({a.Name} + {b.Name})", med[2])),
             ["ratio_fused_to_sum"] = Math.Round(ratio, 3),
+            ["fused_steps_parallel"] = fused.StepModes.Parallel,
+            ["fused_steps_sequential"] = fused.StepModes.Sequential,
             ["target_ratio"] = TargetRatio,
             ["meets_target"] = ratio <= TargetRatio,
         };
@@ -117,6 +119,7 @@ public sealed class BenchDecodeCommand : IBenchCommand
             t.AddRow(Markup.Escape((string)row!["model"]!), row["tokens"]!.ToString(), ((double)row["seconds"]!).ToString("0.0000"), ((double)row["tokens_per_second"]!).ToString("0.0"));
         AnsiConsole.Write(t);
         double ratio = (double)r["ratio_fused_to_sum"]!;
+        AnsiConsole.MarkupLine($"[grey]fused steps: {(long)r["fused_steps_parallel"]!} with members in parallel, {(long)r["fused_steps_sequential"]!} one after the other (chosen by measured speed)[/]");
         AnsiConsole.MarkupLine($"fused time / (sum of single times) = [bold]{ratio:0.000}[/] (target <= {TargetRatio:0.00}: {((bool)r["meets_target"]! ? "[green]met[/]" : "[red]missed[/]")})");
     }
 }

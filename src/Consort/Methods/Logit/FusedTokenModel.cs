@@ -242,7 +242,7 @@ public sealed class FusedTokenModel : ITokenModel
             else
             {
                 bool best = _stepTicks[1] <= _stepTicks[0];
-                parallel = n % 32 == 0 ? !best : best;                               // explore now and then
+                parallel = n % 64 == 0 ? !best : best;                               // explore now and then
             }
         }
         long start = Stopwatch.GetTimestamp();
