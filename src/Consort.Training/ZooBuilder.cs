@@ -32,6 +32,11 @@ public sealed record ZooBuildSettings
     public OptimizerSettings ExpertOptimizer { get; init; } = new() { LearningRate = 2e-3f, WarmupSteps = 20, MinLrRatio = 0.1f };
     /// <summary>Experts' loss on answers only (the question tokens of a pair are masked).</summary>
     public bool ExpertAnswerOnly { get; init; } = true;
+    /// <summary>
+    /// Second-stage steps per expert (skill to steps): the saved expert is trained further with a fresh warm-up + cosine
+    /// schedule, for skills that need more than <see cref="ExpertSteps"/>.
+    /// </summary>
+    public Dictionary<string, int> ExtraExpertSteps { get; init; } = new() { [ArithmeticSkill.Name] = 800 };
     /// <summary>Tensor type of the committed matrices.</summary>
     public GgmlType TensorType { get; init; } = GgmlType.F16;
     /// <summary>Model shape.</summary>
@@ -75,7 +80,11 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
     }
 
     /// <summary>Runs the build into <paramref name="outDir"/> and returns the manifest (also written there).</summary>
-    public ZooManifest Build(string outDir, CancellationToken ct = default)
+    /// <param name="outDir">Output folder.</param>
+    /// <param name="resume">Keep the base and first-stage experts of a finished build already in <paramref name="outDir"/>
+    /// (checked against its manifest) and run only the missing second stages and the scoring.</param>
+    /// <param name="ct">Cancellation.</param>
+    public ZooManifest Build(string outDir, bool resume = false, CancellationToken ct = default)
     {
         var total = Stopwatch.StartNew();
         Directory.CreateDirectory(outDir);
@@ -101,38 +110,72 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
 
         var models = new List<ZooModel>();
         string basePath = Path.Combine(outDir, "base.gguf");
-        using (var t = new TinyLlamaTrainer(s.Architecture, s.Batch, s.SeqLen, s.Threads) { Optimizer = s.BaseOptimizer })
+        double earlierSeconds = 0;
+        var previous = resume ? ZooManifest.Load(Path.Combine(outDir, "manifest.json")) : null;
+        if (previous is not null)
         {
-            t.InitializeRandom(s.InitSeed);
-            Log($"base: {s.BaseSteps} steps from random init ({s.Architecture.ParameterCount:N0} parameters)");
-            var r = TrainingLoop.Run(t, new BatchSampler(baseSource, s.Batch, s.SeqLen, s.DataSeed + 1), new BatchSampler(baseSource, s.Batch, s.SeqLen, s.DataSeed + 101),
-                new TrainingPlan { Steps = s.BaseSteps, EvalEvery = 0, ReportEvery = 100 }, p => Log(Format("base", p)), ct);
-            t.SaveGguf(basePath, "consort-zoo-base", s.TensorType, Meta("base", null));
-            models.Add(Model("base", "base.gguf", "base", null, basePath, Training(null, s.InitSeed, s.DataSeed + 1, baseMix, false, s.BaseSteps, s.BaseOptimizer, r)));
-            Log($"base: done in {r.Seconds:F0} s, loss {r.FinalLoss:F3}, eval {r.EvalLoss:F3}, {r.TokensPerSecond:F0} tok/s");
+            if (previous.DataSeed != s.DataSeed) throw new ConsortException($"--resume: the zoo in {outDir} was built with data seed {previous.DataSeed}, not {s.DataSeed}");
+            foreach (var m in previous.Models)
+                if (Zoo.Sha256(Path.Combine(outDir, m.File)) != m.Sha256) throw new ConsortException($"--resume: {m.File} does not match its manifest digest");
+            models.AddRange(previous.Models.Select(m => m with { Scores = new() }));
+            earlierSeconds = previous.BuildSeconds;
+            Log($"resuming: {models.Count} models from the manifest ({earlierSeconds:F0} s of earlier build time)");
+        }
+        else
+        {
+            using (var t = new TinyLlamaTrainer(s.Architecture, s.Batch, s.SeqLen, s.Threads) { Optimizer = s.BaseOptimizer })
+            {
+                t.InitializeRandom(s.InitSeed);
+                Log($"base: {s.BaseSteps} steps from random init ({s.Architecture.ParameterCount:N0} parameters)");
+                var r = TrainingLoop.Run(t, new BatchSampler(baseSource, s.Batch, s.SeqLen, s.DataSeed + 1), new BatchSampler(baseSource, s.Batch, s.SeqLen, s.DataSeed + 101),
+                    new TrainingPlan { Steps = s.BaseSteps, EvalEvery = 0, ReportEvery = 100 }, p => Log(Format("base", p)), ct);
+                t.SaveGguf(basePath, "consort-zoo-base", s.TensorType, Meta("base", null));
+                models.Add(Model("base", "base.gguf", "base", null, basePath, Training(null, s.InitSeed, s.DataSeed + 1, baseMix, false, s.BaseSteps, s.BaseOptimizer, r)));
+                Log($"base: done in {r.Seconds:F0} s, loss {r.FinalLoss:F3}, eval {r.EvalLoss:F3}, {r.TokensPerSecond:F0} tok/s");
+            }
+
+            // Experts are independent: train them side by side, one ggml thread each (ggml's spinning thread barriers
+            // collapse when a multi-thread job shares busy cores; separate single-thread jobs degrade gracefully).
+            var experts = new ZooModel[Skills.Length];
+            Parallel.For(0, Skills.Length, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, s.ParallelExperts), CancellationToken = ct }, i =>
+            {
+                var skill = Skills[i];
+                var file = skill + ".gguf";
+                var path = Path.Combine(outDir, file);
+                using var t = new TinyLlamaTrainer(s.Architecture, s.Batch, s.SeqLen, s.ExpertThreads) { Optimizer = s.ExpertOptimizer };
+                t.LoadGguf(basePath);
+                var src = Pairs(data[skill].Train, s.ExpertAnswerOnly);
+                int seed = s.DataSeed + 10 * (i + 1);
+                Log($"{skill}: {s.ExpertSteps} steps from base on {data[skill].Train.Count} training questions");
+                var r = TrainingLoop.Run(t, new BatchSampler(src, s.Batch, s.SeqLen, seed), new BatchSampler(Pairs(data[skill].Test, s.ExpertAnswerOnly), s.Batch, s.SeqLen, seed + 1),
+                    new TrainingPlan { Steps = s.ExpertSteps, EvalEvery = 0, ReportEvery = 100 }, p => Log(Format(skill, p)), ct);
+                t.SaveGguf(path, "consort-zoo-" + skill, s.TensorType, Meta("expert", skill));
+                experts[i] = Model(skill, file, "expert", skill, path,
+                    Training("base", null, seed, new() { [skill + "_train"] = 1.0 }, s.ExpertAnswerOnly, s.ExpertSteps, s.ExpertOptimizer, r));
+                Log($"{skill}: done in {r.Seconds:F0} s, loss {r.FinalLoss:F3}, eval {r.EvalLoss:F3}, {r.TokensPerSecond:F0} tok/s");
+            });
+            models.AddRange(experts);
         }
 
-        // Experts are independent: train them side by side, one ggml thread each (ggml's spinning thread barriers
-        // collapse when a multi-thread job shares busy cores; separate single-thread jobs degrade gracefully).
-        var experts = new ZooModel[Skills.Length];
-        Parallel.For(0, Skills.Length, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, s.ParallelExperts), CancellationToken = ct }, i =>
+        // Second stages: continue an expert from its saved file with a fresh schedule (recorded separately).
+        var stage2 = s.ExtraExpertSteps.Where(kv => kv.Value > 0 && models.Any(m => m.Name == kv.Key && m.ExtraTraining is null)).ToList();
+        Parallel.ForEach(stage2, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, s.ParallelExperts), CancellationToken = ct }, kv =>
         {
-            var skill = Skills[i];
-            var file = skill + ".gguf";
-            var path = Path.Combine(outDir, file);
+            var (skill, steps) = (kv.Key, kv.Value);
+            int idx = models.FindIndex(m => m.Name == skill);
+            var path = Path.Combine(outDir, models[idx].File);
             using var t = new TinyLlamaTrainer(s.Architecture, s.Batch, s.SeqLen, s.ExpertThreads) { Optimizer = s.ExpertOptimizer };
-            t.LoadGguf(basePath);
+            t.LoadGguf(path);
             var src = Pairs(data[skill].Train, s.ExpertAnswerOnly);
-            int seed = s.DataSeed + 10 * (i + 1);
-            Log($"{skill}: {s.ExpertSteps} steps from base on {data[skill].Train.Count} training questions");
+            int seed = s.DataSeed + 10 * (Array.IndexOf(Skills, skill) + 1) + 5;
+            Log($"{skill}: second stage, {steps} more steps");
             var r = TrainingLoop.Run(t, new BatchSampler(src, s.Batch, s.SeqLen, seed), new BatchSampler(Pairs(data[skill].Test, s.ExpertAnswerOnly), s.Batch, s.SeqLen, seed + 1),
-                new TrainingPlan { Steps = s.ExpertSteps, EvalEvery = 0, ReportEvery = 100 }, p => Log(Format(skill, p)), ct);
+                new TrainingPlan { Steps = steps, EvalEvery = 0, ReportEvery = 100 }, p => Log(Format(skill + "/2", p)), ct);
             t.SaveGguf(path, "consort-zoo-" + skill, s.TensorType, Meta("expert", skill));
-            experts[i] = Model(skill, file, "expert", skill, path,
-                Training("base", null, seed, new() { [skill + "_train"] = 1.0 }, s.ExpertAnswerOnly, s.ExpertSteps, s.ExpertOptimizer, r));
-            Log($"{skill}: done in {r.Seconds:F0} s, loss {r.FinalLoss:F3}, eval {r.EvalLoss:F3}, {r.TokensPerSecond:F0} tok/s");
+            var extra = Training(skill + " (first stage)", null, seed, new() { [skill + "_train"] = 1.0 }, s.ExpertAnswerOnly, steps, s.ExpertOptimizer, r) with { Batch = s.Batch, SeqLen = s.SeqLen };
+            lock (models) models[idx] = models[idx] with { Bytes = new FileInfo(path).Length, Sha256 = Zoo.Sha256(path), ExtraTraining = extra };
+            Log($"{skill}: second stage done in {r.Seconds:F0} s, loss {r.FinalLoss:F3}");
         });
-        models.AddRange(experts);
 
         // Score the saved files (what ships), not the trainer's F32 weights.
         var scored = new List<ZooModel>();
@@ -147,7 +190,7 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
 
         var manifest = new ZooManifest
         {
-            BuiltUtc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ"), BuildSeconds = Math.Round(total.Elapsed.TotalSeconds, 1),
+            BuiltUtc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ"), BuildSeconds = Math.Round(earlierSeconds + total.Elapsed.TotalSeconds, 1),
             Machine = $"base: {s.Threads} thread(s); experts: {s.ParallelExperts} in parallel x {s.ExpertThreads} thread(s); {Environment.ProcessorCount} cores",
             DataSeed = s.DataSeed, Architecture = s.Architecture, Parameters = s.Architecture.ParameterCount,
             Models = scored, Datasets = datasets,

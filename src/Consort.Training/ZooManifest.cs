@@ -59,6 +59,8 @@ public sealed record ZooModel
     [JsonPropertyName("sha256")] public required string Sha256 { get; init; }
     /// <summary>How it was trained.</summary>
     [JsonPropertyName("training")] public required ZooTraining Training { get; init; }
+    /// <summary>A second training stage continued from the first-stage file (null when none).</summary>
+    [JsonPropertyName("second_stage")] public ZooTraining? ExtraTraining { get; init; }
     /// <summary>Greedy exact-match accuracy through llama.cpp on each skill's test split.</summary>
     [JsonPropertyName("scores")] public Dictionary<string, double> Scores { get; init; } = new();
 }
@@ -104,7 +106,11 @@ public sealed record ZooManifest
     /// <summary>Generated datasets.</summary>
     [JsonPropertyName("datasets")] public List<ZooDataset> Datasets { get; init; } = [];
 
-    internal static readonly JsonSerializerOptions Json = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
     /// <summary>Reads a manifest file.</summary>
     public static ZooManifest Load(string path)

@@ -37,21 +37,37 @@ public sealed class ZooCommand : ICliCommand
         var baseSteps = new Option<int>("--base-steps") { Description = "Base model steps", DefaultValueFactory = _ => new ZooBuildSettings().BaseSteps };
         var expertSteps = new Option<int>("--expert-steps") { Description = "Steps per expert", DefaultValueFactory = _ => new ZooBuildSettings().ExpertSteps };
         var seed = new Option<int>("--seed") { Description = "Data seed", DefaultValueFactory = _ => new ZooBuildSettings().DataSeed };
+        var extra = new Option<string?>("--extra-steps") { Description = "Second-stage steps per expert, e.g. arith=600 (comma-separated)" };
+        var resume = new Option<bool>("--resume") { Description = "Keep a finished build's models in --out and run only missing second stages and the scoring" };
         var notes = new Option<string?>("--notes") { Description = "Free-text note stored in the manifest (e.g. machine load)" };
-        foreach (var o in new Option[] { outOpt, threads, baseSteps, expertSteps, seed, notes }) build.Options.Add(o);
+        foreach (var o in new Option[] { outOpt, threads, baseSteps, expertSteps, seed, extra, resume, notes }) build.Options.Add(o);
         build.SetAction((ParseResult pr, CancellationToken ct) =>
         {
             var outDir = pr.GetValue(outOpt) ?? DefaultZooDir();
             int t = pr.GetValue(threads), bs = pr.GetValue(baseSteps), es = pr.GetValue(expertSteps);
             if (t < 1 || bs < 1 || es < 1) throw new ConsortException("--threads, --base-steps and --expert-steps must be positive");
             var settings = new ZooBuildSettings { Threads = t, ExpertThreads = t, BaseSteps = bs, ExpertSteps = es, DataSeed = pr.GetValue(seed) };
-            var m = new ZooBuilder(settings, s => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {s}")).Build(outDir, ct);
+            if (pr.GetValue(extra) is { } ex) settings = settings with { ExtraExpertSteps = ParseExtra(ex) };
+            var m = new ZooBuilder(settings, s => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {s}")).Build(outDir, pr.GetValue(resume), ct);
             if (pr.GetValue(notes) is { } n)
                 (m with { Notes = n }).Save(Path.Combine(outDir, "manifest.json"));
             return Task.FromResult(0);
         });
         zoo.Subcommands.Add(build);
         return zoo;
+    }
+
+    private static Dictionary<string, int> ParseExtra(string text)
+    {
+        var d = new Dictionary<string, int>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var kv = part.Split('=');
+            if (kv.Length != 2 || !ZooBuilder.Skills.Contains(kv[0]) || !int.TryParse(kv[1], out var n) || n < 0)
+                throw new ConsortException($"--extra-steps '{part}': expected SKILL=STEPS with SKILL one of {string.Join(", ", ZooBuilder.Skills)}");
+            d[kv[0]] = n;
+        }
+        return d;
     }
 
     private static string DefaultZooDir()
