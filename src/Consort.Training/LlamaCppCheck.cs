@@ -49,6 +49,9 @@ public sealed class LlamaCppCheck : IDisposable
         _ctxSize = contextSize;
     }
 
+    /// <summary>Whether llama.cpp adds BOS to prompts of this model (plain-text prompting relies on it).</summary>
+    public bool AddsBos => _weights.Vocab.ShouldAddBOS;
+
     /// <summary>llama.cpp's tokenization of <paramref name="text"/> (BOS added as the model asks).</summary>
     public int[] Tokenize(string text) => _context.Tokenize(text, addBos: true, special: false).Select(t => (int)t).ToArray();
 

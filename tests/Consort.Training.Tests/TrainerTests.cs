@@ -48,6 +48,7 @@ public class TrainerTests
         var path = dir.File("t.gguf");
         trainer.SaveGguf(path, "tok", GgmlType.F16);
         using var check = new LlamaCppCheck(path, contextSize: 64, threads: 1);
+        Assert.True(check.AddsBos);
         const string text = "Q: Where does Bexor live? A: Tulmar. Ünïcode ✓ 7+48=55";
         Assert.Equal(new[] { ByteTokenizer.Bos }.Concat(ByteTokenizer.Encode(text)), check.Tokenize(text));
     }

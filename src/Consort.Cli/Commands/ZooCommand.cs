@@ -18,12 +18,12 @@ public sealed class ZooCommand : ICliCommand
             var m = Zoo.Manifest();
             Console.WriteLine($"zoo: {dir}  (built {m.BuiltUtc} in {m.BuildSeconds:F0} s; {m.Parameters:N0} parameters per model)");
             var skills = m.Models.SelectMany(x => x.Scores.Keys).Distinct().ToList();
-            Console.WriteLine($"{"model",-10} {"role",-7} {"file",-14} {"MB",5}  " + string.Join(" ", skills.Select(s => $"{s,8}")));
+            Console.WriteLine($"{"model",-12} {"role",-7} {"file",-14} {"MB",5}  " + string.Join(" ", skills.Select(s => $"{s,8}")));
             foreach (var x in m.Models)
             {
                 var path = Path.Combine(dir, x.File);
                 var state = !File.Exists(path) ? "  MISSING" : "";
-                Console.WriteLine($"{"zoo:" + x.Name,-10} {x.Role,-7} {x.File,-14} {x.Bytes / 1e6,5:F2}  "
+                Console.WriteLine($"{"zoo:" + x.Name,-12} {x.Role,-7} {x.File,-14} {x.Bytes / 1e6,5:F2}  "
                                   + string.Join(" ", skills.Select(s => x.Scores.TryGetValue(s, out var v) ? $"{v,8:F3}" : $"{"-",8}")) + state);
             }
             foreach (var d in m.Datasets) Console.WriteLine($"dataset zoo:{d.Name,-8} {d.File} ({d.Dev} dev / {d.Test} test)");
