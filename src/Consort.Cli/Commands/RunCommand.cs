@@ -129,7 +129,8 @@ public static class DatasetSearch
     {
         var folders = new List<string> { configDirectory, Path.Combine(configDirectory, "datasets") };
         if (Environment.GetEnvironmentVariable("CONSORT_DATASETS") is { Length: > 0 } env) folders.AddRange(env.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries));
-        if (ModelZoo.Folder is { } zoo) folders.Add(Path.Combine(zoo, "datasets"));
+        try { folders.Add(Path.Combine(Consort.Training.Zoo.Directory(), "datasets")); }
+        catch (ConsortException) { } // no zoo: nothing to add
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
             if (File.Exists(Path.Combine(dir.FullName, "Consort.slnx")))
             {

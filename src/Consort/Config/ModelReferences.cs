@@ -72,8 +72,7 @@ public static class ModelReferences
         }
         if (reference.StartsWith("zoo:", StringComparison.OrdinalIgnoreCase))
         {
-            string zooName = reference[4..];
-            return new GgufModelSpec(name ?? zooName, reference, ModelZoo.ResolveModel(zooName), options);
+            return new GgufModelSpec(name ?? reference[4..], reference, Consort.Training.Zoo.ResolveModel(reference), options);
         }
         if (reference.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
         {
