@@ -10,10 +10,13 @@ public static class TokenMath
     {
         float max = TensorPrimitives.Max(logits);
         TensorPrimitives.Subtract(logits, max, destination);
-        // log(sum(exp(x - max))) computed in double for stability on large vocabularies.
-        double sum = 0;
-        for (int i = 0; i < destination.Length; i++) sum += Math.Exp(destination[i]);
-        TensorPrimitives.Subtract(destination, (float)Math.Log(sum), destination);
+        // Vectorized exp into a scratch buffer; after subtracting the max every term is <= 1, so a float sum is exact enough.
+        float[]? rented = null;
+        Span<float> scratch = destination.Length <= 4096 ? stackalloc float[destination.Length] : (rented = System.Buffers.ArrayPool<float>.Shared.Rent(destination.Length)).AsSpan(0, destination.Length);
+        TensorPrimitives.Exp(destination, scratch);
+        float logSum = MathF.Log(TensorPrimitives.Sum(scratch));
+        if (rented is not null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
+        TensorPrimitives.Subtract(destination, logSum, destination);
     }
 
     /// <summary>Writes softmax(<paramref name="logits"/> / temperature).</summary>

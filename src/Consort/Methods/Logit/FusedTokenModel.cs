@@ -183,22 +183,25 @@ public sealed class FusedTokenModel : ITokenModel
                 if (weights[i] != 0) TensorPrimitives.MultiplyAdd(memberLogProbs[i], (float)weights[i], result, result);
             return result;
         }
-        // Mixture: log sum_i w_i p_i(v), with a per-token max for stability.
+        // Mixture: log sum_i w_i p_i(v), with a per-token max for stability; vectorized, since it runs every decode step.
         var max = new float[n];
         Array.Fill(max, float.NegativeInfinity);
         for (int i = 0; i < memberLogProbs.Count; i++)
             if (weights[i] > 0) TensorPrimitives.Max(max, memberLogProbs[i], max);
-        var acc = new double[n];
+        var acc = new float[n];
+        var term = new float[n];
         for (int i = 0; i < memberLogProbs.Count; i++)
         {
             if (weights[i] <= 0) continue;
-            var lp = memberLogProbs[i];
-            double w = weights[i];
-            for (int v = 0; v < n; v++)
-                if (!float.IsNegativeInfinity(lp[v])) acc[v] += w * Math.Exp(lp[v] - max[v]);
+            TensorPrimitives.Subtract(memberLogProbs[i], max, term);
+            TensorPrimitives.Exp(term, term);
+            TensorPrimitives.MultiplyAdd(term, (float)weights[i], acc, acc);
         }
+        TensorPrimitives.Log(acc, result);
+        TensorPrimitives.Add(result, max, result);
+        // Tokens every member rules out (-inf everywhere) stay impossible instead of becoming NaN.
         for (int v = 0; v < n; v++)
-            result[v] = acc[v] > 0 ? (float)(max[v] + Math.Log(acc[v])) : float.NegativeInfinity;
+            if (float.IsNegativeInfinity(max[v]) || float.IsNaN(result[v])) result[v] = float.NegativeInfinity;
         return result;
     }
 
