@@ -1,1 +1,3 @@
+[assembly: System.Runtime.CompilerServices.InternalsVisibleTo("Consort.Weights.Tests")]
+
 namespace Consort.Weights;

@@ -34,10 +34,24 @@ public static class MergeEngine
     /// <summary>Default elements per chunk (4 MB of F32 per buffer).</summary>
     public const int DefaultChunk = 1 << 20;
 
+    /// <summary>
+    /// Default budget for holding one tensor's decoded inputs in memory (F32, all inputs together): tensors within it
+    /// are decoded once and merged in parallel; larger ones are streamed in chunks.
+    /// </summary>
+    public const long DefaultMemoryBudget = 96L << 20;
+
     /// <summary>Runs <paramref name="config"/> into <paramref name="output"/> (.gguf file or safetensors folder).</summary>
+    /// <param name="config">The merge.</param>
+    /// <param name="output">.gguf file or safetensors folder.</param>
+    /// <param name="progress">Per-tensor progress.</param>
+    /// <param name="ct">Cancellation.</param>
+    /// <param name="chunkElements">Elements per chunk (streaming reads, and work items of in-memory tensors).</param>
+    /// <param name="memoryBudgetBytes">Largest decoded size (F32, all inputs) of a tensor held in memory; 0 streams every tensor.</param>
+    /// <param name="parallelism">Worker threads for in-memory tensors (default: processor count).</param>
     public static MergeResult Run(MergeConfig config, string output, IProgress<MergeProgress>? progress = null,
-        CancellationToken ct = default, int chunkElements = DefaultChunk)
+        CancellationToken ct = default, int chunkElements = DefaultChunk, long memoryBudgetBytes = DefaultMemoryBudget, int parallelism = 0)
     {
+        if (parallelism <= 0) parallelism = Environment.ProcessorCount;
         var sw = Stopwatch.StartNew();
         var method = MergeMethodRegistry.Get(config.MergeMethod);
         CheckModelCounts(config, method);
@@ -70,27 +84,79 @@ public static class MergeEngine
             long total = plan.Sum(p => GgmlTypes.ByteSize(p.Type, p.Tensor.ElementCount)), written = 0, read = 0;
             int chunk = Math.Max(32, chunkElements / 32 * 32);
             var buffers = new List<float[]>();
+            var whole = new List<float[]>();
             byte[] encoded = new byte[GgmlTypes.ByteSize(GgmlType.F32, chunk)];
-            for (int ti = 0; ti < plan.Count; ti++)
+            // Whole encoded tensors alternate between two buffers: one is being written by the background writer
+            // while the next tensor is computed into the other (at most one write in flight, so memory is bounded).
+            var outBuffers = new byte[2][];
+            Task pendingWrite = Task.CompletedTask;
+            try
             {
-                ct.ThrowIfCancellationRequested();
-                var (t, type) = plan[ti];
-                var entries = sources.Select(s => s.Find(t.Name)!).ToArray();
-                long emitted = 0;
-                var job = new TensorJob(t.Name, t.ElementCount, sources, entries, baseSource, modelSource, config, layers, chunk, buffers, span =>
+                for (int ti = 0; ti < plan.Count; ti++)
                 {
-                    if (span.Length % GgmlTypes.BlockSize(type) != 0 && emitted + span.Length != t.ElementCount)
-                        throw new InvalidOperationException("output chunk splits a quantization block");
-                    int bytes = (int)GgmlTypes.ByteSize(type, span.Length);
-                    TensorCodec.Encode(type, span, encoded.AsSpan(0, bytes));
-                    sink.Write(t.Name, encoded.AsSpan(0, bytes));
-                    emitted += span.Length;
-                });
-                method.Merge(job);
-                if (emitted != t.ElementCount) throw new InvalidOperationException($"merge method '{method.Name}' emitted {emitted} of {t.ElementCount} elements of '{t.Name}'");
-                read += job.BytesRead;
-                written += GgmlTypes.ByteSize(type, t.ElementCount);
-                progress?.Report(new MergeProgress(t.Name, ti + 1, plan.Count, written, total));
+                    ct.ThrowIfCancellationRequested();
+                    var (t, type) = plan[ti];
+                    var entries = sources.Select(s => s.Find(t.Name)!).ToArray();
+                    long emitted = 0;
+                    long outBytes = GgmlTypes.ByteSize(type, t.ElementCount);
+                    bool inMemory = memoryBudgetBytes > 0 && (double)sources.Length * t.ElementCount * 4 <= memoryBudgetBytes
+                        && outBytes < int.MaxValue && t.ElementCount < int.MaxValue / 2;
+                    TensorJob job;
+                    if (inMemory)
+                    {
+                        var buf = outBuffers[ti % 2];
+                        if (buf is null || buf.Length < outBytes) outBuffers[ti % 2] = buf = new byte[outBytes];
+                        int block = GgmlTypes.BlockSize(type);
+                        job = new TensorJob(t.Name, t.ElementCount, sources, entries, baseSource, modelSource, config, layers, chunk, buffers, span =>
+                        {
+                            if (span.Length % block != 0 && emitted + span.Length != t.ElementCount)
+                                throw new InvalidOperationException("output chunk splits a quantization block");
+                            long at = GgmlTypes.ByteSize(type, emitted);
+                            TensorCodec.Encode(type, span, buf.AsSpan((int)at, (int)GgmlTypes.ByteSize(type, span.Length)));
+                            emitted += span.Length;
+                        }, whole, all =>
+                        {
+                            if (emitted != 0) throw new InvalidOperationException("EmitAll after partial output");
+                            long n = t.ElementCount;
+                            Parallel.For(0, (int)((n + chunk - 1) / chunk), new ParallelOptions { MaxDegreeOfParallelism = parallelism }, c =>
+                            {
+                                long s0 = (long)c * chunk; int len = (int)Math.Min(chunk, n - s0);
+                                TensorCodec.Encode(type, all.AsSpan((int)s0, len), buf.AsSpan((int)GgmlTypes.ByteSize(type, s0), (int)GgmlTypes.ByteSize(type, len)));
+                            });
+                            emitted = n;
+                        }, parallelism);
+                    }
+                    else
+                    {
+                        pendingWrite.GetAwaiter().GetResult();
+                        job = new TensorJob(t.Name, t.ElementCount, sources, entries, baseSource, modelSource, config, layers, chunk, buffers, span =>
+                        {
+                            if (span.Length % GgmlTypes.BlockSize(type) != 0 && emitted + span.Length != t.ElementCount)
+                                throw new InvalidOperationException("output chunk splits a quantization block");
+                            int bytes = (int)GgmlTypes.ByteSize(type, span.Length);
+                            TensorCodec.Encode(type, span, encoded.AsSpan(0, bytes));
+                            sink.Write(t.Name, encoded.AsSpan(0, bytes));
+                            emitted += span.Length;
+                        });
+                    }
+                    method.Merge(job);
+                    if (emitted != t.ElementCount) throw new InvalidOperationException($"merge method '{method.Name}' emitted {emitted} of {t.ElementCount} elements of '{t.Name}'");
+                    if (inMemory)
+                    {
+                        pendingWrite.GetAwaiter().GetResult();
+                        var buf = outBuffers[ti % 2]; string name = t.Name;
+                        pendingWrite = Task.Run(() => sink.Write(name, buf.AsSpan(0, (int)outBytes)), CancellationToken.None);
+                    }
+                    read += job.BytesRead;
+                    written += outBytes;
+                    progress?.Report(new MergeProgress(t.Name, ti + 1, plan.Count, written, total));
+                }
+                pendingWrite.GetAwaiter().GetResult();
+            }
+            finally
+            {
+                // Never dispose the sink under a write still in flight (after an error or cancellation).
+                try { pendingWrite.Wait(); } catch (AggregateException) { }
             }
             sink.Commit();
             long size = File.Exists(output) ? new FileInfo(output).Length : Directory.GetFiles(output).Sum(f => new FileInfo(f).Length);

@@ -18,11 +18,92 @@ public sealed class TensorJob
     private readonly int[] _modelSource;
     private readonly int _layers;
 
+    private readonly List<float[]>? _whole;
+    private readonly bool[] _decoded;
+    private readonly Action<float[]>? _emitAll;
+
     internal TensorJob(string name, long count, ITensorSource[] sources, TensorEntry[] entries, int baseSource, int[] modelSource,
-        MergeConfig config, int layers, int chunk, List<float[]> buffers, Action<ReadOnlySpan<float>> emit)
+        MergeConfig config, int layers, int chunk, List<float[]> buffers, Action<ReadOnlySpan<float>> emit,
+        List<float[]>? whole = null, Action<float[]>? emitAll = null, int parallelism = 1)
     {
         Name = name; Count = count; _sources = sources; _entries = entries; BaseSource = baseSource; _modelSource = modelSource;
         _config = config; _layers = layers; ChunkSize = chunk; _buffers = buffers; _emit = emit;
+        _whole = whole; _emitAll = emitAll; _decoded = new bool[sources.Length];
+        Parallelism = Math.Max(1, parallelism);
+    }
+
+    /// <summary>
+    /// True when the engine decided the tensor's inputs fit its memory budget: <see cref="Whole"/> and
+    /// <see cref="DecodeDelta"/> may be used (each input is decoded once), <see cref="Read"/> copies from memory, and
+    /// <see cref="EmitAll"/> takes the whole result.
+    /// </summary>
+    public bool InMemory => _whole is not null;
+
+    /// <summary>Worker threads an in-memory method may use.</summary>
+    public int Parallelism { get; }
+
+    private float[] Slot(int source)
+    {
+        var pool = _whole ?? throw new InvalidOperationException($"tensor '{Name}' is not held in memory");
+        while (pool.Count <= source) pool.Add([]);
+        if (pool[source].Length < Count) { pool[source] = []; pool[source] = new float[Count]; }
+        return pool[source];
+    }
+
+    private ParallelOptions Options => new() { MaxDegreeOfParallelism = Parallelism };
+
+    /// <summary>
+    /// The whole tensor of source <paramref name="source"/> decoded to F32 (decoded once per tensor, in parallel);
+    /// only the first <see cref="Count"/> elements are meaningful. In-memory jobs only.
+    /// </summary>
+    public float[] Whole(int source)
+    {
+        var a = Slot(source);
+        if (_decoded[source]) return a;
+        int chunk = ChunkSize;
+        Parallel.For(0, (int)((Count + chunk - 1) / chunk), Options, c =>
+        {
+            long s = (long)c * chunk; int n = (int)Math.Min(chunk, Count - s);
+            DecodeInto(source, s, a.AsSpan((int)s, n));
+        });
+        BytesRead += Formats.Gguf.GgmlTypes.ByteSize(_entries[source].Type, Count);
+        _decoded[source] = true;
+        return a;
+    }
+
+    /// <summary>
+    /// The task vector (source - base) of the whole tensor in memory, computed in parallel; the array is the
+    /// source's slot, so <see cref="Whole"/> must not be used for the same source afterwards. In-memory jobs only.
+    /// </summary>
+    public float[] DecodeDelta(int source)
+    {
+        if (BaseSource < 0 || source == BaseSource) return Whole(source);
+        var b = Whole(BaseSource);
+        var a = Slot(source);
+        int chunk = ChunkSize;
+        Parallel.For(0, (int)((Count + chunk - 1) / chunk), Options, c =>
+        {
+            long s = (long)c * chunk; int n = (int)Math.Min(chunk, Count - s);
+            var d = a.AsSpan((int)s, n);
+            DecodeInto(source, s, d);
+            System.Numerics.Tensors.TensorPrimitives.Subtract(d, b.AsSpan((int)s, n), d);
+        });
+        BytesRead += Formats.Gguf.GgmlTypes.ByteSize(_entries[source].Type, Count);
+        _decoded[source] = false;
+        return a;
+    }
+
+    private void DecodeInto(int source, long start, Span<float> dst)
+    {
+        _sources[source].ReadFloat32(_entries[source], start, dst);
+        MappedPages.Release(_sources[source], _entries[source], start, dst.Length);
+    }
+
+    /// <summary>Emits the whole output at once (the first <see cref="Count"/> elements); encoded in parallel. In-memory jobs only.</summary>
+    public void EmitAll(float[] values)
+    {
+        if (_emitAll is null) throw new InvalidOperationException($"tensor '{Name}' is not held in memory");
+        _emitAll(values);
     }
 
     /// <summary>Tensor name.</summary>
@@ -87,6 +168,11 @@ public sealed class TensorJob
     /// <summary>Decodes elements [start, start+dst.Length) of the tensor from source <paramref name="source"/>.</summary>
     public void Read(int source, long start, Span<float> dst)
     {
+        if (InMemory)
+        {
+            Whole(source).AsSpan(checked((int)start), dst.Length).CopyTo(dst);
+            return;
+        }
         _sources[source].ReadFloat32(_entries[source], start, dst);
         BytesRead += Formats.Gguf.GgmlTypes.ByteSize(_entries[source].Type, dst.Length);
         MappedPages.Release(_sources[source], _entries[source], start, dst.Length);
