@@ -84,9 +84,17 @@ public sealed class TensorJob
         Parallel.For(0, (int)((Count + chunk - 1) / chunk), Options, c =>
         {
             long s = (long)c * chunk; int n = (int)Math.Min(chunk, Count - s);
-            var d = a.AsSpan((int)s, n);
-            DecodeInto(source, s, d);
-            System.Numerics.Tensors.TensorPrimitives.Subtract(d, b.AsSpan((int)s, n), d);
+            // Decode and subtract in sub-blocks that stay in cache; pages are released per chunk (madvise wants
+            // large ranges).
+            const int sub = 1 << 14;
+            for (int o = 0; o < n; o += sub)
+            {
+                int m = Math.Min(sub, n - o);
+                var d = a.AsSpan((int)s + o, m);
+                _sources[source].ReadFloat32(_entries[source], s + o, d);
+                System.Numerics.Tensors.TensorPrimitives.Subtract(d, b.AsSpan((int)s + o, m), d);
+            }
+            MappedPages.Release(_sources[source], _entries[source], s, n);
         });
         BytesRead += Formats.Gguf.GgmlTypes.ByteSize(_entries[source].Type, Count);
         _decoded[source] = false;

@@ -214,7 +214,7 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
 
         // Parts, and each selector's quota at each part's
         // start: the quota left after the ties in the parts before it.
-        int partLen = Math.Min(1 << 16, job.ChunkSize); // small enough to stay in cache across the k + 1 arrays
+        int partLen = Math.Min(1 << 14, job.ChunkSize); // small enough to stay in cache across the k + 3 arrays
         int parts = (n + partLen - 1) / partLen;
         var options = new ParallelOptions { MaxDegreeOfParallelism = par };
         long[][] QuotaStarts(TopKSelector?[] sel)
