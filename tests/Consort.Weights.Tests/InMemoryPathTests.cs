@@ -111,6 +111,28 @@ public class InMemoryPathTests : IDisposable
         if (method.StartsWith("ties", StringComparison.Ordinal)) Assert.True(rs.BytesRead > rm.BytesRead);
     }
 
+    [Theory]
+    [InlineData(0L)]
+    [InlineData(MergeEngine.DefaultMemoryBudget)]
+    public void UndecodableTensorIsAModelFileErrorOnBothPaths(long budget)
+    {
+        // An I32 tensor cannot be merged: the error names the file and tensor, also when it is raised inside the
+        // parallel parts of the in-memory path.
+        string Model(string name, int value)
+        {
+            var folder = _dir.File(name);
+            Directory.CreateDirectory(folder);
+            using var w = new SafetensorsWriter(Path.Combine(folder, "model.safetensors"));
+            w.AddTensor("model.layers.0.mlp.up_proj.weight", [8, 8], GgmlType.I32);
+            w.WriteTensorChunk("model.layers.0.mlp.up_proj.weight", System.Runtime.InteropServices.MemoryMarshal.AsBytes(Enumerable.Repeat(value, 64).ToArray().AsSpan()));
+            w.Commit();
+            return folder;
+        }
+        var c = Cfg("ties", Model("ib" + budget, 1), (Model("ia" + budget, 2), P(("weight", 1.0), ("density", 0.5))));
+        var e = Assert.Throws<ModelFileException>(() => MergeEngine.Run(c, _dir.File("iout" + budget), memoryBudgetBytes: budget));
+        Assert.Contains("model.layers.0.mlp.up_proj.weight", e.Message);
+    }
+
     [Fact]
     public void TiesOnTiedMagnitudesKeepsExactlyTheDensityCount()
     {

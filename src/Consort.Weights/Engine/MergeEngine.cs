@@ -139,7 +139,12 @@ public static class MergeEngine
                             emitted += span.Length;
                         });
                     }
-                    method.Merge(job);
+                    try { method.Merge(job); }
+                    catch (AggregateException ae) when (ae.Flatten().InnerExceptions.Count > 0)
+                    {
+                        // Parallel parts of in-memory tensors: surface the first real error (e.g. a ModelFileException).
+                        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ae.Flatten().InnerExceptions[0]).Throw();
+                    }
                     if (emitted != t.ElementCount) throw new InvalidOperationException($"merge method '{method.Name}' emitted {emitted} of {t.ElementCount} elements of '{t.Name}'");
                     if (inMemory)
                     {
