@@ -93,4 +93,39 @@ public class RemoteRunTests
         foreach (var r in first.Where(r => r["error"] is null))
             Assert.Equal(r["output"]!.ToString(), final.Single(f => f["id"]!.ToString() == r["id"]!.ToString())["output"]!.ToString());
     }
+
+    [Fact]
+    public async Task ACollaborationServedByAnotherConsortServerIsAMemberOfALocalCollaboration()
+    {
+        using var dir = new TempDir();
+        CliHarness.WriteStoryDataset(dir.Path, 4);
+        int port = FreePort();
+        var serve = dir.File("serve.json");
+        File.WriteAllText(serve, $$"""
+            { "models": [ { "name": "s", "path": "{{TestPaths.Stories260K}}", "context_size": 512 }, { "name": "x", "path": "{{TestPaths.Llama2Xs}}", "context_size": 256 } ],
+              "collaborations": { "fusion": { "method": "logit_fusion", "models": ["s", "x"] } } }
+            """);
+        var run = dir.File("run.json");
+        File.WriteAllText(run, $$"""
+            { "method": "majority_vote", "task": { "dataset": "stories", "max_tokens": 12 }, "hyperparameters": { "samples": 1, "temperature": 0 },
+              "models": [ { "name": "remote_fusion", "type": "openai", "base_url": "http://127.0.0.1:{{port}}/v1", "model": "fusion", "top_logprobs": 0 },
+                          "{{TestPaths.Stories260K}}" ] }
+            """);
+        var server = await StartServerAsync(serve, port);
+        try
+        {
+            var (code, o, e) = await CliHarness.RunAsync("run", run, "--out", dir.File("out"));
+            Assert.True(code == 0, e + o);
+        }
+        finally { server.Kill(true); await server.WaitForExitAsync(); }
+        var results = CliHarness.Results(Path.Combine(dir.File("out"), "run"));
+        Assert.Equal(4, results.Count);
+        Assert.All(results, r =>
+        {
+            Assert.Null(r["error"]);
+            var models = r["trace"]!.AsArray().Select(t => t!["Model"]?.ToString() ?? t!["model"]?.ToString()).ToList();
+            Assert.Contains("remote_fusion", models);
+            Assert.Contains("stories260K", models);
+        });
+    }
 }
