@@ -38,3 +38,17 @@ public sealed class TempDir : IDisposable
     /// <inheritdoc />
     public void Dispose() { try { Directory.Delete(Path, true); } catch (IOException) { } }
 }
+
+/// <summary>Loopback networking helpers for tests that run real servers.</summary>
+public static class TestNet
+{
+    /// <summary>A TCP port on 127.0.0.1 that was free a moment ago.</summary>
+    public static int FreePort()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+}

@@ -8,14 +8,6 @@ namespace Consort.Cli.Tests;
 /// <summary>A run over an OpenAI-compatible endpoint (a real `consort serve` process) that dies mid-run resumes later.</summary>
 public class RemoteRunTests
 {
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
 
     private static async Task<Process> StartServerAsync(string config, int port)
     {
@@ -41,7 +33,7 @@ public class RemoteRunTests
     {
         using var dir = new TempDir();
         CliHarness.WriteStoryDataset(dir.Path, 30);
-        int port = FreePort();
+        int port = TestNet.FreePort();
         var serve = dir.File("serve.json");
         File.WriteAllText(serve, $$"""{ "models": [ { "name": "s", "path": "{{TestPaths.Stories260K}}", "context_size": 512 } ] }""");
         var run = dir.File("run.json");
@@ -99,7 +91,7 @@ public class RemoteRunTests
     {
         using var dir = new TempDir();
         CliHarness.WriteStoryDataset(dir.Path, 4);
-        int port = FreePort();
+        int port = TestNet.FreePort();
         var serve = dir.File("serve.json");
         File.WriteAllText(serve, $$"""
             { "models": [ { "name": "s", "path": "{{TestPaths.Stories260K}}", "context_size": 512 }, { "name": "x", "path": "{{TestPaths.Llama2Xs}}", "context_size": 256 } ],

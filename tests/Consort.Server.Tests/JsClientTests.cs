@@ -28,7 +28,7 @@ public sealed class JsClientTests
         File.WriteAllText(tmp.File("keys.txt"), "js-test-key\n");
         config["server"]!["api_keys_file"] = tmp.File("keys.txt");
         File.WriteAllText(tmp.File("serve.json"), config.ToJsonString());
-        string url = $"http://127.0.0.1:{FreePort()}";
+        string url = $"http://127.0.0.1:{TestNet.FreePort()}";
 
         var root = new RootCommand();
         root.Subcommands.Add(new ServeCommand().Build());
@@ -112,12 +112,4 @@ public sealed class JsClientTests
         throw new TimeoutException("consort serve did not become healthy within 90 s");
     }
 
-    private static int FreePort()
-    {
-        var l = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
 }

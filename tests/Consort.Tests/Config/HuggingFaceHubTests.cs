@@ -22,14 +22,6 @@ public sealed class HuggingFaceHubTests : IDisposable
         _cache.Dispose();
     }
 
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
 
     [Fact]
     public void ParsesReferences()
@@ -46,7 +38,7 @@ public sealed class HuggingFaceHubTests : IDisposable
     {
         var payload = new byte[300_000];
         new Random(7).NextBytes(payload);
-        int port = FreePort();
+        int port = TestNet.FreePort();
         using var listener = new HttpListener();
         listener.Prefixes.Add($"http://127.0.0.1:{port}/");
         listener.Start();
@@ -105,7 +97,7 @@ public sealed class HuggingFaceHubTests : IDisposable
     [Fact]
     public async Task UnreachableOrOfflineSaysWhatToDownloadAndWhere()
     {
-        Environment.SetEnvironmentVariable("HF_ENDPOINT", $"http://127.0.0.1:{FreePort()}");
+        Environment.SetEnvironmentVariable("HF_ENDPOINT", $"http://127.0.0.1:{TestNet.FreePort()}");
         var reference = HuggingFaceReference.Parse("hf:o/r/m.gguf");
         var e = await Assert.ThrowsAsync<ConsortException>(() => HuggingFaceHub.EnsureAsync(reference));
         Assert.Contains("/o/r/resolve/main/m.gguf", e.Message);
