@@ -18,18 +18,16 @@ public sealed unsafe class GgufFile : IDisposable
     private const int MaxDims = 4;
     private const ulong MaxStringLength = 1 << 30;
 
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
-    private readonly byte* _base;
+    private readonly ReadOnlyMapping _mapping;
     private readonly Dictionary<string, GgufValue> _metadata;
     private readonly Dictionary<string, GgufTensorInfo> _byName;
     private VocabularyIdentity? _vocabulary;
     private bool _vocabularyRead;
 
-    private GgufFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr, long length,
+    private GgufFile(string path, ReadOnlyMapping mapping, long length,
         uint version, List<KeyValuePair<string, GgufValue>> metadata, List<GgufTensorInfo> tensors, long dataOffset, int alignment)
     {
-        Path = path; _map = map; _view = view; _base = basePtr; Length = length; Version = version;
+        Path = path; _mapping = mapping; Length = length; Version = version;
         MetadataInOrder = metadata; _metadata = new Dictionary<string, GgufValue>(metadata);
         Tensors = tensors; _byName = tensors.ToDictionary(t => t.Name);
         DataOffset = dataOffset; Alignment = alignment;
@@ -69,39 +67,21 @@ public sealed unsafe class GgufFile : IDisposable
         if (!File.Exists(path)) throw new ModelFileException(path, "file not found");
         long length = new FileInfo(path).Length;
         if (length < 24) throw new ModelFileException(path, $"too small to be GGUF ({length} bytes)");
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
+        var mapping = ReadOnlyMapping.Open(path);
         try
         {
-            map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            byte* ptr = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref ptr);
-            ptr += view.PointerOffset;
-            var file = Parse(path, map, view, ptr, length);
-            return file;
+            return Parse(path, mapping, length);
         }
-        catch (ModelFileException)
+        catch
         {
-            Release(view); map?.Dispose();
+            mapping.Dispose();
             throw;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            Release(view); map?.Dispose();
-            throw new ModelFileException(path, "cannot be read: " + e.Message, e);
-        }
     }
 
-    private static void Release(MemoryMappedViewAccessor? view)
+    private static GgufFile Parse(string path, ReadOnlyMapping mapping, long length)
     {
-        if (view is null) return;
-        view.SafeMemoryMappedViewHandle.ReleasePointer();
-        view.Dispose();
-    }
-
-    private static GgufFile Parse(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* p, long length)
-    {
+        byte* p = mapping.Pointer;
         var r = new Cursor(path, p, length);
         uint magic = r.U32("magic");
         if (magic != Magic) throw new ModelFileException(path, $"not a GGUF file (magic 0x{magic:X8}, expected 'GGUF')");
@@ -172,7 +152,7 @@ public sealed unsafe class GgufFile : IDisposable
             if (sorted[i].Offset < sorted[i - 1].Offset + sorted[i - 1].ByteSize)
                 throw new ModelFileException(path, $"corrupt: tensors '{sorted[i - 1].Name}' and '{sorted[i].Name}' overlap");
 
-        return new GgufFile(path, map, view, p, length, version, metadata, tensors, dataOffset, alignment);
+        return new GgufFile(path, mapping, length, version, metadata, tensors, dataOffset, alignment);
     }
 
     /// <summary>Looks up a tensor by name.</summary>
@@ -181,16 +161,14 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>The raw bytes of a tensor, straight from the mapping (valid until dispose).</summary>
     public ReadOnlySpan<byte> TensorBytes(GgufTensorInfo tensor)
     {
-        ObjectDisposedException.ThrowIf(_view is null && Tensors.Count > 0, this);
-        return new ReadOnlySpan<byte>(_base + DataOffset + tensor.Offset, checked((int)tensor.ByteSize));
+        return new ReadOnlySpan<byte>(_mapping.Pointer + DataOffset + tensor.Offset, checked((int)tensor.ByteSize));
     }
 
     /// <summary>A slice of a tensor's raw bytes (for tensors over 2 GB, read in chunks).</summary>
     public ReadOnlySpan<byte> TensorBytes(GgufTensorInfo tensor, long offset, int length)
     {
-        ObjectDisposedException.ThrowIf(_view is null && Tensors.Count > 0, this);
         if (offset < 0 || length < 0 || offset + length > tensor.ByteSize) throw new ArgumentOutOfRangeException(nameof(offset), $"slice [{offset}, {offset + length}) outside tensor '{tensor.Name}' ({tensor.ByteSize} bytes)");
-        return new ReadOnlySpan<byte>(_base + DataOffset + tensor.Offset + offset, length);
+        return new ReadOnlySpan<byte>(_mapping.Pointer + DataOffset + tensor.Offset + offset, length);
     }
 
     /// <summary>Reads a tensor as F32 (F32, F16, BF16 and Q8_0 supported), in GGUF element order.</summary>
@@ -256,8 +234,7 @@ public sealed unsafe class GgufFile : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        Release(_view);
-        _map?.Dispose();
+        _mapping.Dispose();
     }
 
     /// <summary>Bounds-checked little-endian reader over the mapping.</summary>

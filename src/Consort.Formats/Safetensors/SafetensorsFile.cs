@@ -15,15 +15,13 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     /// <summary>Largest header accepted (the format's own limit is 100 MB).</summary>
     public const long MaxHeaderSize = 100_000_000;
 
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
-    private readonly byte* _base;
+    private readonly ReadOnlyMapping _mapping;
     private readonly Dictionary<string, (TensorEntry Entry, long Begin)> _byName;
 
-    private SafetensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* basePtr, long dataStart,
+    private SafetensorsFile(string path, ReadOnlyMapping mapping, long dataStart,
         List<(TensorEntry Entry, long Begin)> tensors, Dictionary<string, string> metadata)
     {
-        Path = path; _map = map; _view = view; _base = basePtr; DataStart = dataStart; Metadata = metadata;
+        Path = path; _mapping = mapping; DataStart = dataStart; Metadata = metadata;
         Tensors = tensors.Select(t => t.Entry).ToList();
         _byName = tensors.ToDictionary(t => t.Entry.Name);
     }
@@ -44,10 +42,9 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     /// <inheritdoc />
     public ReadOnlySpan<byte> GetBytes(TensorEntry tensor, long offset, int length)
     {
-        ObjectDisposedException.ThrowIf(_view is null && Tensors.Count > 0, this);
         var (entry, begin) = _byName[tensor.Name];
         if (offset < 0 || length < 0 || offset + length > entry.ByteSize) throw new ArgumentOutOfRangeException(nameof(offset), $"slice outside tensor '{tensor.Name}'");
-        return new ReadOnlySpan<byte>(_base + DataStart + begin + offset, length);
+        return new ReadOnlySpan<byte>(_mapping.Pointer + DataStart + begin + offset, length);
     }
 
     /// <summary>Opens and validates <paramref name="path"/>.</summary>
@@ -70,28 +67,17 @@ public sealed unsafe class SafetensorsFile : ITensorSource
                 throw new ModelFileException(path, $"truncated header: it declares {headerLen} bytes but the file has only {length - 8} after the length field");
         }
 
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
+        var mapping = ReadOnlyMapping.Open(path);
         try
         {
-            map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            byte* ptr = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref ptr);
-            ptr += view.PointerOffset;
-            var header = new ReadOnlySpan<byte>(ptr + 8, (int)headerLen);
+            var header = new ReadOnlySpan<byte>(mapping.Pointer + 8, (int)headerLen);
             var (tensors, metadata) = ParseHeader(path, header, length - 8 - headerLen);
-            return new SafetensorsFile(path, map, view, ptr, 8 + headerLen, tensors, metadata);
+            return new SafetensorsFile(path, mapping, 8 + headerLen, tensors, metadata);
         }
-        catch (ModelFileException)
+        catch
         {
-            Release(view); map?.Dispose();
+            mapping.Dispose();
             throw;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            Release(view); map?.Dispose();
-            throw new ModelFileException(path, "cannot be read: " + e.Message, e);
         }
     }
 
@@ -158,17 +144,10 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         return (new TensorEntry(name, shape, type, expected), begin);
     }
 
-    private static void Release(MemoryMappedViewAccessor? view)
-    {
-        if (view is null) return;
-        view.SafeMemoryMappedViewHandle.ReleasePointer();
-        view.Dispose();
-    }
 
     /// <inheritdoc />
     public void Dispose()
     {
-        Release(_view);
-        _map?.Dispose();
+        _mapping.Dispose();
     }
 }

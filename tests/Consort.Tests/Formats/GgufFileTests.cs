@@ -173,4 +173,14 @@ public class GgufFileTests
         File.WriteAllText(dir.File("text.gguf"), "this is certainly not a model file, it is text");
         Assert.Contains("not a GGUF", Assert.Throws<ModelFileException>(() => GgufFile.Open(dir.File("text.gguf"))).Message);
     }
+
+    [Fact]
+    public void ReadingAfterDisposeThrowsInsteadOfTouchingUnmappedMemory()
+    {
+        var f = GgufFile.Open(TestPaths.Stories260K);
+        var t = f.Tensors[0];
+        f.Dispose();
+        f.Dispose(); // idempotent
+        Assert.Throws<ObjectDisposedException>(() => f.TensorBytes(t).Length);
+    }
 }
