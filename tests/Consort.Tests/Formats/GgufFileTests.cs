@@ -5,6 +5,17 @@ namespace Consort.Tests.Formats;
 
 public class GgufFileTests
 {
+    // Rewrites stories260K through the writer: metadata, tensor infos and bytes as they are.
+    private static void CopyStories260K(string destination)
+    {
+        using var src = GgufFile.Open(TestPaths.Stories260K);
+        using var w = new GgufWriter(destination);
+        w.CopyMetadata(src);
+        foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Dimensions, t.Type);
+        foreach (var t in src.Tensors) w.WriteTensorData(t.Name, src.TensorBytes(t));
+        w.Commit();
+    }
+
     [Fact]
     public void ReadsRealModelMetadataAndTensors()
     {
@@ -49,14 +60,7 @@ public class GgufFileTests
     {
         using var dir = new TempDir();
         var output = dir.File("copy.gguf");
-        using (var src = GgufFile.Open(TestPaths.Stories260K))
-        using (var w = new GgufWriter(output))
-        {
-            w.CopyMetadata(src);
-            foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Dimensions, t.Type);
-            foreach (var t in src.Tensors) w.WriteTensorData(t.Name, src.TensorBytes(t));
-            w.Commit();
-        }
+        CopyStories260K(output);
         using var a = GgufFile.Open(TestPaths.Stories260K);
         using var b = GgufFile.Open(output);
         Assert.Equal(a.MetadataInOrder.Select(kv => kv.Key), b.MetadataInOrder.Select(kv => kv.Key));
@@ -136,14 +140,7 @@ public class GgufFileTests
     {
         using var dir = new TempDir();
         var path = dir.File("offset.gguf");
-        using (var src = GgufFile.Open(TestPaths.Stories260K))
-        using (var w = new GgufWriter(path))
-        {
-            w.CopyMetadata(src);
-            foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Dimensions, t.Type);
-            foreach (var t in src.Tensors) w.WriteTensorData(t.Name, src.TensorBytes(t));
-            w.Commit();
-        }
+        CopyStories260K(path);
         // The last tensor info ends right before the data padding; its offset is the u64 just before.
         var bytes = File.ReadAllBytes(path);
         long infoEnd;
