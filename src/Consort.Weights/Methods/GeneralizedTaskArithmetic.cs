@@ -79,10 +79,8 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
                     keep[i] = TopKSelector.Build((long)(density[i] * n), n, v => job.ScanDelta(src[i], v));
                     break;
                 case Sparsification.MagnitudeOutliers:
-                    long target = (long)(density[i] * n), top = (long)(job.ModelParam(models[i], "gamma", 0.01) * n);
-                    long bottom = n - target - top;
-                    if (bottom < 0) { bottom = 0; top = n - target; }
-                    keep[i] = TopKSelector.Build(n - bottom, n, v => job.ScanDelta(src[i], v));
+                    var (kept, top) = OutlierCounts(n, density[i], job.ModelParam(models[i], "gamma", 0.01));
+                    keep[i] = TopKSelector.Build(kept, n, v => job.ScanDelta(src[i], v));
                     drop[i] = top > 0 ? TopKSelector.Build(top, n, v => job.ScanDelta(src[i], v)) : null;
                     break;
                 case Sparsification.Random:
@@ -188,10 +186,8 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
                     keep[i] = TopKSelector.Build((long)(density[i] * n), d, par);
                     break;
                 case Sparsification.MagnitudeOutliers:
-                    long target = (long)(density[i] * n), top = (long)(job.ModelParam(models[i], "gamma", 0.01) * n);
-                    long bottom = n - target - top;
-                    if (bottom < 0) { bottom = 0; top = n - target; }
-                    keep[i] = TopKSelector.Build(n - bottom, d, par);
+                    var (kept, top) = OutlierCounts(n, density[i], job.ModelParam(models[i], "gamma", 0.01));
+                    keep[i] = TopKSelector.Build(kept, d, par);
                     drop[i] = top > 0 ? TopKSelector.Build(top, d, par) : null;
                     break;
                 case Sparsification.Random:
@@ -333,6 +329,16 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
             mx[j] = m;
             dv[j] = dw == 0 ? 1 : dw;
         }
+    }
+
+    // Breadcrumbs: of n elements keep the largest (density + gamma) share, then drop the top gamma share as outliers;
+    // when the two shares overflow n, all is kept and the top share shrinks to what is left over.
+    private static (long Kept, long Top) OutlierCounts(long n, double density, double gamma)
+    {
+        long target = (long)(density * n), top = (long)(gamma * n);
+        long bottom = n - target - top;
+        if (bottom < 0) { bottom = 0; top = n - target; }
+        return (n - bottom, top);
     }
 
     private static bool Keeps(TopKSelector? keep, TopKSelector? drop, float x)
