@@ -3,7 +3,7 @@ using LLama.Native;
 namespace Consort.LlamaCpp;
 
 /// <summary>One-time native set-up: load the library early and silence llama.cpp's logging.</summary>
-internal static class LlamaNative
+public static class LlamaNative
 {
     private static readonly object Gate = new();
     private static bool _ready;

@@ -67,8 +67,8 @@ internal static unsafe partial class Ggml
         lock (Gate)
         {
             if (_ready) return;
-            NativeApi.llama_empty_call();
-            NativeLogConfig.llama_log_set((LLamaLogLevel _, string _) => { });
+            // Same set-up as inference (library loaded, logging silenced): the ggml libraries found below are llama.cpp's.
+            Consort.LlamaCpp.LlamaNative.EnsureInitialized();
             (_baseLib, _cpuLib) = FindLibraries();
             NativeLibrary.SetDllImportResolver(typeof(Ggml).Assembly, Resolve);
             SelfTest();
