@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Consort.Formats.Gguf;
 using Consort.Training.Native;
+using Consort.Weights.Lora;
 
 namespace Consort.Training;
 
@@ -39,7 +40,8 @@ public sealed record OptimizerSettings
 
 /// <summary>
 /// Trains a tiny LLaMA with ggml's optimizer (AdamW) over a hand-built forward graph that matches llama.cpp's llama
-/// architecture; every parameter is trained in F32. Loss masking zeroes the masked positions' logits inside the graph
+/// architecture. Full mode trains every parameter in F32; LoRA mode (<see cref="LoraSettings"/>) freezes the weights and
+/// trains only low-rank A/B pairs on the target matrices. Loss masking zeroes the masked positions' logits inside the graph
 /// (ggml's cross-entropy needs one-hot label rows), and the reported loss removes those rows' constant ln(V) share.
 /// Not thread-safe; one instance per model.
 /// </summary>
@@ -49,31 +51,56 @@ public sealed unsafe class TinyLlamaTrainer : IDisposable
     private readonly IntPtr _tokens, _positions, _mask, _logits;
     private readonly Dictionary<string, IntPtr> _weights = new(StringComparer.Ordinal);
     private readonly List<string> _order = [];
+    private readonly List<LoraPairTensors> _lora = [];
+    private readonly Dictionary<string, LoraPairTensors> _loraByTarget = new(StringComparer.Ordinal);
     private IntPtr _opt;
     private GCHandle _self;
     private GgmlOptimizerParams _current;
     private bool _disposed;
 
-    /// <summary>Creates the graph for <paramref name="batch"/> windows of <paramref name="seqLen"/> tokens (weights uninitialized).</summary>
-    public TinyLlamaTrainer(TinyLlamaConfig config, int batch, int seqLen, int threads)
+    /// <summary>One adapted matrix: A {n_in, r} and B {r, n_out} in ggml order (A [r, in], B [out, r] row-major).</summary>
+    private sealed record LoraPairTensors(string Target, IntPtr A, IntPtr B, int In, int Out);
+
+    /// <summary>
+    /// Creates the graph for <paramref name="batch"/> windows of <paramref name="seqLen"/> tokens (weights uninitialized).
+    /// With <paramref name="lora"/>, the weights are frozen and only the LoRA pairs train (A random from its seed, B zero).
+    /// </summary>
+    public TinyLlamaTrainer(TinyLlamaConfig config, int batch, int seqLen, int threads, LoraSettings? lora = null)
     {
         config.Validate();
+        lora?.Validate();
         if (batch <= 0 || seqLen <= 1) throw new ConsortException("trainer: batch must be positive and sequence length at least 2");
         if (seqLen > config.Context) throw new ConsortException($"trainer: sequence length {seqLen} exceeds the model context {config.Context}");
         Ggml.EnsureInitialized();
-        Config = config; Batch = batch; SeqLen = seqLen;
+        Config = config; Batch = batch; SeqLen = seqLen; Lora = lora;
         int n = batch * seqLen;
 
         _backend = Ggml.ggml_backend_cpu_init();
         Ggml.ggml_backend_cpu_set_n_threads(_backend, Math.Max(1, threads));
 
-        _ctxStatic = Ggml.ggml_init(new GgmlInitParams { MemSize = Ggml.ggml_tensor_overhead() * 256, NoAlloc = 1 });
-        foreach (var (name, dims) in config.Tensors())
+        var shapes = config.Tensors().ToList();
+        _ctxStatic = Ggml.ggml_init(new GgmlInitParams { MemSize = Ggml.ggml_tensor_overhead() * (nuint)(3 * shapes.Count + 16), NoAlloc = 1 });
+        foreach (var (name, dims) in shapes)
         {
             var t = dims.Length == 1 ? Ggml.ggml_new_tensor_1d(_ctxStatic, Ggml.TypeF32, dims[0]) : Ggml.ggml_new_tensor_2d(_ctxStatic, Ggml.TypeF32, dims[0], dims[1]);
             Ggml.ggml_set_name(t, name);
-            Ggml.ggml_set_param(t);
+            // LoRA: the weights are plain inputs of the graph, so ggml computes no gradient or optimizer state for them.
+            if (lora is null) Ggml.ggml_set_param(t);
             _weights[name] = t; _order.Add(name);
+        }
+        if (lora is not null)
+        {
+            foreach (var (name, dims) in shapes)
+            {
+                if (!IsLoraTarget(name, lora)) continue;
+                int nIn = (int)dims[0], nOut = (int)dims[1];
+                var a = Ggml.ggml_new_tensor_2d(_ctxStatic, Ggml.TypeF32, nIn, lora.Rank);
+                var b = Ggml.ggml_new_tensor_2d(_ctxStatic, Ggml.TypeF32, lora.Rank, nOut);
+                Ggml.ggml_set_name(a, name + ".lora_a"); Ggml.ggml_set_name(b, name + ".lora_b");
+                Ggml.ggml_set_param(a); Ggml.ggml_set_param(b);
+                var pair = new LoraPairTensors(name, a, b, nIn, nOut);
+                _lora.Add(pair); _loraByTarget[name] = pair;
+            }
         }
         _tokens = Ggml.ggml_new_tensor_2d(_ctxStatic, Ggml.TypeI32, seqLen, batch);
         _positions = Ggml.ggml_new_tensor_1d(_ctxStatic, Ggml.TypeI32, seqLen);
@@ -82,6 +109,7 @@ public sealed unsafe class TinyLlamaTrainer : IDisposable
         _buffer = Ggml.ggml_backend_alloc_ctx_tensors(_ctxStatic, _backend);
         if (_buffer == IntPtr.Zero) throw new ConsortException("trainer: could not allocate weight buffer");
         Ggml.Set(_positions, Enumerable.Range(0, seqLen).ToArray());
+        if (lora is not null) InitializeLora(lora.Seed);
 
         // Metadata only: ggml_opt also puts gradients and optimizer graphs here.
         _ctxCompute = Ggml.ggml_init(new GgmlInitParams { MemSize = Ggml.ggml_tensor_overhead() * 32768 + Ggml.ggml_graph_overhead() * 8 + (1 << 20), NoAlloc = 1 });
@@ -102,6 +130,24 @@ public sealed unsafe class TinyLlamaTrainer : IDisposable
     public OptimizerSettings Optimizer { get; set; } = new();
     /// <summary>Total steps planned (for the cosine schedule).</summary>
     public int TotalSteps { get; set; } = 1000;
+    /// <summary>LoRA settings, or null when every weight trains.</summary>
+    public LoraSettings? Lora { get; }
+    /// <summary>Parameters AdamW updates: every weight, or in LoRA mode r·(n_in + n_out) per adapted matrix.</summary>
+    public long TrainableParameterCount => Lora is null ? Config.ParameterCount : _lora.Sum(p => (long)Lora.Rank * (p.In + p.Out));
+
+    private static bool IsLoraTarget(string tensor, LoraSettings lora) =>
+        tensor.StartsWith("blk.", StringComparison.Ordinal) && tensor.EndsWith(".weight", StringComparison.Ordinal)
+        && lora.Targets.Contains(tensor[(tensor.IndexOf('.', 4) + 1)..^".weight".Length]);
+
+    /// <summary>W x, plus (alpha/r)·B (A x) when W carries a LoRA pair (the same ops and order as llama.cpp's build_lora_mm).</summary>
+    private IntPtr MatMul(string name, IntPtr x)
+    {
+        var c = _ctxCompute;
+        var y = Ggml.ggml_mul_mat(c, _weights[name], x);
+        if (!_loraByTarget.TryGetValue(name, out var p)) return y;
+        var ab = Ggml.ggml_mul_mat(c, p.B, Ggml.ggml_mul_mat(c, p.A, x));
+        return Ggml.ggml_add(c, y, Ggml.ggml_scale(c, ab, Lora!.Scale));
+    }
 
     private IntPtr BuildForward()
     {
@@ -115,9 +161,9 @@ public sealed unsafe class TinyLlamaTrainer : IDisposable
         for (int l = 0; l < cfg.Layers; l++)
         {
             var a = Ggml.ggml_mul(c, Ggml.ggml_rms_norm(c, x, cfg.RmsEps), W($"blk.{l}.attn_norm.weight"));
-            var q = Ggml.ggml_reshape_4d(c, Ggml.ggml_mul_mat(c, W($"blk.{l}.attn_q.weight"), a), hd, h, SeqLen, Batch);
-            var k = Ggml.ggml_reshape_4d(c, Ggml.ggml_mul_mat(c, W($"blk.{l}.attn_k.weight"), a), hd, h, SeqLen, Batch);
-            var v = Ggml.ggml_reshape_4d(c, Ggml.ggml_mul_mat(c, W($"blk.{l}.attn_v.weight"), a), hd, h, SeqLen, Batch);
+            var q = Ggml.ggml_reshape_4d(c, MatMul($"blk.{l}.attn_q.weight", a), hd, h, SeqLen, Batch);
+            var k = Ggml.ggml_reshape_4d(c, MatMul($"blk.{l}.attn_k.weight", a), hd, h, SeqLen, Batch);
+            var v = Ggml.ggml_reshape_4d(c, MatMul($"blk.{l}.attn_v.weight", a), hd, h, SeqLen, Batch);
             // Mode 0 is llama.cpp's LLAMA rope ("norm"): the layout llama.cpp uses when it runs the saved file.
             q = Ggml.ggml_rope_ext(c, q, _positions, IntPtr.Zero, hd, 0, cfg.Context, cfg.RopeBase, 1f, 0f, 1f, 0f, 0f);
             k = Ggml.ggml_rope_ext(c, k, _positions, IntPtr.Zero, hd, 0, cfg.Context, cfg.RopeBase, 1f, 0f, 1f, 0f, 0f);
@@ -128,12 +174,12 @@ public sealed unsafe class TinyLlamaTrainer : IDisposable
             var vt = Ggml.ggml_cont(c, Ggml.ggml_permute(c, v, 1, 2, 0, 3));          // [T, hd, H, B]
             var o = Ggml.ggml_mul_mat(c, vt, kq);                                      // [hd, Tq, H, B]
             o = Ggml.ggml_reshape_2d(c, Ggml.ggml_cont(c, Ggml.ggml_permute(c, o, 0, 2, 1, 3)), cfg.Dim, n);
-            x = Ggml.ggml_add(c, x, Ggml.ggml_mul_mat(c, W($"blk.{l}.attn_output.weight"), o));
+            x = Ggml.ggml_add(c, x, MatMul($"blk.{l}.attn_output.weight", o));
 
             var f = Ggml.ggml_mul(c, Ggml.ggml_rms_norm(c, x, cfg.RmsEps), W($"blk.{l}.ffn_norm.weight"));
-            var g = Ggml.ggml_silu(c, Ggml.ggml_mul_mat(c, W($"blk.{l}.ffn_gate.weight"), f));
-            var u = Ggml.ggml_mul_mat(c, W($"blk.{l}.ffn_up.weight"), f);
-            x = Ggml.ggml_add(c, x, Ggml.ggml_mul_mat(c, W($"blk.{l}.ffn_down.weight"), Ggml.ggml_mul(c, g, u)));
+            var g = Ggml.ggml_silu(c, MatMul($"blk.{l}.ffn_gate.weight", f));
+            var u = MatMul($"blk.{l}.ffn_up.weight", f);
+            x = Ggml.ggml_add(c, x, MatMul($"blk.{l}.ffn_down.weight", Ggml.ggml_mul(c, g, u)));
         }
         var outN = Ggml.ggml_mul(c, Ggml.ggml_rms_norm(c, x, cfg.RmsEps), W("output_norm.weight"));
         var logits = Ggml.ggml_mul_mat(c, W("output.weight"), outN);                  // [V, N]
@@ -184,6 +230,24 @@ public sealed unsafe class TinyLlamaTrainer : IDisposable
         }
     }
 
+    /// <summary>
+    /// Re-initializes the LoRA pairs: A uniform in ±1/sqrt(n_in) (PEFT's Kaiming bound), B zero, so the adapted model
+    /// starts equal to the base. Deterministic for a seed.
+    /// </summary>
+    public void InitializeLora(int seed)
+    {
+        if (Lora is null) throw new InvalidOperationException("trainer: not in LoRA mode");
+        var rng = new Random(seed);
+        foreach (var p in _lora)
+        {
+            float bound = 1f / MathF.Sqrt(p.In);
+            var a = new float[(long)p.In * Lora.Rank];
+            for (int i = 0; i < a.Length; i++) a[i] = (float)((rng.NextDouble() * 2 - 1) * bound);
+            Ggml.Set(p.A, a);
+            Ggml.Set(p.B, new float[(long)Lora.Rank * p.Out]);
+        }
+    }
+
     /// <summary>Loads every weight from a GGUF of the same shape (any tensor type the reader decodes).</summary>
     public void LoadGguf(string path)
     {
@@ -199,8 +263,34 @@ public sealed unsafe class TinyLlamaTrainer : IDisposable
         }
     }
 
-    /// <summary>A copy of every weight (GGUF name to F32 values).</summary>
+    /// <summary>A copy of every weight (GGUF name to F32 values); in LoRA mode the frozen base weights.</summary>
     public Dictionary<string, float[]> GetWeights() => _order.ToDictionary(n => n, n => Ggml.Get(_weights[n]));
+
+    /// <summary>The LoRA updates as they are now (A [r, in], B [out, r] row-major, GGUF target names).</summary>
+    public IReadOnlyList<LoraUpdate> GetLoraUpdates()
+    {
+        if (Lora is null) throw new InvalidOperationException("trainer: not in LoRA mode");
+        return _lora.Select(p => new LoraUpdate(p.Target, Ggml.Get(p.A), Ggml.Get(p.B), Lora.Rank, p.In, p.Out)).ToList();
+    }
+
+    /// <summary>The weights the model computes with: the base plus (alpha/r)·B·A on every adapted matrix (just the weights in full mode).</summary>
+    public Dictionary<string, float[]> GetMergedWeights()
+    {
+        var w = GetWeights();
+        if (Lora is null) return w;
+        foreach (var u in GetLoraUpdates())
+            LoraMerger.AddProduct(w[u.Target], u.B, u.A, u.Out, u.Rank, u.In, Lora.Scale);
+        return w;
+    }
+
+    /// <summary>Writes the LoRA pairs as a llama.cpp GGUF adapter (X.weight.lora_a {n_in, r}, .lora_b {r, n_out}, adapter.lora.alpha).</summary>
+    public void SaveLoraAdapter(string path)
+    {
+        if (Lora is null) throw new InvalidOperationException("trainer: SaveLoraAdapter needs LoRA mode");
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+        LoraWriter.WriteGguf(path, GetLoraUpdates(), Lora.Alpha, "llama");
+    }
 
     /// <summary>One AdamW step on <paramref name="batch"/>; returns the loss over unmasked targets (nats/token).</summary>
     public float TrainStep(TrainingBatch batch)
@@ -251,11 +341,21 @@ public sealed unsafe class TinyLlamaTrainer : IDisposable
         return (float)((mean * (double)n - masked * Math.Log(v)) / (n - masked));
     }
 
-    /// <summary>Writes the weights as a llama GGUF that llama.cpp loads (2-D tensors in <paramref name="type"/>, norms F32).</summary>
+    /// <summary>
+    /// Writes the weights as a llama GGUF that llama.cpp loads (2-D tensors in <paramref name="type"/>, norms F32);
+    /// in LoRA mode the merged model (base + (alpha/r)·B·A).
+    /// </summary>
     public void SaveGguf(string path, string name, GgmlType type = GgmlType.F32, IReadOnlyDictionary<string, GgufValue>? extra = null)
     {
         if (type is not (GgmlType.F32 or GgmlType.F16)) throw new ConsortException("trainer: GGUF output type must be F32 or F16");
-        GgufModelWriter.Write(path, Config, name, type, GetWeights(), extra);
+        GgufModelWriter.Write(path, Config, name, type, GetMergedWeights(), extra);
+    }
+
+    /// <summary>Writes what training resumes from: the F32 model in full mode, the adapter in LoRA mode.</summary>
+    public void SaveCheckpoint(string path, string name)
+    {
+        if (Lora is null) SaveGguf(path, name, GgmlType.F32);
+        else SaveLoraAdapter(path);
     }
 
     /// <inheritdoc />

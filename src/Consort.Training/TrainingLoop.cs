@@ -23,7 +23,7 @@ public sealed record TrainingPlan
     public int EvalBatches { get; init; } = 4;
     /// <summary>Write a checkpoint GGUF every this many steps (0: never).</summary>
     public int CheckpointEvery { get; init; }
-    /// <summary>Checkpoint path (overwritten each time; F32 so training can resume from it exactly).</summary>
+    /// <summary>Checkpoint path (overwritten each time; the F32 model so training can resume from it exactly, or the LoRA adapter).</summary>
     public string? CheckpointPath { get; init; }
     /// <summary>Report progress every this many steps.</summary>
     public int ReportEvery { get; init; } = 50;
@@ -62,7 +62,7 @@ public static class TrainingLoop
             double? ev = null;
             if (doEval) ev = evalLoss = EvalNow();
             if (plan.CheckpointEvery > 0 && plan.CheckpointPath is not null && s % plan.CheckpointEvery == 0 && s < plan.Steps)
-                trainer.SaveGguf(plan.CheckpointPath, $"checkpoint-{s}", GgmlType.F32);
+                trainer.SaveCheckpoint(plan.CheckpointPath, $"checkpoint-{s}");
             if (progress is not null && (doEval || s % Math.Max(1, plan.ReportEvery) == 0))
                 progress(new(s, plan.Steps, avg, trainer.Optimizer.LearningRateAt(s - 1, plan.Steps), tokens / sw.Elapsed.TotalSeconds, ev));
         }

@@ -158,6 +158,7 @@ internal static unsafe partial class Ggml
     [LibraryImport(Base)] public static partial IntPtr ggml_add(IntPtr ctx, IntPtr a, IntPtr b);
     [LibraryImport(Base)] public static partial IntPtr ggml_mul_mat(IntPtr ctx, IntPtr a, IntPtr b);
     [LibraryImport(Base)] public static partial IntPtr ggml_silu(IntPtr ctx, IntPtr a);
+    [LibraryImport(Base)] public static partial IntPtr ggml_scale(IntPtr ctx, IntPtr a, float s);
     [LibraryImport(Base)] public static partial IntPtr ggml_cont(IntPtr ctx, IntPtr a);
     [LibraryImport(Base)] public static partial IntPtr ggml_reshape_1d(IntPtr ctx, IntPtr a, long ne0);
     [LibraryImport(Base)] public static partial IntPtr ggml_reshape_2d(IntPtr ctx, IntPtr a, long ne0, long ne1);
