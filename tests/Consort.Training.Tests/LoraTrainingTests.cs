@@ -1,3 +1,5 @@
+using System.CommandLine;
+using Consort.Cli.Commands;
 using Consort.Formats.Gguf;
 using Consort.LlamaCpp;
 using Consort.Testing;
@@ -127,5 +129,45 @@ public class LoraTrainingTests
         using var full = new TinyLlamaTrainer(cfg, 1, 8, 1);
         Assert.Throws<InvalidOperationException>(() => full.SaveLoraAdapter("x.gguf"));
         Assert.Equal(cfg.ParameterCount, full.TrainableParameterCount);
+    }
+
+    [Theory]
+    [InlineData("--lora-rank 4", "--lora-rank needs --from")]
+    [InlineData("--from zoo/base.gguf --lora-rank 0", "--lora-rank 0: the rank must be a positive integer")]
+    [InlineData("--from zoo/base.gguf --lora-rank -2", "--lora-rank -2: the rank must be a positive integer")]
+    [InlineData("--from zoo/base.gguf --lora-rank 4 --lora-targets attn_q,mlp", "unknown LoRA target 'mlp'")]
+    [InlineData("--from zoo/base.gguf --merge-out m.gguf", "need --lora-rank")]
+    public async Task Train_command_rejects_bad_lora_options(string args, string message)
+    {
+        using var dir = new TempDir();
+        var root = new RootCommand { new TrainCommand().Build() };
+        var argv = new[] { "train", "--out", dir.File("out.gguf"), "--pairs", Path.Combine(TestPaths.RepoRoot, "zoo", "datasets", "facts_a.json"), "--steps", "1" }
+            .Concat(args.Replace("zoo/base.gguf", BaseModel).Split(' ')).ToArray();
+        var parsed = root.Parse(argv);
+        Assert.Empty(parsed.Errors);
+        var e = await Assert.ThrowsAsync<ConsortException>(() => parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+        Assert.Contains(message, e.Message);
+        Assert.False(File.Exists(dir.File("out.gguf")));
+    }
+
+    [Fact]
+    public async Task Train_command_writes_the_adapter_to_out_and_the_merged_model_to_merge_out()
+    {
+        using var dir = new TempDir();
+        var root = new RootCommand { new TrainCommand().Build() };
+        string adapter = dir.File("facts-lora.gguf"), merged = dir.File("facts-merged.gguf");
+        var parsed = root.Parse(["train", "--from", BaseModel, "--lora-rank", "2", "--lora-targets", "attn_q,ffn_down", "--merge-out", merged, "--out", adapter,
+            "--pairs", Path.Combine(TestPaths.RepoRoot, "zoo", "datasets", "facts_a.json"), "--steps", "3", "--batch", "2", "--seq-len", "32", "--threads", "1", "--eval-every", "0"]);
+        Assert.Empty(parsed.Errors);
+        Assert.Equal(0, await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+        using (var a = Weights.Lora.LoraAdapter.Open(adapter))
+        {
+            Assert.Equal(2, a.Rank);
+            Assert.Equal(4.0, a.Alpha); // default alpha: 2 x rank
+            Assert.Equal(2 * BaseConfig().Layers, a.Pairs.Count);
+        }
+        using var m = GgufFile.Open(merged);
+        Assert.Equal(BaseConfig(), TinyLlamaConfig.FromGguf(m));
+        Assert.Equal(GgmlType.F16, m.FindTensor("blk.0.attn_q.weight")!.Type);
     }
 }

@@ -5,14 +5,18 @@ using Consort.Training;
 
 namespace Consort.Cli.Commands;
 
-/// <summary><c>consort train</c>: train a tiny LLaMA (random init or fine-tune) on text or prompt/answer pairs.</summary>
+/// <summary>
+/// <c>consort train</c>: train a tiny LLaMA (random init, full fine-tune, or a LoRA adapter for an existing GGUF) on text or
+/// prompt/answer pairs.
+/// </summary>
 public sealed class TrainCommand : ICliCommand
 {
     /// <inheritdoc />
     public Command Build()
     {
-        var cmd = new Command("train", "Train a tiny LLaMA with a byte-level tokenizer on the CPU (ggml AdamW, warm-up + cosine) and write a GGUF.");
-        var outOpt = new Option<string>("--out") { Description = "Output GGUF path", Required = true };
+        var cmd = new Command("train", "Train a tiny LLaMA with a byte-level tokenizer on the CPU (ggml AdamW, warm-up + cosine) and write a GGUF; "
+            + "with --from and --lora-rank, train a LoRA adapter for that model instead (its weights stay frozen) and write the adapter.");
+        var outOpt = new Option<string>("--out") { Description = "Output GGUF path: the model, or with --lora-rank the LoRA adapter (llama.cpp format)", Required = true };
         var from = new Option<string?>("--from") { Description = "Start from this GGUF (path or zoo:NAME) instead of random init" };
         var text = new Option<string?>("--text") { Description = "Plain-text corpus (one example per non-empty line)" };
         var pairs = new Option<string?>("--pairs") { Description = "Dataset JSON in the shared layout (input/output pairs; path or zoo:NAME)" };
@@ -31,8 +35,12 @@ public sealed class TrainCommand : ICliCommand
         var threads = new Option<int>("--threads") { Description = "Threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var evalEvery = new Option<int>("--eval-every") { Description = "Held-out loss every N steps", DefaultValueFactory = _ => 100 };
         var ckpt = new Option<int>("--checkpoint-every") { Description = "Write OUT.ckpt.gguf (F32) every N steps (0: never)", DefaultValueFactory = _ => 0 };
-        var type = new Option<string>("--type") { Description = "Matrix type of the output: f16 or f32", DefaultValueFactory = _ => "f16" };
-        foreach (var o in new Option[] { outOpt, from, text, pairs, split, fullLoss, steps, lr, warmup, batch, seqLen, dim, layers, heads, ffn, seed, threads, evalEvery, ckpt, type })
+        var type = new Option<string>("--type") { Description = "Matrix type of the output model (with --lora-rank: of --merge-out; adapters are F32): f16 or f32", DefaultValueFactory = _ => "f16" };
+        var loraRank = new Option<int?>("--lora-rank") { Description = "Train a LoRA adapter of this rank for the --from model (frozen) instead of all weights; --out gets the adapter" };
+        var loraAlpha = new Option<float?>("--lora-alpha") { Description = "LoRA alpha (the update is scaled by alpha/rank; default 2 x rank)" };
+        var loraTargets = new Option<string?>("--lora-targets") { Description = "Comma-separated block matrices to adapt (default: " + string.Join(",", LoraSettings.AllTargets) + ")" };
+        var mergeOut = new Option<string?>("--merge-out") { Description = "With --lora-rank: also write the merged model (base + adapter) to this GGUF" };
+        foreach (var o in new Option[] { outOpt, from, text, pairs, split, fullLoss, steps, lr, warmup, batch, seqLen, dim, layers, heads, ffn, seed, threads, evalEvery, ckpt, type, loraRank, loraAlpha, loraTargets, mergeOut })
             cmd.Options.Add(o);
         cmd.SetAction((ParseResult pr, CancellationToken ct) =>
         {
@@ -42,6 +50,7 @@ public sealed class TrainCommand : ICliCommand
                 "f16" => GgmlType.F16, "f32" => GgmlType.F32,
                 var x => throw new ConsortException($"--type {x}: expected f16 or f32"),
             };
+            var lora = LoraFromOptions(pr.GetValue(loraRank), pr.GetValue(loraAlpha), pr.GetValue(loraTargets), pr.GetValue(mergeOut), pr.GetValue(from), pr.GetValue(seed));
             var source = LoadSource(pr.GetValue(text), pr.GetValue(pairs), pr.GetValue(split)!, !pr.GetValue(fullLoss), out var holdout);
             var fromPath = pr.GetValue(from) is { } f ? (Zoo.IsZooReference(f) ? Zoo.ResolveModel(f) : f) : null;
             TinyLlamaConfig cfg;
@@ -53,12 +62,15 @@ public sealed class TrainCommand : ICliCommand
             }
             else cfg = new TinyLlamaConfig { Dim = pr.GetValue(dim), Layers = pr.GetValue(layers), Heads = pr.GetValue(heads), Ffn = pr.GetValue(ffn) };
             int b = pr.GetValue(batch), sl = pr.GetValue(seqLen), s = pr.GetValue(seed);
-            using var trainer = new TinyLlamaTrainer(cfg, b, sl, pr.GetValue(threads))
+            using var trainer = new TinyLlamaTrainer(cfg, b, sl, pr.GetValue(threads), lora)
             {
                 Optimizer = new OptimizerSettings { LearningRate = pr.GetValue(lr), WarmupSteps = pr.GetValue(warmup) },
             };
             if (fromPath is not null) trainer.LoadGguf(fromPath); else trainer.InitializeRandom(s);
-            Console.WriteLine($"training {cfg.ParameterCount:N0} parameters {(fromPath is null ? "from random init" : "from " + fromPath)}; {pr.GetValue(steps)} steps of {b}x{sl} tokens");
+            Console.WriteLine(lora is null
+                ? $"training {cfg.ParameterCount:N0} parameters {(fromPath is null ? "from random init" : "from " + fromPath)}; {pr.GetValue(steps)} steps of {b}x{sl} tokens"
+                : $"training a LoRA adapter for {fromPath} (frozen, {cfg.ParameterCount:N0} parameters): rank {lora.Rank}, alpha {lora.Alpha:G4}, targets {string.Join(",", lora.Targets)}; "
+                  + $"{trainer.TrainableParameterCount:N0} trainable parameters; {pr.GetValue(steps)} steps of {b}x{sl} tokens");
             var plan = new TrainingPlan
             {
                 Steps = pr.GetValue(steps), EvalEvery = pr.GetValue(evalEvery), CheckpointEvery = pr.GetValue(ckpt),
@@ -66,11 +78,45 @@ public sealed class TrainCommand : ICliCommand
             };
             var r = TrainingLoop.Run(trainer, new BatchSampler(source, b, sl, s), new BatchSampler(holdout, b, sl, s + 7919), plan,
                 p => Console.WriteLine($"step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  {p.TokensPerSecond:F0} tok/s" + (p.EvalLoss is { } e ? $"  eval {e:F4}" : "")), ct);
-            trainer.SaveGguf(output, Path.GetFileNameWithoutExtension(output), t);
-            Console.WriteLine($"wrote {output}: loss {r.FinalLoss:F4}, eval {r.EvalLoss:F4}, {r.Seconds:F0} s, {r.TokensPerSecond:F0} tok/s");
+            var stats = $"loss {r.FinalLoss:F4}, eval {r.EvalLoss:F4}, {r.Seconds:F0} s, {r.TokensPerSecond:F0} tok/s";
+            if (lora is null)
+            {
+                trainer.SaveGguf(output, Path.GetFileNameWithoutExtension(output), t);
+                Console.WriteLine($"wrote {output}: {stats}");
+                return Task.FromResult(0);
+            }
+            if (pr.GetValue(mergeOut) is { } merged)
+            {
+                trainer.SaveGguf(merged, Path.GetFileNameWithoutExtension(merged), t);
+                Console.WriteLine($"wrote merged model {merged} ({new FileInfo(merged).Length:N0} bytes)");
+            }
+            trainer.SaveLoraAdapter(output);
+            Console.WriteLine($"wrote LoRA adapter {output} ({new FileInfo(output).Length:N0} bytes, {trainer.TrainableParameterCount:N0} trainable parameters, rank {lora.Rank}, alpha {lora.Alpha:G4}; "
+                + $"use it with the base {fromPath}): {stats}");
             return Task.FromResult(0);
         });
         return cmd;
+    }
+
+    /// <summary>LoRA settings from the options, or null for full training; rejects LoRA options that cannot apply.</summary>
+    private static LoraSettings? LoraFromOptions(int? rank, float? alpha, string? targets, string? mergeOut, string? from, int seed)
+    {
+        if (rank is null)
+        {
+            if (alpha is not null || targets is not null || mergeOut is not null)
+                throw new ConsortException("--lora-alpha, --lora-targets and --merge-out need --lora-rank");
+            return null;
+        }
+        if (from is null) throw new ConsortException("--lora-rank needs --from BASE.gguf: a LoRA adapter is trained for an existing model, whose weights stay frozen");
+        if (rank <= 0) throw new ConsortException($"--lora-rank {rank}: the rank must be a positive integer");
+        var s = new LoraSettings
+        {
+            Rank = rank.Value, Alpha = alpha ?? 2f * rank.Value, Seed = seed,
+            Targets = targets is null ? LoraSettings.AllTargets : LoraSettings.ParseTargets(targets),
+        };
+        try { s.Validate(); }
+        catch (ConsortException e) { throw new ConsortException("--lora-*: " + e.Message, e); }
+        return s;
     }
 
     private static Func<Random, TrainingExample> LoadSource(string? text, string? pairs, string split, bool answerOnly, out Func<Random, TrainingExample> holdout)
