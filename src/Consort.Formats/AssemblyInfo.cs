@@ -1,1 +1,3 @@
+[assembly: System.Runtime.CompilerServices.InternalsVisibleTo("Consort.Tests")]
+
 namespace Consort.Formats;

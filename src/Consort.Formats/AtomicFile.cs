@@ -15,21 +15,23 @@ public sealed class AtomicFile : IDisposable
         var dir = Path.GetDirectoryName(Destination)!;
         Directory.CreateDirectory(dir);
         TempPath = Path.Combine(dir, $".{Path.GetFileName(Destination)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        Stream = new FileStream(TempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+        _stream = new WritebackStream(new FileStream(TempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20));
     }
 
     /// <summary>Where the file ends up.</summary>
     public string Destination { get; }
     /// <summary>The temporary file being written.</summary>
     public string TempPath { get; }
-    /// <summary>Stream over the temporary file.</summary>
-    public FileStream Stream { get; }
+    private readonly WritebackStream _stream;
+
+    /// <summary>Stream over the temporary file (writes start reaching the disk as they go, see <see cref="WritebackStream"/>).</summary>
+    public Stream Stream => _stream;
 
     /// <summary>Flushes to disk and renames the file into place.</summary>
     public void Commit()
     {
-        Stream.Flush(flushToDisk: true);
-        Stream.Dispose();
+        _stream.Inner.Flush(flushToDisk: true);
+        _stream.Dispose();
         File.Move(TempPath, Destination, overwrite: true);
         _committed = true;
     }
@@ -37,7 +39,7 @@ public sealed class AtomicFile : IDisposable
     /// <summary>Deletes the temporary file unless committed.</summary>
     public void Dispose()
     {
-        Stream.Dispose();
+        _stream.Dispose();
         if (!_committed) try { File.Delete(TempPath); } catch (IOException) { }
     }
 }

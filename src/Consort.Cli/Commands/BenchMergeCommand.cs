@@ -11,7 +11,9 @@ namespace Consort.Cli.Commands;
 /// <summary>
 /// <c>consort bench merge</c>: generates two F16 safetensors models of about <c>--mb</c> MB each in a temp folder,
 /// times reading them once (<c>cat &gt; /dev/null</c>) and a TIES merge of them, reports MB/s, the ratio and peak
-/// resident memory, then deletes the files. Both timings see the same (warm) page cache.
+/// resident memory, then deletes the files. Both timings start from the same page cache: cold by default (written
+/// back and dropped before each, which needs root on Linux: the read then comes from disk, as the target means),
+/// or warm with <c>--cache warm</c> or where the cache cannot be dropped (then said so).
 /// </summary>
 public sealed class BenchMergeCommand : IBenchCommand
 {
@@ -22,20 +24,24 @@ public sealed class BenchMergeCommand : IBenchCommand
         var density = new Option<double>("--density") { Description = "TIES density", DefaultValueFactory = _ => 0.5 };
         var keep = new Option<bool>("--keep") { Description = "keep the generated files (for inspection)" };
         var budget = new Option<int>("--budget-mb") { Description = "largest decoded size (F32, all inputs) of a tensor merged in memory; 0 streams every tensor", DefaultValueFactory = _ => (int)(MergeEngine.DefaultMemoryBudget >> 20) };
+        var cache = new Option<string>("--cache") { Description = "cold: drop the page cache before the read and before the merge (needs root); warm: leave it", DefaultValueFactory = _ => "cold" };
         var cmd = new Command("merge", "TIES merge throughput and peak memory on two generated F16 safetensors models (~1 GB each).");
         cmd.Options.Add(mb);
         cmd.Options.Add(density);
         cmd.Options.Add(keep);
         cmd.Options.Add(budget);
+        cmd.Options.Add(cache);
         cmd.SetAction((ParseResult pr, CancellationToken ct) =>
         {
-            Run(pr.GetValue(mb), pr.GetValue(density), pr.GetValue(keep), pr.GetValue(budget), ct);
+            var mode = pr.GetValue(cache)?.ToLowerInvariant();
+            if (mode is not ("cold" or "warm")) throw new ConsortException($"--cache {mode}: expected cold or warm");
+            Run(pr.GetValue(mb), pr.GetValue(density), pr.GetValue(keep), pr.GetValue(budget), mode == "cold", ct);
             return Task.FromResult(0);
         });
         return cmd;
     }
 
-    private static void Run(int mb, double density, bool keep, int budgetMb, CancellationToken ct)
+    private static void Run(int mb, double density, bool keep, int budgetMb, bool cold, CancellationToken ct)
     {
         if (budgetMb < 0) throw new ConsortException("--budget-mb must be 0 or more");
         if (mb < 8) throw new ConsortException("--mb must be at least 8");
@@ -49,16 +55,27 @@ public sealed class BenchMergeCommand : IBenchCommand
             long inputBytes = Directory.GetFiles(dir, "*.safetensors", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
             Console.WriteLine($"generated 2 models x {tensors} tensors [{rows}, {cols}] F16 = {inputBytes / 1e6:F0} MB in {sw.Elapsed.TotalSeconds:F1} s ({dir})");
 
-            var cat = Stopwatch.StartNew();
-            using (var p = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", $"cat '{dir}/a/model.safetensors' '{dir}/b/model.safetensors' > /dev/null"]))!)
-                p.WaitForExit();
-            double catSeconds = cat.Elapsed.TotalSeconds;
+            double Cat()
+            {
+                var cat = Stopwatch.StartNew();
+                using (var p = Process.Start(new ProcessStartInfo("/bin/sh", ["-c", $"cat '{dir}/a/model.safetensors' '{dir}/b/model.safetensors' > /dev/null"]))!)
+                    p.WaitForExit();
+                return cat.Elapsed.TotalSeconds;
+            }
+            if (cold && !DropCaches(out var why))
+            {
+                Console.WriteLine($"cannot drop the page cache ({why}): measuring against a warm read instead");
+                cold = false;
+            }
+            double catSeconds = Cat();
+            double warmCat = cold ? Cat() : catSeconds;
 
             var config = new MergeConfig
             {
                 MergeMethod = "ties", BaseModel = Path.Combine(dir, "a"),
                 Models = [new MergeModel(Path.Combine(dir, "b"), new Dictionary<string, MergeParameter> { ["weight"] = MergeParameter.Scalar(1.0), ["density"] = MergeParameter.Scalar(density) })],
             };
+            if (cold) DropCaches(out _);
             ResetPeak();
             GC.Collect();
             var p0 = Process.GetCurrentProcess();
@@ -67,11 +84,14 @@ public sealed class BenchMergeCommand : IBenchCommand
             var p1 = Process.GetCurrentProcess();
             double user = (p1.UserProcessorTime - user0).TotalSeconds, sys = (p1.PrivilegedProcessorTime - sys0).TotalSeconds, cpu = user + sys;
             double mbps = inputBytes / 1e6 / r.Seconds;
-            Console.WriteLine($"cat > /dev/null of both inputs: {catSeconds:F2} s ({inputBytes / 1e6 / catSeconds:F0} MB/s)");
+            string cacheWord = cold ? "cold cache: from disk" : "warm cache";
+            Console.WriteLine($"cat > /dev/null of both inputs: {catSeconds:F2} s ({inputBytes / 1e6 / catSeconds:F0} MB/s, {cacheWord})");
+            if (cold) Console.WriteLine($"  the same, cache warm:         {warmCat:F2} s ({inputBytes / 1e6 / warmCat:F0} MB/s; the merge below starts cold too)");
             Console.WriteLine($"TIES merge (density {density}):  {r.Seconds:F2} s ({mbps:F0} MB/s of input; {r.BytesRead / 1e6:F0} MB decoded over all passes, {r.BytesWritten / 1e6:F0} MB written)");
             Console.WriteLine($"merge CPU time (user+sys):     {cpu:F2} s = {user:F2} + {sys:F2} ({inputBytes / 1e6 / cpu:F0} MB/s per CPU-second; up to {Environment.ProcessorCount} threads)");
             Console.WriteLine($"in-memory budget:              {(budgetMb == 0 ? "0 (every tensor streamed)" : $"{budgetMb} MB per tensor")}");
-            Console.WriteLine($"merge / read ratio:            {r.Seconds / catSeconds:F2} (target <= 3)");
+            Console.WriteLine($"merge / read ratio:            {r.Seconds / catSeconds:F2} (target <= 3; {cacheWord}; the merge includes writing and fsync of its output)");
+            if (cold) Console.WriteLine($"merge / warm read ratio:       {r.Seconds / warmCat:F2} (for reference: a read from memory)");
             Console.WriteLine($"load average at the end:       {(File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "unknown")} on {Environment.ProcessorCount} cores");
             Console.WriteLine($"peak resident memory:          {(r.PeakMemoryBytes < 0 ? "unknown" : $"{r.PeakMemoryBytes / 1e6:F0} MB")} (target < 400 MB)");
         }
@@ -118,6 +138,24 @@ public sealed class BenchMergeCommand : IBenchCommand
         b.Commit();
         File.WriteAllText(Path.Combine(dir, "a", "config.json"), "{}");
         File.WriteAllText(Path.Combine(dir, "b", "config.json"), "{}");
+    }
+
+    // Linux, root: write back dirty pages, then drop clean ones, so the next read comes from the disk.
+    private static bool DropCaches(out string why)
+    {
+        why = "";
+        if (!OperatingSystem.IsLinux()) { why = "not Linux"; return false; }
+        try
+        {
+            using (var p = Process.Start(new ProcessStartInfo("sync"))!) p.WaitForExit();
+            File.WriteAllText("/proc/sys/vm/drop_caches", "3");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
+        {
+            why = e.Message;
+            return false;
+        }
     }
 
     // Linux: writing 5 to clear_refs resets VmHWM, so the peak covers the merge only (not generation).

@@ -12,10 +12,22 @@ namespace Consort.Weights.Engine;
 internal static unsafe partial class MappedPages
 {
     private const int MadvDontNeed = 4;
+    private const int MadvWillNeed = 3;
     private static readonly bool Enabled = OperatingSystem.IsLinux();
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int madvise(nint addr, nuint length, int advice);
+
+    /// <summary>
+    /// Asks the kernel to read a whole tensor into the page cache in the background (madvise WILLNEED), so that
+    /// reading the next tensor from a cold cache overlaps the work on the current one.
+    /// </summary>
+    public static void Prefetch(ITensorSource source, TensorEntry tensor)
+    {
+        if (!Enabled) return;
+        for (long at = 0; at < tensor.ByteSize; at += int.MaxValue / 2)
+            Advise(source, tensor, at, (int)Math.Min(int.MaxValue / 2, tensor.ByteSize - at), MadvWillNeed, outward: true);
+    }
 
     public static void Release(ITensorSource source, TensorEntry tensor, long startElement, int elements)
     {
@@ -23,14 +35,21 @@ internal static unsafe partial class MappedPages
         long byteStart = GgmlTypes.ByteSize(tensor.Type, startElement);
         long len = GgmlTypes.ByteSize(tensor.Type, elements);
         if (len < 1 << 20) return; // not worth a syscall
-        var span = source.GetBytes(tensor, byteStart, (int)len);
+        Advise(source, tensor, byteStart, (int)len, MadvDontNeed, outward: false);
+    }
+
+    // Dropping pages rounds inward (never touching a neighbour's bytes); prefetching rounds outward.
+    private static void Advise(ITensorSource source, TensorEntry tensor, long byteStart, int len, int advice, bool outward)
+    {
+        var span = source.GetBytes(tensor, byteStart, len);
         fixed (byte* p = span)
         {
             long page = Environment.SystemPageSize;
-            long a = ((long)p + page - 1) / page * page, e = ((long)p + len) / page * page;
+            long a = outward ? (long)p / page * page : ((long)p + page - 1) / page * page;
+            long e = outward ? ((long)p + len + page - 1) / page * page : ((long)p + len) / page * page;
             if (e > a)
             {
-                try { madvise((nint)a, (nuint)(e - a), MadvDontNeed); } catch (DllNotFoundException) { } catch (EntryPointNotFoundException) { }
+                try { madvise((nint)a, (nuint)(e - a), advice); } catch (DllNotFoundException) { } catch (EntryPointNotFoundException) { }
             }
         }
     }

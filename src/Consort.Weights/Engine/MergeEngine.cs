@@ -97,6 +97,9 @@ public static class MergeEngine
                     ct.ThrowIfCancellationRequested();
                     var (t, type) = plan[ti];
                     var entries = sources.Select(s => s.Find(t.Name)!).ToArray();
+                    if (ti + 1 < plan.Count)
+                        foreach (var s in sources)
+                            if (s.Find(plan[ti + 1].Tensor.Name) is { } next) MappedPages.Prefetch(s, next);
                     long emitted = 0;
                     long outBytes = GgmlTypes.ByteSize(type, t.ElementCount);
                     bool inMemory = memoryBudgetBytes > 0 && (double)sources.Length * t.ElementCount * 4 <= memoryBudgetBytes
@@ -124,7 +127,12 @@ public static class MergeEngine
                                 TensorCodec.Encode(type, all.AsSpan((int)s0, len), buf.AsSpan((int)GgmlTypes.ByteSize(type, s0), (int)GgmlTypes.ByteSize(type, len)));
                             });
                             emitted = n;
-                        }, parallelism);
+                        }, parallelism, (start, span) =>
+                        {
+                            if (start % block != 0 || (span.Length % block != 0 && start + span.Length != t.ElementCount))
+                                throw new InvalidOperationException("output block splits a quantization block");
+                            TensorCodec.Encode(type, span, buf.AsSpan((int)GgmlTypes.ByteSize(type, start), (int)GgmlTypes.ByteSize(type, span.Length)));
+                        });
                     }
                     else
                     {
@@ -145,6 +153,7 @@ public static class MergeEngine
                         // Parallel parts of in-memory tensors: surface the first real error (e.g. a ModelFileException).
                         System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ae.Flatten().InnerExceptions[0]).Throw();
                     }
+                    if (job.EmittedAt > 0) emitted += job.EmittedAt;
                     if (emitted != t.ElementCount) throw new InvalidOperationException($"merge method '{method.Name}' emitted {emitted} of {t.ElementCount} elements of '{t.Name}'");
                     if (inMemory)
                     {

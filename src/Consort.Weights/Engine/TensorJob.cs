@@ -21,11 +21,14 @@ public sealed class TensorJob
     private readonly List<float[]>? _whole;
     private readonly bool[] _decoded;
     private readonly Action<float[]>? _emitAll;
+    private readonly Action<long, ReadOnlySpan<float>>? _emitAt;
+    private long _emittedAt;
 
     internal TensorJob(string name, long count, ITensorSource[] sources, TensorEntry[] entries, int baseSource, int[] modelSource,
         MergeConfig config, int layers, int chunk, List<float[]> buffers, Action<ReadOnlySpan<float>> emit,
-        List<float[]>? whole = null, Action<float[]>? emitAll = null, int parallelism = 1)
+        List<float[]>? whole = null, Action<float[]>? emitAll = null, int parallelism = 1, Action<long, ReadOnlySpan<float>>? emitAt = null)
     {
+        _emitAt = emitAt;
         Name = name; Count = count; _sources = sources; _entries = entries; BaseSource = baseSource; _modelSource = modelSource;
         _config = config; _layers = layers; ChunkSize = chunk; _buffers = buffers; _emit = emit;
         _whole = whole; _emitAll = emitAll; _decoded = new bool[sources.Length];
@@ -113,6 +116,51 @@ public sealed class TensorJob
         if (_emitAll is null) throw new InvalidOperationException($"tensor '{Name}' is not held in memory");
         _emitAll(values);
     }
+
+    /// <summary>
+    /// A whole-tensor F32 work array for <paramref name="slot"/> (pooled across tensors; contents undefined). Use a
+    /// source index as the slot to share the pool with <see cref="Whole"/> and <see cref="DecodeDelta"/>; a slot
+    /// used here must not be read through <see cref="Whole"/> for the same tensor. In-memory jobs only.
+    /// </summary>
+    public float[] WorkArray(int slot)
+    {
+        var a = Slot(slot);
+        if (slot < _decoded.Length) _decoded[slot] = false;
+        return a;
+    }
+
+    /// <summary>
+    /// Decodes elements [start, start + dst.Length) of source <paramref name="source"/> straight from its mapping
+    /// (thread-safe: parallel workers may read disjoint blocks). Call <see cref="FinishReading"/> once per source
+    /// when done. In-memory jobs only.
+    /// </summary>
+    public void ReadBlock(int source, long start, Span<float> dst)
+    {
+        if (!InMemory) throw new InvalidOperationException($"tensor '{Name}' is not held in memory");
+        _sources[source].ReadFloat32(_entries[source], start, dst);
+    }
+
+    /// <summary>Accounts <paramref name="passes"/> full reads of source <paramref name="source"/> through <see cref="ReadBlock"/> and drops its pages from the resident set.</summary>
+    public void FinishReading(int source, double passes = 1)
+    {
+        BytesRead += (long)(passes * Formats.Gguf.GgmlTypes.ByteSize(_entries[source].Type, Count));
+        for (long s = 0; s < Count; s += 1 << 24) MappedPages.Release(_sources[source], _entries[source], s, (int)Math.Min(1 << 24, Count - s));
+    }
+
+    /// <summary>
+    /// Encodes output elements [start, start + values.Length) in place (thread-safe for disjoint ranges; start and
+    /// length aligned to the output's block size except at the end). The output is complete when every element was
+    /// emitted once. In-memory jobs only; do not mix with <see cref="Emit"/> or <see cref="EmitAll"/>.
+    /// </summary>
+    public void EmitAt(long start, ReadOnlySpan<float> values)
+    {
+        if (_emitAt is null) throw new InvalidOperationException($"tensor '{Name}' is not held in memory");
+        _emitAt(start, values);
+        Interlocked.Add(ref _emittedAt, values.Length);
+    }
+
+    /// <summary>Elements emitted through <see cref="EmitAt"/>.</summary>
+    internal long EmittedAt => Interlocked.Read(ref _emittedAt);
 
     /// <summary>Tensor name.</summary>
     public string Name { get; }

@@ -46,9 +46,7 @@ public sealed class TopKSelector
             if (above + low[lb] >= k) break;
             above += low[lb];
         }
-        s._threshold = (hb << 16) | (uint)lb;
-        s._equalQuota = k - above;
-        s.Reset();
+        s.SetThreshold((hb << 16) | (uint)lb, k - above, low[lb]);
         return s;
     }
 
@@ -59,12 +57,10 @@ public sealed class TopKSelector
     /// </summary>
     public static TopKSelector Build(long k, ReadOnlySpan<float> values, int parallelism)
     {
-        var s = new TopKSelector();
-        long count = values.Length;
-        if (k >= count) { s._all = true; return s; }
-        if (k <= 0) { s._none = true; return s; }
+        if (k >= values.Length || k <= 0) return FromHighHistogram(k, null, values, parallelism);
         var parts = Parts(values.Length, parallelism);
         var bits = MemoryMarshal.Cast<float, uint>(values);
+        var high = new long[HighBuckets];
         unsafe
         {
             fixed (uint* p0 = bits)
@@ -73,49 +69,136 @@ public sealed class TopKSelector
                 var highs = new int[parts.Length][];
                 Parallel.For(0, parts.Length, new ParallelOptions { MaxDegreeOfParallelism = parallelism }, w =>
                 {
-                    highs[w] = HighHistogram(new ReadOnlySpan<uint>((uint*)p + parts[w].Start, parts[w].Length));
+                    var h = highs[w] = new int[HighBuckets];
+                    AddHighHistogram(new ReadOnlySpan<uint>((uint*)p + parts[w].Start, parts[w].Length), h);
                 });
-                long above = 0;
-                int bucket = 32767;
-                for (; bucket >= 0; bucket--)
-                {
-                    long c = 0;
-                    foreach (var h in highs) c += h[bucket];
-                    if (above + c >= k) break;
-                    above += c;
-                }
-                uint hb = (uint)bucket;
-                var lows = new int[parts.Length][];
+                foreach (var h in highs) for (int b = 0; b < HighBuckets; b++) high[b] += h[b];
+            }
+        }
+        return FromHighHistogram(k, high, values, parallelism);
+    }
+
+    /// <summary>Buckets of the high histogram: the top 15 bits of |x| (sign cleared).</summary>
+    public const int HighBuckets = 32768;
+
+    /// <summary>
+    /// Completes an in-memory selection from a high histogram built elsewhere (e.g. fused into the pass that
+    /// computed <paramref name="values"/>, with <see cref="AddHighHistogram"/>): one more pass over the boundary
+    /// bucket finds the exact threshold. Several selections over the same values can share one high histogram.
+    /// </summary>
+    /// <param name="k">How many to keep.</param>
+    /// <param name="high">Counts per <see cref="HighBuckets"/> bucket of all of <paramref name="values"/> (null when k is 0 or all).</param>
+    /// <param name="values">The values.</param>
+    /// <param name="parallelism">Workers for the boundary pass.</param>
+    public static TopKSelector FromHighHistogram(long k, long[]? high, ReadOnlySpan<float> values, int parallelism)
+    {
+        if (k >= values.Length || k <= 0) return FromLowHistogram(new Boundary(k, values.Length, 0, 0), null);
+        ArgumentNullException.ThrowIfNull(high);
+        var boundary = FindBoundary(k, values.Length, high);
+        uint hb = (uint)boundary.Bucket;
+        var parts = Parts(values.Length, parallelism);
+        var bits = MemoryMarshal.Cast<float, uint>(values);
+        var lows = new int[parts.Length][];
+        unsafe
+        {
+            fixed (uint* p0 = bits)
+            {
+                nint p = (nint)p0;
                 Parallel.For(0, parts.Length, new ParallelOptions { MaxDegreeOfParallelism = parallelism }, w =>
                 {
                     lows[w] = LowHistogram(new ReadOnlySpan<uint>((uint*)p + parts[w].Start, parts[w].Length), hb);
                 });
-                int lb = 65535;
-                for (; lb >= 0; lb--)
-                {
-                    long c = 0;
-                    foreach (var l in lows) c += l[lb];
-                    if (above + c >= k) break;
-                    above += c;
-                }
-                s._threshold = (hb << 16) | (uint)lb;
-                s._equalQuota = k - above;
             }
         }
-        s.Reset();
+        var low = new long[LowBuckets];
+        foreach (var l in lows) for (int b = 0; b < LowBuckets; b++) low[b] += l[b];
+        return FromLowHistogram(boundary, low);
+    }
+
+    /// <summary>Buckets of the low histogram: the low 16 bits of |x| within the boundary high bucket.</summary>
+    public const int LowBuckets = 65536;
+
+    /// <summary>Where the k-th largest magnitude lies after the high histogram: its high bucket and how many elements lie above that bucket.</summary>
+    /// <param name="K">How many to keep.</param>
+    /// <param name="Count">Element count.</param>
+    /// <param name="Bucket">High bucket (top 15 bits of |x|) holding the k-th largest magnitude.</param>
+    /// <param name="Above">Elements in higher buckets.</param>
+    public readonly record struct Boundary(long K, long Count, int Bucket, long Above)
+    {
+        /// <summary>True when the selection keeps everything or nothing (no low histogram needed).</summary>
+        public bool Trivial => K <= 0 || K >= Count;
+
+        /// <summary>Whether float bits <paramref name="bits"/> fall in the boundary bucket.</summary>
+        public bool InBucket(uint bits) => (bits & 0x7fffffffu) >> 16 == (uint)Bucket;
+    }
+
+    /// <summary>Finds the boundary bucket of a selection of <paramref name="k"/> of <paramref name="count"/> from the high histogram.</summary>
+    public static Boundary FindBoundary(long k, long count, long[] high)
+    {
+        if (k <= 0 || k >= count) return new Boundary(k, count, 0, 0);
+        long above = 0;
+        int bucket = HighBuckets - 1;
+        for (; bucket >= 0; bucket--)
+        {
+            if (above + high[bucket] >= k) break;
+            above += high[bucket];
+        }
+        return new Boundary(k, count, bucket, above);
+    }
+
+    /// <summary>Completes a selection from its boundary and the low histogram (low 16 bits) of the elements in the boundary bucket.</summary>
+    public static TopKSelector FromLowHistogram(Boundary boundary, long[]? low)
+    {
+        var s = new TopKSelector();
+        if (boundary.K >= boundary.Count) { s._all = true; return s; }
+        if (boundary.K <= 0) { s._none = true; return s; }
+        ArgumentNullException.ThrowIfNull(low);
+        long above = boundary.Above, k = boundary.K, equal = 0;
+        int lb = LowBuckets - 1;
+        for (; lb >= 0; lb--)
+        {
+            equal = low[lb];
+            if (above + equal >= k) break;
+            above += equal;
+        }
+        s.SetThreshold(((uint)boundary.Bucket << 16) | (uint)lb, k - above, equal);
         return s;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int[] HighHistogram(ReadOnlySpan<uint> span)
+    /// <summary>The exact threshold magnitude bits (meaningful when <see cref="Partial"/>: elements with these bits share the quota).</summary>
+    internal uint Threshold => _threshold;
+
+    // When every element equal to the threshold is kept (the usual case), the rule becomes "magnitude >= threshold"
+    // with no quota, so callers can skip counting ties per part; the selection is the same.
+    private void SetThreshold(uint threshold, long quota, long equalCount)
     {
-        // Two interleaved histograms halve the stalls on runs of equal buckets.
-        var h0 = new int[32768]; var h1 = new int[32768];
-        int j = 0;
-        for (; j + 1 < span.Length; j += 2) { h0[(int)((span[j] & 0x7fffffffu) >> 16)]++; h1[(int)((span[j + 1] & 0x7fffffffu) >> 16)]++; }
-        if (j < span.Length) h0[(int)((span[j] & 0x7fffffffu) >> 16)]++;
-        for (int i = 0; i < h0.Length; i++) h0[i] += h1[i];
-        return h0;
+        if (quota == equalCount)
+        {
+            if (threshold == 0) { _all = true; return; }
+            threshold--; quota = 0;
+        }
+        _threshold = threshold;
+        _equalQuota = quota;
+        Reset();
+    }
+
+    /// <summary>Adds the high-bucket counts of <paramref name="bits"/> (float bits) to <paramref name="histogram"/> (<see cref="HighBuckets"/> entries).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AddHighHistogram(ReadOnlySpan<uint> bits, int[] histogram)
+    {
+        if (histogram.Length != HighBuckets) throw new ArgumentException($"histogram must have {HighBuckets} entries");
+        ref int h = ref MemoryMarshal.GetArrayDataReference(histogram);
+        ref uint b = ref MemoryMarshal.GetReference(bits);
+        int j = 0, n = bits.Length;
+        // Unrolled by four with unchecked indexing: (bits & 0x7fffffff) >> 16 is always below HighBuckets.
+        for (; j + 3 < n; j += 4)
+        {
+            Unsafe.Add(ref h, (int)((Unsafe.Add(ref b, j) & 0x7fffffffu) >> 16))++;
+            Unsafe.Add(ref h, (int)((Unsafe.Add(ref b, j + 1) & 0x7fffffffu) >> 16))++;
+            Unsafe.Add(ref h, (int)((Unsafe.Add(ref b, j + 2) & 0x7fffffffu) >> 16))++;
+            Unsafe.Add(ref h, (int)((Unsafe.Add(ref b, j + 3) & 0x7fffffffu) >> 16))++;
+        }
+        for (; j < n; j++) Unsafe.Add(ref h, (int)((Unsafe.Add(ref b, j) & 0x7fffffffu) >> 16))++;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -137,6 +220,124 @@ public sealed class TopKSelector
         return l;
     }
 
+    /// <summary>
+    /// Adds the low 16 bits of the elements of <paramref name="bits"/> (float bits) in high bucket
+    /// <paramref name="bucket"/> to <paramref name="low"/> and writes them, in order, to <paramref name="found"/>
+    /// (as long as <paramref name="bits"/>); returns how many were found.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static int CollectBoundary(ReadOnlySpan<uint> bits, uint bucket, int[] low, Span<ushort> found)
+    {
+        int j = 0, m = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var vm = new Vector<uint>(0x7fffffffu); var vh = new Vector<uint>(bucket);
+            for (; j <= bits.Length - Vector<uint>.Count; j += Vector<uint>.Count)
+            {
+                var v = new Vector<uint>(bits.Slice(j, Vector<uint>.Count));
+                if (!Vector.EqualsAny(Vector.ShiftRightLogical(v & vm, 16), vh)) continue;
+                for (int q = 0; q < Vector<uint>.Count; q++)
+                {
+                    uint b = bits[j + q] & 0x7fffffffu;
+                    if (b >> 16 == bucket) { low[b & 0xffff]++; found[m++] = (ushort)b; }
+                }
+            }
+        }
+        for (; j < bits.Length; j++)
+        {
+            uint b = bits[j] & 0x7fffffffu;
+            if (b >> 16 == bucket) { low[b & 0xffff]++; found[m++] = (ushort)b; }
+        }
+        return m;
+    }
+
+    /// <summary>
+    /// From a high histogram of a sample of <paramref name="sampleCount"/> of the <paramref name="count"/> values,
+    /// a range of high buckets that holds the <paramref name="k"/>-th largest magnitude with a wide margin (six
+    /// binomial standard deviations plus 0.2% of the sample, against sampling whole blocks).
+    /// </summary>
+    public static (int Low, int High) EstimateRange(long k, long count, long[] sampleHigh, long sampleCount)
+    {
+        double q = (double)k / count, r = q * sampleCount;
+        double margin = 6 * Math.Sqrt(sampleCount * q * (1 - q)) + 0.002 * sampleCount + 32;
+        double top = Math.Max(0, r - margin), bottom = Math.Min(sampleCount, r + margin);
+        long cum = 0;
+        int hi = -1, lo = 0;
+        for (int b = HighBuckets - 1; b >= 0; b--)
+        {
+            long next = cum + sampleHigh[b];
+            if (hi < 0 && next > top) hi = b;
+            if (next >= bottom) { lo = b; break; }
+            cum = next;
+        }
+        if (hi < 0) hi = HighBuckets - 1;
+        return (lo, Math.Max(lo, hi));
+    }
+
+    /// <summary>
+    /// Counts the elements of <paramref name="bits"/> (float bits) whose high bucket is above <paramref name="high"/>
+    /// and writes, in order, the magnitude bits of those within [<paramref name="low"/>, <paramref name="high"/>] to
+    /// <paramref name="inside"/> (as long as <paramref name="bits"/>); returns how many are inside.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static int ScanRange(ReadOnlySpan<uint> bits, int low, int high, out long above, Span<uint> inside)
+    {
+        uint lo = (uint)low << 16, hiEnd = ((uint)high << 16) | 0xffffu;
+        int j = 0, m = 0;
+        long over = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            // Magnitudes are below 2^31, so signed compares (native on AVX2) order them.
+            var vm = new Vector<int>(0x7fffffff); var vlo = new Vector<int>((int)lo - 1); var vhi = new Vector<int>((int)hiEnd);
+            var acc = Vector<int>.Zero;
+            var ints = MemoryMarshal.Cast<uint, int>(bits);
+            for (; j <= ints.Length - Vector<int>.Count; j += Vector<int>.Count)
+            {
+                var mag = new Vector<int>(ints.Slice(j, Vector<int>.Count)) & vm;
+                var up = Vector.GreaterThan(mag, vhi);
+                acc -= up; // -(-1) per lane above the range
+                if (Vector.EqualsAll(Vector.AndNot(Vector.GreaterThan(mag, vlo), up), Vector<int>.Zero)) continue;
+                for (int q = 0; q < Vector<int>.Count; q++)
+                {
+                    uint b = bits[j + q] & 0x7fffffffu;
+                    if (b >= lo && b <= hiEnd) inside[m++] = b;
+                }
+            }
+            over = Vector.Sum(acc);
+        }
+        for (; j < bits.Length; j++)
+        {
+            uint b = bits[j] & 0x7fffffffu;
+            if (b > hiEnd) over++;
+            else if (b >= lo) inside[m++] = b;
+        }
+        above = over;
+        return m;
+    }
+
+    /// <summary>
+    /// The exact selection of <paramref name="k"/> of <paramref name="count"/> from <paramref name="above"/>, the
+    /// number of elements above a bucket range, and <paramref name="inside"/>, the magnitude bits of every element in
+    /// it; null when the k-th largest does not lie in the range.
+    /// </summary>
+    public static TopKSelector? FromCandidates(long k, long count, long above, uint[] inside)
+    {
+        if (k <= 0 || k >= count) return FromLowHistogram(new Boundary(k, count, 0, 0), null);
+        if (above >= k || above + inside.Length < k) return null;
+        var high = new int[HighBuckets];
+        AddHighHistogram(inside, high);
+        long a = above;
+        int bucket = HighBuckets - 1;
+        for (; bucket >= 0; bucket--)
+        {
+            if (a + high[bucket] >= k) break;
+            a += high[bucket];
+        }
+        var low = new long[LowBuckets];
+        foreach (var b in inside) if (b >> 16 == (uint)bucket) low[b & 0xffff]++;
+        return FromLowHistogram(new Boundary(k, count, bucket, a), low);
+    }
+
     /// <summary>Splits [0, count) into up to <paramref name="parts"/> contiguous ranges.</summary>
     internal static (int Start, int Length)[] Parts(int count, int parts)
     {
@@ -153,8 +354,8 @@ public sealed class TopKSelector
     /// <summary>The equal-value quota of a pass (how many elements equal to the threshold are kept, first in order).</summary>
     internal long EqualQuota => _equalQuota;
 
-    /// <summary>Whether the selection needs the equal-value quota (it neither keeps nor drops everything).</summary>
-    internal bool Partial => !_all && !_none;
+    /// <summary>Whether the selection needs the equal-value quota (only some of the elements equal to the threshold are kept).</summary>
+    internal bool Partial => !_all && !_none && _equalQuota > 0;
 
     /// <summary>How many of <paramref name="values"/> have exactly the threshold magnitude.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -196,7 +397,7 @@ public sealed class TopKSelector
                 var slot = bits.Slice(j, Vector<uint>.Count);
                 var v = new Vector<uint>(slot);
                 var mag = v & vm;
-                if (Vector.EqualsAny(mag, vt))
+                if (quota > 0 && Vector.EqualsAny(mag, vt))
                 {
                     for (int q = 0; q < Vector<uint>.Count; q++) if (!Keep(BitConverter.UInt32BitsToSingle(slot[q]), ref quota)) slot[q] = 0;
                     continue;

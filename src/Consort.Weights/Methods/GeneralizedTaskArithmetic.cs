@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 using Consort.Weights.Engine;
 
 namespace Consort.Weights.Methods;
@@ -162,84 +163,220 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
     }
 
     /// <summary>
-    /// The same computation on a tensor held in memory: each input decoded once, the selections built from
-    /// in-memory histograms, and the final element-wise pass run over parts in parallel (vectorized). Every element
-    /// goes through the same float operations in the same order as in the streaming pass, and the equal-magnitude
-    /// quotas are split over the parts by counting ties before each part, so the output is bit-identical.
+    /// The same computation on a tensor whose output is held in memory, in up to three parallel passes over blocks
+    /// that stay in cache, each decoding its inputs from the memory-mapped files again (cheaper than storing task
+    /// vectors): (1) the high magnitude histogram of each task vector that is trimmed by magnitude; (2) the low
+    /// histogram of the boundary bucket, remembering per block the boundary elements' low bits so ties at the
+    /// threshold can be split over blocks without another pass; (3) mask, weight, elect, add the base and encode the
+    /// output block. Random dropping and plain task arithmetic need pass 3 only. Every element goes through the same
+    /// float operations in the same order as in the streaming pass, and each block starts with the tie quota left by
+    /// the blocks before it, so the output is bit-identical.
     /// </summary>
     private void MergeInMemory(TensorJob job, int[] models, int[] src, float[] w, double[] density, bool normalize, bool rescale, float lambda)
     {
-        int k = models.Length, n = checked((int)job.Count), par = job.Parallelism;
-        var bs = job.Whole(job.BaseSource);
-        var deltas = src.Select(job.DecodeDelta).ToArray();
-        var keep = new TopKSelector?[k];
-        var drop = new TopKSelector?[k];
-        var scale = Enumerable.Repeat(1f, k).ToArray();
-        var streams = models.Select(m => ElementRandom.Stream(job.Seed, job.Name, m)).ToArray();
+        int k = models.Length, n = checked((int)job.Count), par = job.Parallelism, baseSource = job.BaseSource;
+        var sparsify = Sparsify;
+        int blockLen = Math.Min(BlockLength, job.ChunkSize);
+        int blocks = (n + blockLen - 1) / blockLen;
+        // Decodes one block's base and task vectors into a worker's scratch.
+        void Deltas(int b, float[][] scratch, int len, int only = -1)
+        {
+            long s0 = (long)b * blockLen;
+            var bb = scratch[k].AsSpan(0, len);
+            job.ReadBlock(baseSource, s0, bb);
+            for (int i = 0; i < k; i++)
+            {
+                if (only >= 0 && i != only) continue;
+                var d = scratch[i].AsSpan(0, len);
+                job.ReadBlock(src[i], s0, d);
+                TensorPrimitives.Subtract(d, bb, d);
+            }
+        }
+        float[][] NewScratch() => Enumerable.Range(0, k + 3).Select(_ => new float[blockLen]).ToArray();
+
+        // Selections: keep (top density share) and, for breadcrumbs, drop (the outliers); selection j of model j % k.
+        var counts = new long[2 * k];
         for (int i = 0; i < k; i++)
         {
-            if (density[i] >= 1) continue;
-            var d = deltas[i].AsSpan(0, n);
-            switch (Sparsify)
+            if (density[i] >= 1 || sparsify is Sparsification.None or Sparsification.Random) { counts[i] = n; counts[k + i] = 0; continue; }
+            if (sparsify == Sparsification.Magnitude) { counts[i] = (long)(density[i] * n); counts[k + i] = 0; }
+            else (counts[i], counts[k + i]) = OutlierCounts(n, density[i], job.ModelParam(models[i], "gamma", 0.01));
+        }
+        var selectors = new TopKSelector?[2 * k];
+        var boundaries = new TopKSelector.Boundary[2 * k];
+        var quotas = new long[2 * k][];
+        var active = Enumerable.Range(0, 2 * k).Where(j => counts[j] > 0 && counts[j] < n).ToArray();
+        foreach (var j in Enumerable.Range(0, 2 * k).Except(active))
+            if (j < k || counts[j] > 0) selectors[j] = TopKSelector.FromLowHistogram(new(counts[j], n, 0, 0), null); // all or none
+        // Selections from a sample: a histogram of every SampleStride-th block bounds each threshold's high bucket
+        // to a narrow range; one exact pass counts the elements above the range and keeps those inside it, from
+        // which the threshold and the ties per block follow. This replaces the exact pass over every block; when the
+        // sample misled (the threshold lies outside the range) it returns false and the exact passes run instead.
+        bool SampledSelections()
+        {
+            int sampled = (blocks + SampleStride - 1) / SampleStride;
+            if (sampled < 16) return false;
+            var models1 = active.Select(j => j % k).Distinct().ToArray();
+            var high = new long[k][];
+            foreach (var i in models1) high[i] = new long[TopKSelector.HighBuckets];
+            var gate = new object();
+            long m = 0;
+            BlockLoop.Run(sampled, par, () => (NewScratch(), new int[k][]), (sb, local) =>
             {
-                case Sparsification.Magnitude:
-                    keep[i] = TopKSelector.Build((long)(density[i] * n), d, par);
-                    break;
-                case Sparsification.MagnitudeOutliers:
-                    var (kept, top) = OutlierCounts(n, density[i], job.ModelParam(models[i], "gamma", 0.01));
-                    keep[i] = TopKSelector.Build(kept, d, par);
-                    drop[i] = top > 0 ? TopKSelector.Build(top, d, par) : null;
-                    break;
-                case Sparsification.Random:
-                    if (rescale) scale[i] = (float)(1 / density[i]);
-                    break;
-            }
-            if (rescale && Sparsify != Sparsification.Random)
+                int b = sb * SampleStride, len = Math.Min(blockLen, n - b * blockLen);
+                Deltas(b, local.Item1, len);
+                foreach (var i in models1)
+                    TopKSelector.AddHighHistogram(MemoryMarshal.Cast<float, uint>(local.Item1[i].AsSpan(0, len)), local.Item2[i] ??= new int[TopKSelector.HighBuckets]);
+                Interlocked.Add(ref m, len);
+            }, local =>
             {
-                // Sequential, in element order: the double sums must round exactly as in the streaming pass.
-                double org = 0, kept = 0;
-                keep[i]?.Reset(); drop[i]?.Reset();
-                foreach (var x in d)
+                lock (gate)
+                    foreach (var i in models1)
+                        if (local.Item2[i] is { } h)
+                            for (int q = 0; q < h.Length; q++) high[i][q] += h[q];
+            });
+            var ranges = active.ToDictionary(j => j, j => TopKSelector.EstimateRange(counts[j], n, high[j % k], m));
+
+            var above = active.ToDictionary(j => j, _ => new long[blocks]);
+            var inside = active.ToDictionary(j => j, _ => new uint[blocks][]);
+            BlockLoop.Run(blocks, par, () => (NewScratch(), new uint[blockLen]), (b, local) =>
+            {
+                int len = Math.Min(blockLen, n - b * blockLen);
+                Deltas(b, local.Item1, len);
+                foreach (var j in active)
                 {
-                    org += Math.Abs(x);
-                    if (Keeps(keep[i], drop[i], x)) kept += Math.Abs(x);
+                    var bits = MemoryMarshal.Cast<float, uint>(local.Item1[j % k].AsSpan(0, len));
+                    int c = TopKSelector.ScanRange(bits, ranges[j].Low, ranges[j].High, out above[j][b], local.Item2);
+                    inside[j][b] = local.Item2.AsSpan(0, c).ToArray();
                 }
-                if (org >= 1e-8 && kept >= 1e-8) scale[i] = (float)(org / kept);
+            });
+            var found = new Dictionary<int, TopKSelector>();
+            foreach (var j in active)
+            {
+                var sel = TopKSelector.FromCandidates(counts[j], n, above[j].Sum(), inside[j].SelectMany(x => x).ToArray());
+                if (sel is null) return false;
+                found[j] = sel;
+            }
+            foreach (var j in active)
+            {
+                var sel = selectors[j] = found[j];
+                if (!sel.Partial) continue;
+                uint t = sel.Threshold;
+                quotas[j] = new long[blocks];
+                long left = sel.EqualQuota;
+                for (int b = 0; b < blocks; b++)
+                {
+                    quotas[j][b] = left;
+                    int ties = 0;
+                    foreach (var x in inside[j][b]) if (x == t) ties++;
+                    left = Math.Max(0, left - ties);
+                }
+            }
+            return true;
+        }
+
+        double selectionPasses = active.Length == 0 ? 0 : SampledSelections() ? 1.0 + 1.0 / SampleStride : 2;
+        if (selectionPasses == 2)
+        {
+            // Pass 1: high histograms (one per model, shared by its two selections).
+            var models1 = active.Select(j => j % k).Distinct().ToArray();
+            var high = new long[k][];
+            foreach (var i in models1) high[i] = new long[TopKSelector.HighBuckets];
+            var gate = new object();
+            BlockLoop.Run(blocks, par, () => (NewScratch(), new int[k][]), (b, local) =>
+            {
+                int len = Math.Min(blockLen, n - b * blockLen);
+                Deltas(b, local.Item1, len);
+                foreach (var i in models1)
+                    TopKSelector.AddHighHistogram(MemoryMarshal.Cast<float, uint>(local.Item1[i].AsSpan(0, len)), local.Item2[i] ??= new int[TopKSelector.HighBuckets]);
+            }, local =>
+            {
+                lock (gate)
+                    foreach (var i in models1)
+                        if (local.Item2[i] is { } h)
+                            for (int q = 0; q < h.Length; q++) high[i][q] += h[q];
+            });
+            foreach (var j in active) boundaries[j] = TopKSelector.FindBoundary(counts[j], n, high[j % k]);
+
+            // Pass 2: low histograms of the boundary buckets, and each block's boundary low bits.
+            var low = active.ToDictionary(j => j, _ => new long[TopKSelector.LowBuckets]);
+            var lowBits = active.ToDictionary(j => j, _ => new ushort[blocks][]);
+            BlockLoop.Run(blocks, par, () => (NewScratch(), active.ToDictionary(j => j, _ => new int[TopKSelector.LowBuckets]), new ushort[blockLen]), (b, local) =>
+            {
+                int len = Math.Min(blockLen, n - b * blockLen);
+                Deltas(b, local.Item1, len);
+                foreach (var j in active)
+                {
+                    var bits = MemoryMarshal.Cast<float, uint>(local.Item1[j % k].AsSpan(0, len));
+                    int m = TopKSelector.CollectBoundary(bits, (uint)boundaries[j].Bucket, local.Item2[j], local.Item3);
+                    lowBits[j][b] = local.Item3.AsSpan(0, m).ToArray();
+                }
+            }, local =>
+            {
+                lock (gate)
+                    foreach (var j in active)
+                    {
+                        var h = local.Item2[j];
+                        for (int q = 0; q < h.Length; q++) low[j][q] += h[q];
+                    }
+            });
+            foreach (var j in active) selectors[j] = TopKSelector.FromLowHistogram(boundaries[j], low[j]);
+
+            // Tie quotas at each block's start, from the remembered low bits.
+            foreach (var j in active)
+            {
+                if (selectors[j] is not { Partial: true } sel) continue;
+                ushort lb = (ushort)(sel.Threshold & 0xffff);
+                quotas[j] = new long[blocks];
+                long left = sel.EqualQuota;
+                for (int b = 0; b < blocks; b++)
+                {
+                    quotas[j][b] = left;
+                    int ties = 0;
+                    foreach (var x in lowBits[j][b]) if (x == lb) ties++;
+                    left = Math.Max(0, left - ties);
+                }
             }
         }
 
-        // Parts, and each selector's quota at each part's
-        // start: the quota left after the ties in the parts before it.
-        int partLen = Math.Min(1 << 14, job.ChunkSize); // small enough to stay in cache across the k + 3 arrays
-        int parts = (n + partLen - 1) / partLen;
-        var options = new ParallelOptions { MaxDegreeOfParallelism = par };
-        long[][] QuotaStarts(TopKSelector?[] sel)
+        var scale = Enumerable.Repeat(1f, k).ToArray();
+        var passes = Enumerable.Repeat(1 + selectionPasses, k).ToArray();
+        double basePasses = passes[0];
+        for (int i = 0; i < k; i++)
         {
-            var q = new long[k][];
-            for (int i = 0; i < k; i++)
+            if (density[i] >= 1 || !rescale) continue;
+            if (sparsify == Sparsification.Random) { scale[i] = (float)(1 / density[i]); continue; }
+            // mergekit's rescale_sum, sequential in element order: the double sums must round as in the streaming pass.
+            double org = 0, kept = 0;
+            var keep = selectors[i]; var drop = selectors[k + i];
+            keep?.Reset(); drop?.Reset();
+            var scratch = NewScratch();
+            passes[i]++; basePasses++;
+            for (int b = 0; b < blocks; b++)
             {
-                if (sel[i] is not { Partial: true } s) continue;
-                var eq = new long[parts];
-                var arr = deltas[i];
-                Parallel.For(0, parts, options, p => eq[p] = s.CountEqual(arr.AsSpan(p * partLen, Math.Min(partLen, n - p * partLen))));
-                q[i] = new long[parts];
-                long left = s.EqualQuota;
-                for (int p = 0; p < parts; p++) { q[i][p] = left; left = Math.Max(0, left - eq[p]); }
+                int len = Math.Min(blockLen, n - b * blockLen);
+                Deltas(b, scratch, len, i);
+                foreach (var x in scratch[i].AsSpan(0, len))
+                {
+                    org += Math.Abs(x);
+                    if (Keeps(keep, drop, x)) kept += Math.Abs(x);
+                }
             }
-            return q;
+            if (org >= 1e-8 && kept >= 1e-8) scale[i] = (float)(org / kept);
         }
-        var keepQuota = QuotaStarts(keep);
-        var dropQuota = QuotaStarts(drop);
+
+        // Pass 3: mask, weight, mix, add the base, encode.
+        var streams = models.Select(m => ElementRandom.Stream(job.Seed, job.Name, m)).ToArray();
         float ws = w.Sum();
         bool consensus = Consensus;
-        var sparsify = Sparsify;
-        Parallel.For(0, parts, options, () => (new float[partLen], new float[partLen]), [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)] (p, _, scratch) =>
+        var sw = Enumerable.Range(0, k).Select(i => scale[i] * w[i]).ToArray();
+        BlockLoop.Run(blocks, par, NewScratch, (b, scratch) =>
         {
-            int s0 = p * partLen, len = Math.Min(partLen, n - s0);
-            var (mixed, div) = scratch;
+            int s0 = b * blockLen, len = Math.Min(blockLen, n - s0);
+            Deltas(b, scratch, len);
             for (int i = 0; i < k; i++)
             {
-                var d = deltas[i].AsSpan(s0, len);
+                var d = scratch[i].AsSpan(0, len);
                 if (density[i] < 1)
                 {
                     if (sparsify == Sparsification.Random)
@@ -247,42 +384,103 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
                         for (int j = 0; j < len; j++)
                             if (ElementRandom.Uniform(streams[i], s0 + j) >= density[i]) d[j] = 0;
                     }
-                    else if (drop[i] is null)
+                    else if (selectors[k + i] is not { } drop)
                     {
-                        long q = keepQuota[i]?[p] ?? 0;
-                        keep[i]!.Mask(d, ref q);
+                        long q = quotas[i]?[b] ?? 0;
+                        selectors[i]!.Mask(d, ref q);
                     }
                     else
                     {
-                        long qk = keepQuota[i]?[p] ?? 0, qd = dropQuota[i]?[p] ?? 0;
+                        long qk = quotas[i]?[b] ?? 0, qd = quotas[k + i]?[b] ?? 0;
+                        var keep = selectors[i]!;
                         for (int j = 0; j < len; j++)
                         {
-                            bool inKeep = keep[i]!.Keep(d[j], ref qk);
-                            bool inDrop = drop[i]!.Keep(d[j], ref qd);
+                            bool inKeep = keep.Keep(d[j], ref qk);
+                            bool inDrop = drop.Keep(d[j], ref qd);
                             if (!(inKeep && !inDrop)) d[j] = 0;
                         }
                     }
                 }
-                TensorPrimitives.Multiply(d, scale[i] * w[i], d);
             }
-            var mx = mixed.AsSpan(0, len); var dv = div.AsSpan(0, len);
+            var mx = scratch[k + 1].AsSpan(0, len);
+            Finish(scratch, k, sw, w, consensus, normalize, ws, lambda, scratch[k].AsSpan(0, len), mx);
+            job.EmitAt(s0, mx);
+        });
+        job.FinishReading(baseSource, basePasses);
+        for (int i = 0; i < k; i++) job.FinishReading(src[i], passes[i]);
+    }
+
+    /// <summary>Every how many blocks the sample for the selections takes one.</summary>
+    internal const int SampleStride = 8;
+
+    /// <summary>Elements per block of the in-memory passes (the base, k task vectors and two work rows stay in L2).</summary>
+    internal const int BlockLength = 1 << 13;
+
+    /// <summary>
+    /// Pass 3's element-wise tail in one vectorized loop: weight each (masked) task vector by scale·weight, mix them
+    /// (sign election or sum), normalize, scale by lambda and add the base, writing <paramref name="result"/>. The
+    /// float operations per element are those of the separate steps of the streaming pass, in the same order.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static void Finish(float[][] d, int k, float[] sw, float[] w, bool consensus, bool normalize, float ws, float lambda,
+        ReadOnlySpan<float> baseValues, Span<float> result)
+    {
+        int len = result.Length, j = 0;
+        bool divideBySum = !consensus && normalize && Math.Abs(ws) >= 1e-8;
+        if (Vector.IsHardwareAccelerated && k <= 8)
+        {
+            int vc = Vector<float>.Count;
+            var zero = Vector<float>.Zero; var one = Vector<float>.One;
+            var vl = new Vector<float>(lambda); var vws = new Vector<float>(ws);
+            Span<Vector<float>> x = stackalloc Vector<float>[8];
+            for (; j <= len - vc; j += vc)
+            {
+                var sum = zero;
+                for (int i = 0; i < k; i++) { x[i] = new Vector<float>(d[i], j) * new Vector<float>(sw[i]); sum += x[i]; }
+                Vector<float> m;
+                if (consensus)
+                {
+                    var pos = Vector.GreaterThanOrEqual(sum, zero);
+                    m = zero; var dw = zero;
+                    for (int i = 0; i < k; i++)
+                    {
+                        var agree = Vector.ConditionalSelect(pos, Vector.GreaterThan(x[i], zero), Vector.LessThan(x[i], zero));
+                        m = Vector.ConditionalSelect(agree, m + x[i], m);
+                        dw = Vector.ConditionalSelect(agree, dw + new Vector<float>(w[i]), dw);
+                    }
+                    if (normalize) m /= Vector.ConditionalSelect(Vector.Equals(dw, zero), one, dw);
+                }
+                else
+                {
+                    m = sum;
+                    if (divideBySum) m /= vws;
+                }
+                if (lambda != 1) m *= vl;
+                (new Vector<float>(baseValues.Slice(j, vc)) + m).CopyTo(result.Slice(j, vc));
+            }
+        }
+        for (; j < len; j++)
+        {
+            float sum = 0, m = 0, dw = 0;
+            for (int i = 0; i < k; i++) sum += d[i][j] * sw[i];
             if (consensus)
             {
-                Elect(deltas, w, s0, mx, dv);
-                if (normalize) TensorPrimitives.Divide(mx, dv, mx);
+                float sign = sum >= 0 ? 1 : -1;
+                for (int i = 0; i < k; i++)
+                {
+                    float x = d[i][j] * sw[i];
+                    if (x != 0 && MathF.Sign(x) == sign) { m += x; dw += w[i]; }
+                }
+                if (normalize) m /= dw == 0 ? 1 : dw;
             }
             else
             {
-                mx.Clear();
-                for (int i = 0; i < k; i++) TensorPrimitives.Add(mx, deltas[i].AsSpan(s0, len), mx);
-                if (normalize && Math.Abs(ws) >= 1e-8) TensorPrimitives.Divide(mx, ws, mx);
+                m = sum;
+                if (divideBySum) m /= ws;
             }
-            if (lambda != 1) TensorPrimitives.Multiply(mx, lambda, mx);
-            var b = bs.AsSpan(s0, len);
-            TensorPrimitives.Add(b, mx, b); // the result replaces the base in place
-            return scratch;
-        }, _ => { });
-        job.EmitAll(bs);
+            if (lambda != 1) m *= lambda;
+            result[j] = baseValues[j] + m;
+        }
     }
 
     /// <summary>
@@ -291,9 +489,9 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
     /// summed from 0 in model order like the scalar loop.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static void Elect(float[][] deltas, float[] w, int start, Span<float> mx, Span<float> dv)
+    private static void Elect(float[][] deltas, int k, float[] w, int start, Span<float> mx, Span<float> dv)
     {
-        int k = deltas.Length, len = mx.Length, j = 0;
+        int len = mx.Length, j = 0;
         if (Vector.IsHardwareAccelerated)
         {
             int vc = Vector<float>.Count;
