@@ -88,6 +88,7 @@ public sealed class BenchMergeCommand : IBenchCommand
             Console.WriteLine($"cat > /dev/null of both inputs: {catSeconds:F2} s ({inputBytes / 1e6 / catSeconds:F0} MB/s, {cacheWord})");
             if (cold) Console.WriteLine($"  the same, cache warm:         {warmCat:F2} s ({inputBytes / 1e6 / warmCat:F0} MB/s; the merge below starts cold too)");
             Console.WriteLine($"TIES merge (density {density}):  {r.Seconds:F2} s ({mbps:F0} MB/s of input; {r.BytesRead / 1e6:F0} MB decoded over all passes, {r.BytesWritten / 1e6:F0} MB written)");
+            Console.WriteLine($"  of which the final flush:     {r.CommitSeconds:F2} s (fsync of what the writeback during the merge had not yet written, and the rename)");
             Console.WriteLine($"merge CPU time (user+sys):     {cpu:F2} s = {user:F2} + {sys:F2} ({inputBytes / 1e6 / cpu:F0} MB/s per CPU-second; up to {Environment.ProcessorCount} threads)");
             Console.WriteLine($"in-memory budget:              {(budgetMb == 0 ? "0 (every tensor streamed)" : $"{budgetMb} MB per tensor")}");
             Console.WriteLine($"merge / read ratio:            {r.Seconds / catSeconds:F2} (target <= 3; {cacheWord}; the merge includes writing and fsync of its output)");

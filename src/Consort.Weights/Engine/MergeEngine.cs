@@ -14,7 +14,11 @@ namespace Consort.Weights.Engine;
 /// <param name="BytesWritten">Output size.</param>
 /// <param name="Seconds">Wall time.</param>
 /// <param name="PeakMemoryBytes">Peak resident memory of the process (VmHWM), or -1 when unknown.</param>
-public sealed record MergeResult(string Output, int Tensors, long BytesRead, long BytesWritten, double Seconds, long PeakMemoryBytes);
+public sealed record MergeResult(string Output, int Tensors, long BytesRead, long BytesWritten, double Seconds, long PeakMemoryBytes)
+{
+    /// <summary>Of <see cref="Seconds"/>, the time spent completing the output (final flush to disk and rename).</summary>
+    public double CommitSeconds { get; init; }
+}
 
 /// <summary>Progress of a running merge.</summary>
 /// <param name="Tensor">Tensor just finished.</param>
@@ -172,9 +176,11 @@ public static class MergeEngine
                 // Never dispose the sink under a write still in flight (after an error or cancellation).
                 try { pendingWrite.Wait(); } catch (AggregateException) { }
             }
+            var commit = Stopwatch.StartNew();
             sink.Commit();
+            double commitSeconds = commit.Elapsed.TotalSeconds;
             long size = File.Exists(output) ? new FileInfo(output).Length : Directory.GetFiles(output).Sum(f => new FileInfo(f).Length);
-            return new MergeResult(output, plan.Count, read, size, sw.Elapsed.TotalSeconds, PeakResident());
+            return new MergeResult(output, plan.Count, read, size, sw.Elapsed.TotalSeconds, PeakResident()) { CommitSeconds = commitSeconds };
         }
         finally
         {
