@@ -61,6 +61,15 @@ public static partial class TensorNames
         return m.Success ? int.Parse(m.Groups[1].Value) : null;
     }
 
+    /// <summary>The same tensor name in layer <paramref name="layer"/> (either naming); global names are returned unchanged.</summary>
+    public static string WithLayer(string name, int layer)
+    {
+        var m = GgufLayer().Match(name);
+        if (m.Success) return $"blk.{layer}.{m.Groups[2].Value}";
+        m = HfLayer().Match(name);
+        return m.Success ? $"model.layers.{layer}.{m.Groups[2].Value}" : name;
+    }
+
     /// <summary>The Hugging Face name when <paramref name="name"/> is a GGUF name, else the name itself (for mergekit filters).</summary>
     public static string ToHfStyle(string name) => GgufToHf(name) ?? name;
 

@@ -11,7 +11,7 @@ public class ExampleConfigTests
     {
         var folder = Path.Combine(TestPaths.RepoRoot, "examples", "merge");
         var files = Directory.GetFiles(folder, "*.yml");
-        foreach (var method in new[] { "linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs", "slerp", "model_stock", "expo" })
+        foreach (var method in new[] { "linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs", "slerp", "model_stock", "expo", "passthrough" })
             Assert.Contains(files, f => Path.GetFileNameWithoutExtension(f) == method);
         foreach (var f in files)
         {
@@ -27,7 +27,7 @@ public class ExampleConfigTests
     {
         using var dir = new TempDir();
         File.WriteAllText(dir.File("a.yml"), "merge_method: ties\nslices:\n  - sources: []\n");
-        Assert.Contains("'slices'", Assert.Throws<ConfigException>(() => MergeConfig.Load(dir.File("a.yml"))).Message);
+        Assert.Contains("slices[0]: 'sources' must be a non-empty list", Assert.Throws<ConfigException>(() => MergeConfig.Load(dir.File("a.yml"))).Message);
         File.WriteAllText(dir.File("b.yml"), "merge_method: ties\nmodels: [\n");
         Assert.Contains("invalid YAML", Assert.Throws<ConfigException>(() => MergeConfig.Load(dir.File("b.yml"))).Message);
         File.WriteAllText(dir.File("c.yml"), "merge_method: slerp\nmodels:\n  - model: x.gguf\n");

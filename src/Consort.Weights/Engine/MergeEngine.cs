@@ -68,20 +68,25 @@ public static class MergeEngine
         {
             for (int i = 0; i < paths.Count; i++) sources[i] = TensorSources.Open(paths[i]);
             int baseSource = config.BaseModel is null ? -1 : 0;
-            int[] modelSource = config.Models.Select(m => paths.ToList().IndexOf(m.Path)).ToArray();
-            CheckCompatible(sources);
-            var template = sources[baseSource >= 0 ? baseSource : modelSource[0]];
+            CheckCompatible(sources, sameTensors: config.Slices is null);
+            var template = sources[config.BaseModel is not null ? 0 : paths.ToList().IndexOf(config.Slices?[0].Sources[0].Path ?? config.Models[0].Path)];
             GgmlType? outType = config.OutDtype is null ? null : SafetensorsDType.ParseUser(config.OutDtype);
             int layers = template.Tensors.Select(t => TensorNames.LayerIndex(t.Name) ?? -1).DefaultIfEmpty(-1).Max() + 1;
 
             using var sink = MergeOutput.Create(output, template, config.Name ?? Path.GetFileNameWithoutExtension(output));
-            var plan = new List<(TensorEntry Tensor, GgmlType Type)>();
-            foreach (var t in template.Tensors)
+            List<PlannedTensor> plan;
+            if (config.Slices is null)
             {
-                var type = OutputType(t, outType, sink);
-                plan.Add((t, type));
-                sink.Declare(t.Name, t.Shape, type);
+                int[] modelSource = config.Models.Select(m => paths.ToList().IndexOf(m.Path)).ToArray();
+                plan = template.Tensors.Select(t => new PlannedTensor(t, OutputType(t, outType, sink), sources,
+                    sources.Select(s => s.Find(t.Name)!).ToArray(), baseSource, modelSource, config, t.Name, layers)).ToList();
             }
+            else
+            {
+                plan = PlanSlices(config, method, template, sources, paths, t => OutputType(t, outType, sink));
+                sink.SetLayerCount(config.Slices.Sum(x => x.Length));
+            }
+            foreach (var p in plan) sink.Declare(p.Tensor.Name, p.Tensor.Shape, p.Type);
             var mostly = plan.GroupBy(p => p.Type).OrderByDescending(g => g.Sum(p => p.Tensor.ElementCount)).First().Key;
             sink.SetFileType(mostly);
 
@@ -99,14 +104,13 @@ public static class MergeEngine
                 for (int ti = 0; ti < plan.Count; ti++)
                 {
                     ct.ThrowIfCancellationRequested();
-                    var (t, type) = plan[ti];
-                    var entries = sources.Select(s => s.Find(t.Name)!).ToArray();
+                    var item = plan[ti];
+                    var (t, type, entries) = (item.Tensor, item.Type, item.Entries);
                     if (ti + 1 < plan.Count)
-                        foreach (var s in sources)
-                            if (s.Find(plan[ti + 1].Tensor.Name) is { } next) MappedPages.Prefetch(s, next);
+                        for (int i = 0; i < plan[ti + 1].Sources.Length; i++) MappedPages.Prefetch(plan[ti + 1].Sources[i], plan[ti + 1].Entries[i]);
                     long emitted = 0;
                     long outBytes = GgmlTypes.ByteSize(type, t.ElementCount);
-                    bool inMemory = memoryBudgetBytes > 0 && (double)sources.Length * t.ElementCount * 4 <= memoryBudgetBytes
+                    bool inMemory = memoryBudgetBytes > 0 && (double)item.Sources.Length * t.ElementCount * 4 <= memoryBudgetBytes
                         && outBytes < int.MaxValue && t.ElementCount < int.MaxValue / 2;
                     TensorJob job;
                     if (inMemory)
@@ -114,7 +118,7 @@ public static class MergeEngine
                         var buf = outBuffers[ti % 2];
                         if (buf is null || buf.Length < outBytes) outBuffers[ti % 2] = buf = new byte[outBytes];
                         int block = GgmlTypes.BlockSize(type);
-                        job = new TensorJob(t.Name, t.ElementCount, sources, entries, baseSource, modelSource, config, layers, chunk, buffers, span =>
+                        job = new TensorJob(t.Name, t.ElementCount, item.Sources, entries, item.BaseSource, item.ModelSource, item.Config, item.ParameterLayers, chunk, buffers, span =>
                         {
                             if (span.Length % block != 0 && emitted + span.Length != t.ElementCount)
                                 throw new InvalidOperationException("output chunk splits a quantization block");
@@ -141,7 +145,7 @@ public static class MergeEngine
                     else
                     {
                         pendingWrite.GetAwaiter().GetResult();
-                        job = new TensorJob(t.Name, t.ElementCount, sources, entries, baseSource, modelSource, config, layers, chunk, buffers, span =>
+                        job = new TensorJob(t.Name, t.ElementCount, item.Sources, entries, item.BaseSource, item.ModelSource, item.Config, item.ParameterLayers, chunk, buffers, span =>
                         {
                             if (span.Length % GgmlTypes.BlockSize(type) != 0 && emitted + span.Length != t.ElementCount)
                                 throw new InvalidOperationException("output chunk splits a quantization block");
@@ -151,6 +155,7 @@ public static class MergeEngine
                             emitted += span.Length;
                         });
                     }
+                    job.ParameterName = item.ParameterName;
                     try { method.Merge(job); }
                     catch (AggregateException ae) when (ae.Flatten().InnerExceptions.Count > 0)
                     {
@@ -203,6 +208,17 @@ public static class MergeEngine
 
     private static void CheckModelCounts(MergeConfig c, IMergeMethod m)
     {
+        if (c.Slices is { } slices)
+        {
+            for (int i = 0; i < slices.Count; i++)
+            {
+                if (c.BaseModel is not null && !slices[i].Sources.Any(x => x.Path == c.BaseModel))
+                    throw new ConfigException($"slices[{i}]: base_model {Path.GetFileName(c.BaseModel)} must be one of the slice's sources (its layers there are the base)");
+                try { CheckModelCounts(c.ForSlice(i), m); }
+                catch (ConfigException e) { throw new ConfigException($"slices[{i}]: {e.Message}", e); }
+            }
+            return;
+        }
         if (m.RequiresBase && c.BaseModel is null) throw new ConfigException($"merge_method '{m.Name}' needs base_model");
         int others = c.Models.Count(x => x.Path != c.BaseModel);
         int count = m.RequiresBase ? others : c.Models.Count;
@@ -220,7 +236,7 @@ public static class MergeEngine
     /// Checks before any work: same format, same tensor names, same shapes, same vocabulary. Every problem found is
     /// reported in one message.
     /// </summary>
-    public static void CheckCompatible(IReadOnlyList<ITensorSource> sources)
+    public static void CheckCompatible(IReadOnlyList<ITensorSource> sources, bool sameTensors = true)
     {
         var first = sources[0];
         var problems = new List<string>();
@@ -228,6 +244,7 @@ public static class MergeEngine
         foreach (var s in sources.Skip(1))
         {
             if (s.Format != first.Format) { problems.Add($"{N(s)} is {s.Format} but {N(first)} is {first.Format}"); continue; }
+            if (!sameTensors) goto vocabulary; // slices map tensors layer by layer and check them as they plan
             var missing = first.Tensors.Where(t => s.Find(t.Name) is null).Select(t => t.Name).ToList();
             var extra = s.Tensors.Where(t => first.Find(t.Name) is null).Select(t => t.Name).ToList();
             if (missing.Count > 0) problems.Add($"{N(s)} lacks {missing.Count} tensor(s): {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? ", ..." : "")}");
@@ -235,11 +252,84 @@ public static class MergeEngine
             foreach (var t in first.Tensors)
                 if (s.Find(t.Name) is { } o && !o.SameShape(t))
                     problems.Add($"{t.Name} is {t.ShapeText} in {N(first)} but {o.ShapeText} in {N(s)}");
+            vocabulary:
             if (first is GgufTensorSource g1 && s is GgufTensorSource g2 && g1.File.Vocabulary is { } v1 && g2.File.Vocabulary is { } v2 && v1 != v2)
                 problems.Add($"{N(s)} has a different vocabulary from {N(first)} ({g2.File.Tokens?.Length} vs {g1.File.Tokens?.Length} tokens, different token texts)");
         }
         if (problems.Count > 0)
             throw new ModelFileException(sources[0].Path, "these models cannot be merged: " + string.Join("; ", problems.Take(24)) + (problems.Count > 24 ? $"; and {problems.Count - 24} more" : ""));
+    }
+
+    /// <summary>One output tensor of the plan: where its inputs come from and which config resolves its parameters.</summary>
+    private sealed record PlannedTensor(TensorEntry Tensor, GgmlType Type, ITensorSource[] Sources, TensorEntry[] Entries,
+        int BaseSource, int[] ModelSource, MergeConfig Config, string ParameterName, int ParameterLayers);
+
+    /// <summary>
+    /// The plan of a <c>slices:</c> config: the template's global tensors (embeddings from the first slice's sources,
+    /// the rest from the last slice's), and, where the template's layers were, the output layers slice by slice, each
+    /// merged from the same relative layer of the slice's sources. Gradient parameters run over each slice's layers,
+    /// as in mergekit. Every missing or mis-shaped input is reported at once.
+    /// </summary>
+    private static List<PlannedTensor> PlanSlices(MergeConfig config, IMergeMethod method, ITensorSource template,
+        ITensorSource[] sources, IReadOnlyList<string> paths, Func<TensorEntry, GgmlType> typeOf)
+    {
+        var slices = config.Slices!;
+        var problems = new List<string>();
+        ITensorSource Open(string path) => sources[paths.ToList().IndexOf(path)];
+        int firstLayer = template.Tensors.Select(t => TensorNames.LayerIndex(t.Name)).Where(l => l is not null).Select(l => l!.Value).DefaultIfEmpty(-1).Min();
+        var layerTensors = template.Tensors.Where(t => TensorNames.LayerIndex(t.Name) == firstLayer).ToList();
+        if (firstLayer < 0) problems.Add($"{Path.GetFileName(template.Path)} has no layer tensors (blk.N.* or model.layers.N.*) to slice");
+        for (int si = 0; si < slices.Count; si++)
+            foreach (var src in slices[si].Sources)
+            {
+                int count = Open(src.Path).Tensors.Select(t => TensorNames.LayerIndex(t.Name) ?? -1).DefaultIfEmpty(-1).Max() + 1;
+                if (src.End > count) problems.Add($"slices[{si}]: {Path.GetFileName(src.Path)} has {count} layers, layer_range [{src.Start}, {src.End}) goes past them");
+            }
+        if (problems.Count > 0) throw new ConfigException("cannot plan the slices: " + string.Join("; ", problems));
+
+        PlannedTensor Make(TensorEntry output, int slice, Func<MergeSliceSource, string> inputName, string parameterName, int parameterLayers)
+        {
+            var cfg = config.ForSlice(slice);
+            var srcs = slices[slice].Sources;
+            var tensorSources = srcs.Select(x => Open(x.Path)).ToArray();
+            var entries = new TensorEntry[srcs.Count];
+            for (int i = 0; i < srcs.Count; i++)
+            {
+                string name = inputName(srcs[i]);
+                var e = tensorSources[i].Find(name);
+                if (e is null) problems.Add($"slices[{slice}]: {Path.GetFileName(srcs[i].Path)} lacks {name}");
+                else if (!e.SameShape(output)) problems.Add($"slices[{slice}]: {name} is {e.ShapeText} in {Path.GetFileName(srcs[i].Path)} but the output's {output.Name} is {output.ShapeText}");
+                entries[i] = e!;
+            }
+            int baseSource = config.BaseModel is null ? -1 : srcs.ToList().FindIndex(x => x.Path == config.BaseModel);
+            return new PlannedTensor(output, typeOf(output), tensorSources, entries, baseSource, Enumerable.Range(0, srcs.Count).ToArray(), cfg, parameterName, parameterLayers);
+        }
+
+        var plan = new List<PlannedTensor>();
+        bool layersDone = false;
+        foreach (var t in template.Tensors)
+        {
+            if (TensorNames.LayerIndex(t.Name) is not null)
+            {
+                if (layersDone) continue;
+                layersDone = true;
+                int outLayer = 0;
+                for (int si = 0; si < slices.Count; si++)
+                    for (int j = 0; j < slices[si].Length; j++, outLayer++)
+                        foreach (var lt in layerTensors)
+                        {
+                            var output = lt with { Name = TensorNames.WithLayer(lt.Name, outLayer) };
+                            int rel = j;
+                            plan.Add(Make(output, si, x => TensorNames.WithLayer(lt.Name, x.Start + rel), TensorNames.WithLayer(lt.Name, rel), slices[si].Length));
+                        }
+                continue;
+            }
+            bool embedding = t.Name.Contains("embed", StringComparison.Ordinal) || t.Name.StartsWith("token_embd", StringComparison.Ordinal);
+            plan.Add(Make(t, embedding ? 0 : slices.Count - 1, _ => t.Name, t.Name, 1));
+        }
+        if (problems.Count > 0)
+            throw new ModelFileException(template.Path, "these slices cannot be merged: " + string.Join("; ", problems.Take(24)) + (problems.Count > 24 ? $"; and {problems.Count - 24} more" : ""));
+        return plan;
     }
 
     /// <summary>Peak resident set size of this process in bytes (Linux VmHWM), or -1.</summary>

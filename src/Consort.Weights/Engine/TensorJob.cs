@@ -164,6 +164,13 @@ public sealed class TensorJob
 
     /// <summary>Tensor name.</summary>
     public string Name { get; }
+
+    /// <summary>
+    /// The name parameters are resolved for (filters and layer gradients): the tensor's own name, or for a slice of
+    /// layers the name at its position within the slice.
+    /// </summary>
+    public string ParameterName { get => _parameterName ?? Name; set => _parameterName = value; }
+    private string? _parameterName;
     /// <summary>Element count.</summary>
     public long Count { get; }
     /// <summary>Elements per chunk.</summary>
@@ -186,8 +193,8 @@ public sealed class TensorJob
     /// <summary>A per-model parameter for this tensor, or <paramref name="fallback"/> (null: required).</summary>
     public double ModelParam(int model, string name, double? fallback)
     {
-        var v = _config.Models[model].Parameters.GetValueOrDefault(name)?.Resolve(Name, _layers);
-        if (v is null && _config.Parameters.GetValueOrDefault(name)?.Resolve(Name, _layers) is { } g) v = g; // mergekit: globals act as defaults
+        var v = _config.Models[model].Parameters.GetValueOrDefault(name)?.Resolve(ParameterName, _layers);
+        if (v is null && _config.Parameters.GetValueOrDefault(name)?.Resolve(ParameterName, _layers) is { } g) v = g; // mergekit: globals act as defaults
         return v switch
         {
             double d => d,
@@ -198,7 +205,7 @@ public sealed class TensorJob
     }
 
     /// <summary>A global parameter for this tensor.</summary>
-    public double Global(string name, double? fallback) => _config.Parameters.GetValueOrDefault(name)?.Resolve(Name, _layers) switch
+    public double Global(string name, double? fallback) => _config.Parameters.GetValueOrDefault(name)?.Resolve(ParameterName, _layers) switch
     {
         double d => d,
         bool b => b ? 1 : 0,
@@ -207,7 +214,7 @@ public sealed class TensorJob
     };
 
     /// <summary>A global boolean parameter.</summary>
-    public bool Flag(string name, bool fallback) => _config.Parameters.GetValueOrDefault(name)?.Resolve(Name, _layers) switch
+    public bool Flag(string name, bool fallback) => _config.Parameters.GetValueOrDefault(name)?.Resolve(ParameterName, _layers) switch
     {
         bool b => b,
         double d => d != 0,
