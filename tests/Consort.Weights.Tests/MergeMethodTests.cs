@@ -168,6 +168,31 @@ public class MergeMethodTests : IDisposable
     }
 
     [Fact]
+    public void ModelStockFilterWiseMatchesPerRowReference()
+    {
+        // T0 is [24, 40]: 24 rows of 40, and the test's 64-element chunks cut across rows.
+        var o = Run(Cfg("model_stock", _base, (_a, P()), (_b, P()), (_c, P())).With(("filter_wise", true)), _dir.File("msr"))[T0];
+        var bs = Read(_base, T0);
+        var ds = new[] { Delta(_a, T0), Delta(_b, T0), Delta(_c, T0) };
+        var xs = new[] { Read(_a, T0), Read(_b, T0), Read(_c, T0) };
+        int cols = (int)Layout[0].Shape[1];
+        var expected = new float[bs.Length];
+        var ts = new HashSet<double>();
+        for (int r = 0; r < bs.Length / cols; r++)
+        {
+            double Dot(float[] x, float[] y) { double d = 0; for (int j = r * cols; j < (r + 1) * cols; j++) d += (double)x[j] * y[j]; return d; }
+            double cos = 0;
+            for (int i = 0; i < 3; i++) for (int j = i + 1; j < 3; j++) cos += Dot(ds[i], ds[j]) / Math.Sqrt(Dot(ds[i], ds[i]) * Dot(ds[j], ds[j]));
+            cos /= 3;
+            double t = 3 * cos / (1 + 2 * cos);
+            ts.Add(Math.Round(t, 6));
+            for (int j = r * cols; j < (r + 1) * cols; j++) expected[j] = (float)(t * (xs[0][j] + xs[1][j] + xs[2][j]) / 3 + (1 - t) * bs[j]);
+        }
+        Assert.True(ts.Count > 1, "rows should get different ratios");
+        Close(expected, o, 1e-4f);
+    }
+
+    [Fact]
     public void ExpoExtrapolates()
     {
         var o = Run(Cfg("expo", _base, (_a, P())).With(("alpha", 0.3)), _dir.File("ex"))[T0];

@@ -173,6 +173,9 @@ public sealed class TensorJob
     private string? _parameterName;
     /// <summary>Element count.</summary>
     public long Count { get; }
+
+    /// <summary>Length of the innermost dimension (a row), the whole tensor for 1-D tensors.</summary>
+    public long RowLength => _entries.First(e => e is not null).Shape[^1];
     /// <summary>Elements per chunk.</summary>
     public int ChunkSize { get; }
     /// <summary>Index (into sources) of the base model, or -1.</summary>

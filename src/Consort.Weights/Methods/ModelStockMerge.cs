@@ -6,7 +6,8 @@ namespace Consort.Weights.Methods;
 /// <summary>
 /// Model Stock: with the mean pairwise cosine c between the fine-tuned models' offsets from the base, the ratio
 /// t = N c / (1 + (N - 1) c) interpolates between the models' average (t) and the base (1 - t). Per tensor,
-/// flattened (mergekit's filter_wise = false; filter_wise = true, per row, is not supported).
+/// flattened (mergekit's default, filter_wise = false), or per row of the innermost dimension (filter_wise = true;
+/// a 1-D tensor is one row).
 /// </summary>
 public sealed class ModelStockMerge : IMergeMethod
 {
@@ -27,12 +28,24 @@ public sealed class ModelStockMerge : IMergeMethod
     /// <inheritdoc />
     public void Merge(TensorJob job)
     {
-        if (job.Flag("filter_wise", false)) throw new ConfigException("model_stock: filter_wise = true is not supported");
         var src = job.NonBaseModels().Select(job.SourceOf).ToArray();
         int k = src.Length;
-        var dots = new double[k, k];
+        // One row for the whole tensor, or one per innermost row (filter_wise).
+        long rowLen = job.Flag("filter_wise", false) ? Math.Max(1, job.RowLength) : job.Count;
+        long rows = (job.Count + rowLen - 1) / rowLen;
+        var dots = new double[rows, k, k];
         var b = job.Buffer(0);
         var d = Enumerable.Range(0, k).Select(i => job.Buffer(1 + i)).ToArray();
+        // Calls visit(row, offset in chunk, length) for the row pieces of a chunk.
+        static void Pieces(long start, int n, long rowLen, Action<long, int, int> visit)
+        {
+            for (long pos = start; pos < start + n;)
+            {
+                long row = pos / rowLen, end = Math.Min(start + n, (row + 1) * rowLen);
+                visit(row, (int)(pos - start), (int)(end - pos));
+                pos = end;
+            }
+        }
         foreach (var (s, n) in job.Chunks())
         {
             job.Read(job.BaseSource, s, b.AsSpan(0, n));
@@ -41,20 +54,27 @@ public sealed class ModelStockMerge : IMergeMethod
                 job.Read(src[i], s, d[i].AsSpan(0, n));
                 TensorPrimitives.Subtract(d[i].AsSpan(0, n), b.AsSpan(0, n), d[i].AsSpan(0, n));
             }
-            for (int i = 0; i < k; i++)
-                for (int j = i; j < k; j++)
-                    dots[i, j] += TensorPrimitives.Dot(d[i].AsSpan(0, n), d[j].AsSpan(0, n));
-        }
-        double cosSum = 0;
-        int pairs = 0;
-        for (int i = 0; i < k; i++)
-            for (int j = i + 1; j < k; j++)
+            Pieces(s, n, rowLen, (row, o, len) =>
             {
-                double norm = Math.Sqrt(dots[i, i]) * Math.Sqrt(dots[j, j]);
-                cosSum += Math.Clamp(dots[i, j] / Math.Max(norm, 1e-6), -1, 1);
-                pairs++;
-            }
-        double t = Ratio(k, cosSum / pairs);
+                for (int i = 0; i < k; i++)
+                    for (int j = i; j < k; j++)
+                        dots[row, i, j] += TensorPrimitives.Dot(d[i].AsSpan(o, len), d[j].AsSpan(o, len));
+            });
+        }
+        var t = new double[rows];
+        for (long r = 0; r < rows; r++)
+        {
+            double cosSum = 0;
+            int pairs = 0;
+            for (int i = 0; i < k; i++)
+                for (int j = i + 1; j < k; j++)
+                {
+                    double norm = Math.Sqrt(dots[r, i, i]) * Math.Sqrt(dots[r, j, j]);
+                    cosSum += Math.Clamp(dots[r, i, j] / Math.Max(norm, 1e-6), -1, 1);
+                    pairs++;
+                }
+            t[r] = Ratio(k, cosSum / pairs);
+        }
         foreach (var (s, n) in job.Chunks())
         {
             var bs = b.AsSpan(0, n); var avg = d[0].AsSpan(0, n);
@@ -65,8 +85,13 @@ public sealed class ModelStockMerge : IMergeMethod
                 job.Read(src[i], s, d[1].AsSpan(0, n));
                 TensorPrimitives.Add(avg, d[1].AsSpan(0, n), avg);
             }
-            TensorPrimitives.Multiply(avg, (float)(t / k), avg);
-            TensorPrimitives.MultiplyAdd(bs, (float)(1 - t), avg, avg);
+            var avgArr = d[0]; var baseArr = b;
+            Pieces(s, n, rowLen, (row, o, len) =>
+            {
+                var a = avgArr.AsSpan(o, len);
+                TensorPrimitives.Multiply(a, (float)(t[row] / k), a);
+                TensorPrimitives.MultiplyAdd(baseArr.AsSpan(o, len), (float)(1 - t[row]), a, a);
+            });
             job.Emit(avg);
         }
     }
