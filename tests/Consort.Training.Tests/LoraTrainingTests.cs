@@ -5,11 +5,12 @@ using Consort.LlamaCpp;
 using Consort.Testing;
 using Consort.Training;
 using Consort.Training.Skills;
+using Xunit.Abstractions;
 
 namespace Consort.Training.Tests;
 
 /// <summary>LoRA fine-tuning of the committed zoo base (zoo/base.gguf), checked against llama.cpp's own adapter path.</summary>
-public class LoraTrainingTests
+public class LoraTrainingTests(ITestOutputHelper log)
 {
     private const int Batch = 4, SeqLen = 64;
     private static string BaseModel => Path.Combine(TestPaths.RepoRoot, "zoo", "base.gguf");
@@ -78,6 +79,7 @@ public class LoraTrainingTests
         trainer.SaveGguf(merged, "facts-merged", GgmlType.F32);
         double cppMerged = await LlamaCppLoss(merged, [], held);
         Assert.True(Math.Abs(cppMerged - after) / after < 0.01, $"trainer {after} vs llama.cpp merged {cppMerged}");
+        log.WriteLine($"loss {before:F5} -> {after:F5}; llama.cpp base {cppBase:F5}, base+adapter {cpp:F5}, merged {cppMerged:F5}");
     }
 
     [Fact]
