@@ -25,24 +25,33 @@ public sealed class BenchMergeCommand : IBenchCommand
         var keep = new Option<bool>("--keep") { Description = "keep the generated files (for inspection)" };
         var budget = new Option<int>("--budget-mb") { Description = "largest decoded size (F32, all inputs) of a tensor merged in memory; 0 streams every tensor", DefaultValueFactory = _ => (int)(MergeEngine.DefaultMemoryBudget >> 20) };
         var cache = new Option<string>("--cache") { Description = "cold: drop the page cache before the read and before the merge (needs root); warm: leave it", DefaultValueFactory = _ => "cold" };
+        var repeats = new Option<int>("--repeats") { Description = "read + merge pairs (medians are reported)", DefaultValueFactory = _ => 3 };
         var cmd = new Command("merge", "TIES merge throughput and peak memory on two generated F16 safetensors models (~1 GB each).");
         cmd.Options.Add(mb);
         cmd.Options.Add(density);
         cmd.Options.Add(keep);
         cmd.Options.Add(budget);
         cmd.Options.Add(cache);
+        cmd.Options.Add(repeats);
         cmd.SetAction((ParseResult pr, CancellationToken ct) =>
         {
             var mode = pr.GetValue(cache)?.ToLowerInvariant();
             if (mode is not ("cold" or "warm")) throw new ConsortException($"--cache {mode}: expected cold or warm");
-            Run(pr.GetValue(mb), pr.GetValue(density), pr.GetValue(keep), pr.GetValue(budget), mode == "cold", ct);
+            Run(pr.GetValue(mb), pr.GetValue(density), pr.GetValue(keep), pr.GetValue(budget), mode == "cold", pr.GetValue(repeats), ct);
             return Task.FromResult(0);
         });
         return cmd;
     }
 
-    private static void Run(int mb, double density, bool keep, int budgetMb, bool cold, CancellationToken ct)
+    private static double Median(List<double> xs)
     {
+        var s = xs.Order().ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+    }
+
+    private static void Run(int mb, double density, bool keep, int budgetMb, bool cold, int repeats, CancellationToken ct)
+    {
+        if (repeats < 1) throw new ConsortException("--repeats must be at least 1");
         if (budgetMb < 0) throw new ConsortException("--budget-mb must be 0 or more");
         if (mb < 8) throw new ConsortException("--mb must be at least 8");
         var dir = Directory.CreateTempSubdirectory("consort-bench-merge-").FullName;
@@ -67,34 +76,50 @@ public sealed class BenchMergeCommand : IBenchCommand
                 Console.WriteLine($"cannot drop the page cache ({why}): measuring against a warm read instead");
                 cold = false;
             }
-            double catSeconds = Cat();
-            double warmCat = cold ? Cat() : catSeconds;
 
             var config = new MergeConfig
             {
                 MergeMethod = "ties", BaseModel = Path.Combine(dir, "a"),
                 Models = [new MergeModel(Path.Combine(dir, "b"), new Dictionary<string, MergeParameter> { ["weight"] = MergeParameter.Scalar(1.0), ["density"] = MergeParameter.Scalar(density) })],
             };
-            if (cold) DropCaches(out _);
-            ResetPeak();
-            GC.Collect();
-            var p0 = Process.GetCurrentProcess();
-            var (user0, sys0) = (p0.UserProcessorTime, p0.PrivilegedProcessorTime);
-            var r = MergeEngine.Run(config, Path.Combine(dir, "out"), ct: ct, memoryBudgetBytes: (long)budgetMb << 20);
-            var p1 = Process.GetCurrentProcess();
-            double user = (p1.UserProcessorTime - user0).TotalSeconds, sys = (p1.PrivilegedProcessorTime - sys0).TotalSeconds, cpu = user + sys;
-            double mbps = inputBytes / 1e6 / r.Seconds;
+            // Read and merge alternate, each from the same (cold) cache, so drifting disk speed hits both alike.
+            var cats = new List<double>();
+            var merges = new List<(MergeResult R, double User, double Sys)>();
+            double warmCat = 0;
+            for (int rep = 0; rep < repeats; rep++)
+            {
+                ct.ThrowIfCancellationRequested();
+                if (cold) DropCaches(out _);
+                cats.Add(Cat());
+                if (rep == 0) warmCat = Cat();
+                if (cold) DropCaches(out _);
+                ResetPeak();
+                GC.Collect();
+                var p0 = Process.GetCurrentProcess();
+                var (user0, sys0) = (p0.UserProcessorTime, p0.PrivilegedProcessorTime);
+                var out_ = Path.Combine(dir, "out");
+                if (Directory.Exists(out_)) Directory.Delete(out_, true);
+                var r = MergeEngine.Run(config, out_, ct: ct, memoryBudgetBytes: (long)budgetMb << 20);
+                var p1 = Process.GetCurrentProcess();
+                merges.Add((r, (p1.UserProcessorTime - user0).TotalSeconds, (p1.PrivilegedProcessorTime - sys0).TotalSeconds));
+                Console.WriteLine($"run {rep + 1}: read {cats[^1]:F2} s, merge {r.Seconds:F2} s (final flush {r.CommitSeconds:F2} s): ratio {r.Seconds / cats[^1]:F2}");
+            }
+            double catSeconds = Median(cats);
+            var mid = merges.OrderBy(m => m.R.Seconds).ElementAt(merges.Count / 2);
+            double mergeSeconds = Median(merges.Select(m => m.R.Seconds).ToList());
+            double ratio = Median(cats.Zip(merges, (c, m) => m.R.Seconds / c).ToList());
+            double cpu = mid.User + mid.Sys;
             string cacheWord = cold ? "cold cache: from disk" : "warm cache";
-            Console.WriteLine($"cat > /dev/null of both inputs: {catSeconds:F2} s ({inputBytes / 1e6 / catSeconds:F0} MB/s, {cacheWord})");
-            if (cold) Console.WriteLine($"  the same, cache warm:         {warmCat:F2} s ({inputBytes / 1e6 / warmCat:F0} MB/s; the merge below starts cold too)");
-            Console.WriteLine($"TIES merge (density {density}):  {r.Seconds:F2} s ({mbps:F0} MB/s of input; {r.BytesRead / 1e6:F0} MB decoded over all passes, {r.BytesWritten / 1e6:F0} MB written)");
-            Console.WriteLine($"  of which the final flush:     {r.CommitSeconds:F2} s (fsync of what the writeback during the merge had not yet written, and the rename)");
-            Console.WriteLine($"merge CPU time (user+sys):     {cpu:F2} s = {user:F2} + {sys:F2} ({inputBytes / 1e6 / cpu:F0} MB/s per CPU-second; up to {Environment.ProcessorCount} threads)");
+            Console.WriteLine($"cat > /dev/null of both inputs: {catSeconds:F2} s median of {repeats} ({inputBytes / 1e6 / catSeconds:F0} MB/s, {cacheWord})");
+            if (cold) Console.WriteLine($"  the same, cache warm:         {warmCat:F2} s ({inputBytes / 1e6 / warmCat:F0} MB/s; the merges start cold too)");
+            Console.WriteLine($"TIES merge (density {density}):  {mergeSeconds:F2} s median ({inputBytes / 1e6 / mergeSeconds:F0} MB/s of input; {mid.R.BytesRead / 1e6:F0} MB decoded over all passes, {mid.R.BytesWritten / 1e6:F0} MB written)");
+            Console.WriteLine($"  of which the final flush:     {mid.R.CommitSeconds:F2} s (fsync of what the writeback during the merge had not yet written, and the rename)");
+            Console.WriteLine($"merge CPU time (user+sys):     {cpu:F2} s = {mid.User:F2} + {mid.Sys:F2} ({inputBytes / 1e6 / cpu:F0} MB/s per CPU-second; up to {Environment.ProcessorCount} threads)");
             Console.WriteLine($"in-memory budget:              {(budgetMb == 0 ? "0 (every tensor streamed)" : $"{budgetMb} MB per tensor")}");
-            Console.WriteLine($"merge / read ratio:            {r.Seconds / catSeconds:F2} (target <= 3; {cacheWord}; the merge includes writing and fsync of its output)");
-            if (cold) Console.WriteLine($"merge / warm read ratio:       {r.Seconds / warmCat:F2} (for reference: a read from memory)");
+            Console.WriteLine($"merge / read ratio:            {ratio:F2} median of the runs' ratios (target <= 3; {cacheWord}; the merge includes writing and fsync of its output)");
+            if (cold) Console.WriteLine($"merge / warm read ratio:       {mergeSeconds / warmCat:F2} (for reference: a read from memory)");
             Console.WriteLine($"load average at the end:       {(File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "unknown")} on {Environment.ProcessorCount} cores");
-            Console.WriteLine($"peak resident memory:          {(r.PeakMemoryBytes < 0 ? "unknown" : $"{r.PeakMemoryBytes / 1e6:F0} MB")} (target < 400 MB)");
+            Console.WriteLine($"peak resident memory:          {(merges.Max(m => m.R.PeakMemoryBytes) is var pk && pk < 0 ? "unknown" : $"{pk / 1e6:F0} MB")} (target < 400 MB)");
         }
         finally
         {
