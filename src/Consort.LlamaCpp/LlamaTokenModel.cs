@@ -15,7 +15,7 @@ public sealed class LlamaTokenModel : ITokenModel
 {
     private readonly LlamaSharedWeights _shared;
     private readonly LLamaContext _context;
-    private readonly LLamaBatch _batch = new();
+    private readonly NativeBatch _batch;
     // llama.cpp contexts are not thread-safe: one native call sequence at a time per context.
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly SemaphoreSlim _freeSlots;
@@ -65,6 +65,7 @@ public sealed class LlamaTokenModel : ITokenModel
         }
         if (adapters.Length > 0) _context.NativeHandle.SetLoraAdapters(adapters);
         _vocab = shared.Weights.NativeHandle.Vocab.Count;
+        _batch = new NativeBatch(BatchSize);
         _freeSlots = new SemaphoreSlim(MaxSequences, MaxSequences);
         _slotUsed = new bool[MaxSequences];
         Tokenizer = new LlamaTokenizer(shared.Weights);
@@ -172,7 +173,7 @@ public sealed class LlamaTokenModel : ITokenModel
                 for (int j = 0; j < n; j++)
                 {
                     var s = seqs[start + j];
-                    idx[j] = _batch.Add((LLamaToken)steps[start + j].Token, s.TokenList.Count, (LLamaSeqId)s.Slot, true);
+                    idx[j] = _batch.Add(steps[start + j].Token, s.TokenList.Count, s.Slot, true);
                 }
                 Decode();
                 for (int j = 0; j < n; j++)
@@ -225,7 +226,7 @@ public sealed class LlamaTokenModel : ITokenModel
                     {
                         int pos = start + j;
                         bool want = pos >= first;
-                        int bi = _batch.Add((LLamaToken)all[pos], pos, (LLamaSeqId)slot, want);
+                        int bi = _batch.Add(all[pos], pos, slot, want);
                         if (want) outputs.Add((bi, pos));
                     }
                     Decode();
@@ -359,7 +360,7 @@ public sealed class LlamaTokenModel : ITokenModel
             for (int j = 0; j < n; j++)
             {
                 bool last = start + j == tokens.Count - 1;
-                int bi = _batch.Add((LLamaToken)tokens[start + j], startPos + start + j, (LLamaSeqId)slot, last);
+                int bi = _batch.Add(tokens[start + j], startPos + start + j, slot, last);
                 if (last) lastIndex = bi;
             }
             Decode();
@@ -369,7 +370,7 @@ public sealed class LlamaTokenModel : ITokenModel
 
     private void Decode()
     {
-        var r = _context.NativeHandle.Decode(_batch);
+        var r = (DecodeResult)NativeDecode.Decode(_context, _batch);
         if (r != DecodeResult.Ok)
             throw new ConsortException($"model '{Descriptor.Name}': llama_decode failed ({r})");
     }
@@ -423,6 +424,7 @@ public sealed class LlamaTokenModel : ITokenModel
             if (_disposed) return;
             _disposed = true;
             _context.Dispose();
+            _batch.Dispose();
         }
         finally
         {
