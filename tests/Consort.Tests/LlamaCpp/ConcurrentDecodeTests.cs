@@ -22,12 +22,15 @@ public class ConcurrentDecodeTests
         return rows;
     }
 
-    [Fact]
-    public async Task TwoModelsDecodingConcurrentlyGiveTheSequentialLogits()
+    // Two different models, and the same file loaded twice (one set of weights, two contexts).
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task TwoModelsDecodingConcurrentlyGiveTheSequentialLogits(bool sameFile)
     {
         Assert.True(NativeDecode.Direct || !OperatingSystem.IsLinux(), "llama_decode should be called directly on Linux");
         using var a = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Stories260K, MaxSequences = 1 });
-        using var b = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Llama2Xs, MaxSequences = 1 });
+        using var b = LlamaModelFactory.Load(new LlamaModelOptions { Path = sameFile ? TestPaths.Stories260K : TestPaths.Llama2Xs, Name = "second", MaxSequences = 1 });
         var expectedA = await Greedy(a.Tokens!, 40);
         var expectedB = await Greedy(b.Tokens!, 40);
         for (int round = 0; round < 3; round++)
