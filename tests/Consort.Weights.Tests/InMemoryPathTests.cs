@@ -171,7 +171,7 @@ public class InMemoryPathTests : IDisposable
         foreach (long k in new long[] { 0, 1, 777, 25_000, 49_999, 50_000 })
         {
             var s = TopKSelector.Build(k, v.Length, visit => { for (int i = 0; i < v.Length; i += 1000) visit(v.AsSpan(i, 1000)); });
-            var m = TopKSelector.Build(k, v, 2);
+            var m = TopKSelector.Build(k, v);
             s.Reset();
             var masked = (float[])v.Clone();
             long q = m.EqualQuota;

@@ -25,7 +25,7 @@ public class TopKSelectorTests
     {
         var v = Values(200_000, 3, coarse);
         long k = (long)(density * v.Length);
-        var exact = TopKSelector.Build(k, v, 1);
+        var exact = TopKSelector.Build(k, v);
         // Sample every 8th block of 1000, as the merge does.
         var sample = new long[TopKSelector.HighBuckets];
         var h = new int[TopKSelector.HighBuckets];

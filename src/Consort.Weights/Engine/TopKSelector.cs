@@ -6,7 +6,7 @@ namespace Consort.Weights.Engine;
 
 /// <summary>
 /// Exact top-k by magnitude over a tensor streamed in chunks, in constant memory: a two-pass radix select over the
-/// bits of |x| (high 16 bits, then low 16 bits within the boundary bucket) finds the k-th largest magnitude; then
+/// bits of |x| (high 15 bits, then low 16 bits within the boundary bucket) finds the k-th largest magnitude; then
 /// elements above it are kept and, of those equal to it, the first ones in element order until k are kept.
 /// </summary>
 public sealed class TopKSelector
@@ -25,95 +25,35 @@ public sealed class TopKSelector
     /// <param name="scan">Streams the values: calls its argument with each chunk in order.</param>
     public static TopKSelector Build(long k, long count, Action<Action<ReadOnlySpan<float>>> scan)
     {
-        var s = new TopKSelector();
-        if (k >= count) { s._all = true; return s; }
-        if (k <= 0) { s._none = true; return s; }
-        var high = new long[65536];
+        if (k <= 0 || k >= count) return FromLowHistogram(new Boundary(k, count, 0, 0), null);
+        var high = new long[HighBuckets];
         scan(chunk => { foreach (var v in chunk) high[MagnitudeBits(v) >> 16]++; });
-        long above = 0;
-        int bucket = 65535;
-        for (; bucket >= 0; bucket--)
-        {
-            if (above + high[bucket] >= k) break;
-            above += high[bucket];
-        }
-        var low = new long[65536];
-        uint hb = (uint)bucket;
+        var boundary = FindBoundary(k, count, high);
+        var low = new long[LowBuckets];
+        uint hb = (uint)boundary.Bucket;
         scan(chunk => { foreach (var v in chunk) { uint b = MagnitudeBits(v); if (b >> 16 == hb) low[b & 0xffff]++; } });
-        int lb = 65535;
-        for (; lb >= 0; lb--)
-        {
-            if (above + low[lb] >= k) break;
-            above += low[lb];
-        }
-        s.SetThreshold((hb << 16) | (uint)lb, k - above, low[lb]);
-        return s;
+        return FromLowHistogram(boundary, low);
     }
 
     /// <summary>
     /// The same selection as <see cref="Build(long, long, Action{Action{ReadOnlySpan{float}}})"/> over values held in
-    /// memory: histograms are built by <paramref name="parallelism"/> workers over contiguous parts and summed, so
-    /// the threshold and quota are exactly those of the streaming build.
+    /// memory, through the pieces the merge engine uses on blocks: the high histogram, the boundary bucket, one
+    /// <see cref="ScanRange"/> over that bucket and <see cref="FromCandidates"/>.
     /// </summary>
-    public static TopKSelector Build(long k, ReadOnlySpan<float> values, int parallelism)
+    public static TopKSelector Build(long k, ReadOnlySpan<float> values)
     {
-        if (k >= values.Length || k <= 0) return FromHighHistogram(k, null, values, parallelism);
-        var parts = Parts(values.Length, parallelism);
         var bits = MemoryMarshal.Cast<float, uint>(values);
-        var high = new long[HighBuckets];
-        unsafe
-        {
-            fixed (uint* p0 = bits)
-            {
-                nint p = (nint)p0;
-                var highs = new int[parts.Length][];
-                Parallel.For(0, parts.Length, new ParallelOptions { MaxDegreeOfParallelism = parallelism }, w =>
-                {
-                    var h = highs[w] = new int[HighBuckets];
-                    AddHighHistogram(new ReadOnlySpan<uint>((uint*)p + parts[w].Start, parts[w].Length), h);
-                });
-                foreach (var h in highs) for (int b = 0; b < HighBuckets; b++) high[b] += h[b];
-            }
-        }
-        return FromHighHistogram(k, high, values, parallelism);
+        var histogram = new int[HighBuckets];
+        AddHighHistogram(bits, histogram);
+        var boundary = FindBoundary(k, values.Length, histogram.Select(x => (long)x).ToArray());
+        var inside = new uint[values.Length];
+        int c = ScanRange(bits, boundary.Bucket, boundary.Bucket, out long above, inside);
+        return FromCandidates(k, values.Length, above, inside[..c])
+            ?? throw new InvalidOperationException("the boundary bucket must hold the k-th largest magnitude");
     }
 
     /// <summary>Buckets of the high histogram: the top 15 bits of |x| (sign cleared).</summary>
     public const int HighBuckets = 32768;
-
-    /// <summary>
-    /// Completes an in-memory selection from a high histogram built elsewhere (e.g. fused into the pass that
-    /// computed <paramref name="values"/>, with <see cref="AddHighHistogram"/>): one more pass over the boundary
-    /// bucket finds the exact threshold. Several selections over the same values can share one high histogram.
-    /// </summary>
-    /// <param name="k">How many to keep.</param>
-    /// <param name="high">Counts per <see cref="HighBuckets"/> bucket of all of <paramref name="values"/> (null when k is 0 or all).</param>
-    /// <param name="values">The values.</param>
-    /// <param name="parallelism">Workers for the boundary pass.</param>
-    public static TopKSelector FromHighHistogram(long k, long[]? high, ReadOnlySpan<float> values, int parallelism)
-    {
-        if (k >= values.Length || k <= 0) return FromLowHistogram(new Boundary(k, values.Length, 0, 0), null);
-        ArgumentNullException.ThrowIfNull(high);
-        var boundary = FindBoundary(k, values.Length, high);
-        uint hb = (uint)boundary.Bucket;
-        var parts = Parts(values.Length, parallelism);
-        var bits = MemoryMarshal.Cast<float, uint>(values);
-        var lows = new int[parts.Length][];
-        unsafe
-        {
-            fixed (uint* p0 = bits)
-            {
-                nint p = (nint)p0;
-                Parallel.For(0, parts.Length, new ParallelOptions { MaxDegreeOfParallelism = parallelism }, w =>
-                {
-                    lows[w] = LowHistogram(new ReadOnlySpan<uint>((uint*)p + parts[w].Start, parts[w].Length), hb);
-                });
-            }
-        }
-        var low = new long[LowBuckets];
-        foreach (var l in lows) for (int b = 0; b < LowBuckets; b++) low[b] += l[b];
-        return FromLowHistogram(boundary, low);
-    }
 
     /// <summary>Buckets of the low histogram: the low 16 bits of |x| within the boundary high bucket.</summary>
     public const int LowBuckets = 65536;
@@ -123,14 +63,7 @@ public sealed class TopKSelector
     /// <param name="Count">Element count.</param>
     /// <param name="Bucket">High bucket (top 15 bits of |x|) holding the k-th largest magnitude.</param>
     /// <param name="Above">Elements in higher buckets.</param>
-    public readonly record struct Boundary(long K, long Count, int Bucket, long Above)
-    {
-        /// <summary>True when the selection keeps everything or nothing (no low histogram needed).</summary>
-        public bool Trivial => K <= 0 || K >= Count;
-
-        /// <summary>Whether float bits <paramref name="bits"/> fall in the boundary bucket.</summary>
-        public bool InBucket(uint bits) => (bits & 0x7fffffffu) >> 16 == (uint)Bucket;
-    }
+    public readonly record struct Boundary(long K, long Count, int Bucket, long Above);
 
     /// <summary>Finds the boundary bucket of a selection of <paramref name="k"/> of <paramref name="count"/> from the high histogram.</summary>
     public static Boundary FindBoundary(long k, long count, long[] high)
@@ -199,56 +132,6 @@ public sealed class TopKSelector
             Unsafe.Add(ref h, (int)((Unsafe.Add(ref b, j + 3) & 0x7fffffffu) >> 16))++;
         }
         for (; j < n; j++) Unsafe.Add(ref h, (int)((Unsafe.Add(ref b, j) & 0x7fffffffu) >> 16))++;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static int[] LowHistogram(ReadOnlySpan<uint> span, uint hb)
-    {
-        var l = new int[65536];
-        int j = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            var vm = new Vector<uint>(0x7fffffffu); var vh = new Vector<uint>(hb);
-            for (; j <= span.Length - Vector<uint>.Count; j += Vector<uint>.Count)
-            {
-                var v = new Vector<uint>(span.Slice(j, Vector<uint>.Count));
-                if (Vector.EqualsAny(Vector.ShiftRightLogical(v & vm, 16), vh))
-                    for (int q = 0; q < Vector<uint>.Count; q++) { uint b = span[j + q] & 0x7fffffffu; if (b >> 16 == hb) l[b & 0xffff]++; }
-            }
-        }
-        for (; j < span.Length; j++) { uint b = span[j] & 0x7fffffffu; if (b >> 16 == hb) l[b & 0xffff]++; }
-        return l;
-    }
-
-    /// <summary>
-    /// Adds the low 16 bits of the elements of <paramref name="bits"/> (float bits) in high bucket
-    /// <paramref name="bucket"/> to <paramref name="low"/> and writes them, in order, to <paramref name="found"/>
-    /// (as long as <paramref name="bits"/>); returns how many were found.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static int CollectBoundary(ReadOnlySpan<uint> bits, uint bucket, int[] low, Span<ushort> found)
-    {
-        int j = 0, m = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            var vm = new Vector<uint>(0x7fffffffu); var vh = new Vector<uint>(bucket);
-            for (; j <= bits.Length - Vector<uint>.Count; j += Vector<uint>.Count)
-            {
-                var v = new Vector<uint>(bits.Slice(j, Vector<uint>.Count));
-                if (!Vector.EqualsAny(Vector.ShiftRightLogical(v & vm, 16), vh)) continue;
-                for (int q = 0; q < Vector<uint>.Count; q++)
-                {
-                    uint b = bits[j + q] & 0x7fffffffu;
-                    if (b >> 16 == bucket) { low[b & 0xffff]++; found[m++] = (ushort)b; }
-                }
-            }
-        }
-        for (; j < bits.Length; j++)
-        {
-            uint b = bits[j] & 0x7fffffffu;
-            if (b >> 16 == bucket) { low[b & 0xffff]++; found[m++] = (ushort)b; }
-        }
-        return m;
     }
 
     /// <summary>
@@ -338,45 +221,11 @@ public sealed class TopKSelector
         return FromLowHistogram(new Boundary(k, count, bucket, a), low);
     }
 
-    /// <summary>Splits [0, count) into up to <paramref name="parts"/> contiguous ranges.</summary>
-    internal static (int Start, int Length)[] Parts(int count, int parts)
-    {
-        parts = Math.Max(1, Math.Min(parts, count / 4096 + 1));
-        var r = new (int, int)[parts];
-        for (int i = 0; i < parts; i++)
-        {
-            int a = (int)((long)count * i / parts), b = (int)((long)count * (i + 1) / parts);
-            r[i] = (a, b - a);
-        }
-        return r;
-    }
-
     /// <summary>The equal-value quota of a pass (how many elements equal to the threshold are kept, first in order).</summary>
     internal long EqualQuota => _equalQuota;
 
     /// <summary>Whether the selection needs the equal-value quota (only some of the elements equal to the threshold are kept).</summary>
     internal bool Partial => !_all && !_none && _equalQuota > 0;
-
-    /// <summary>How many of <paramref name="values"/> have exactly the threshold magnitude.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal long CountEqual(ReadOnlySpan<float> values)
-    {
-        if (!Partial) return 0;
-        var bits = MemoryMarshal.Cast<float, uint>(values);
-        long n = 0;
-        int j = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            var vm = new Vector<uint>(0x7fffffffu); var vt = new Vector<uint>(_threshold);
-            var acc = Vector<uint>.Zero;
-            for (; j <= bits.Length - Vector<uint>.Count; j += Vector<uint>.Count)
-                acc -= Vector.Equals(new Vector<uint>(bits.Slice(j, Vector<uint>.Count)) & vm, vt); // -(-1) per equal lane
-            Vector.Widen(acc, out var lo, out var hi);
-            n = (long)Vector.Sum(lo + hi);
-        }
-        for (; j < bits.Length; j++) if ((bits[j] & 0x7fffffffu) == _threshold) n++;
-        return n;
-    }
 
     /// <summary>
     /// Sets the elements of <paramref name="values"/> that the selection drops to 0, in place, consuming

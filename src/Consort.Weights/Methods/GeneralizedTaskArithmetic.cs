@@ -163,14 +163,14 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
     }
 
     /// <summary>
-    /// The same computation on a tensor whose output is held in memory, in up to three parallel passes over blocks
-    /// that stay in cache, each decoding its inputs from the memory-mapped files again (cheaper than storing task
-    /// vectors): (1) the high magnitude histogram of each task vector that is trimmed by magnitude; (2) the low
-    /// histogram of the boundary bucket, remembering per block the boundary elements' low bits so ties at the
-    /// threshold can be split over blocks without another pass; (3) mask, weight, elect, add the base and encode the
-    /// output block. Random dropping and plain task arithmetic need pass 3 only. Every element goes through the same
-    /// float operations in the same order as in the streaming pass, and each block starts with the tie quota left by
-    /// the blocks before it, so the output is bit-identical.
+    /// The same computation on a tensor whose output is held in memory, in parallel passes over blocks that stay in
+    /// cache, each decoding its inputs from the memory-mapped files again (cheaper than storing task vectors). Top-k
+    /// trimming (TIES, breadcrumbs) first takes a high-bits histogram of every 8th block to bound each threshold, then
+    /// one scan of every block finds it exactly (after an exact histogram pass if the sample misled); the last pass
+    /// masks, weights, elects, adds the base and encodes each output block. Random dropping and plain task arithmetic
+    /// need the last pass only. Every element goes through the same float operations in the same order as in the
+    /// streaming pass, and each block starts with the tie quota left by the blocks before it, so the output is
+    /// bit-identical.
     /// </summary>
     private void MergeInMemory(TensorJob job, int[] models, int[] src, float[] w, double[] density, bool normalize, bool rescale, float lambda)
     {
@@ -192,7 +192,7 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
                 TensorPrimitives.Subtract(d, bb, d);
             }
         }
-        float[][] NewScratch() => Enumerable.Range(0, k + 3).Select(_ => new float[blockLen]).ToArray();
+        float[][] NewScratch() => Enumerable.Range(0, k + 2).Select(_ => new float[blockLen]).ToArray(); // k task vectors, the base, the result
 
         // Selections: keep (top density share) and, for breadcrumbs, drop (the outliers); selection j of model j % k.
         var counts = new long[2 * k];
@@ -203,19 +203,20 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
             else (counts[i], counts[k + i]) = OutlierCounts(n, density[i], job.ModelParam(models[i], "gamma", 0.01));
         }
         var selectors = new TopKSelector?[2 * k];
-        var boundaries = new TopKSelector.Boundary[2 * k];
         var quotas = new long[2 * k][];
         var active = Enumerable.Range(0, 2 * k).Where(j => counts[j] > 0 && counts[j] < n).ToArray();
         foreach (var j in Enumerable.Range(0, 2 * k).Except(active))
             if (j < k || counts[j] > 0) selectors[j] = TopKSelector.FromLowHistogram(new(counts[j], n, 0, 0), null); // all or none
-        // Selections from a sample: a histogram of every SampleStride-th block bounds each threshold's high bucket
-        // to a narrow range; one exact pass counts the elements above the range and keeps those inside it, from
-        // which the threshold and the ties per block follow. This replaces the exact pass over every block; when the
-        // sample misled (the threshold lies outside the range) it returns false and the exact passes run instead.
-        bool SampledSelections()
+        double selectionPasses = 0; // input decoded for the selections, in whole passes
+
+        // Selections from a high histogram of every stride-th block: with a sample (stride > 1) it bounds each
+        // threshold's high bucket to a narrow range, with every block (stride 1) it names the exact bucket. One scan
+        // then counts the elements above the range and keeps those inside it, from which the threshold and the ties
+        // per block follow. Returns false when a sample misled (the threshold lies outside its range).
+        bool Select(int stride)
         {
-            int sampled = (blocks + SampleStride - 1) / SampleStride;
-            if (sampled < 16) return false;
+            int sampled = (blocks + stride - 1) / stride;
+            if (stride > 1 && sampled < 16) return false;
             var models1 = active.Select(j => j % k).Distinct().ToArray();
             var high = new long[k][];
             foreach (var i in models1) high[i] = new long[TopKSelector.HighBuckets];
@@ -223,7 +224,7 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
             long m = 0;
             BlockLoop.Run(sampled, par, () => (NewScratch(), new int[k][]), (sb, local) =>
             {
-                int b = sb * SampleStride, len = Math.Min(blockLen, n - b * blockLen);
+                int b = sb * stride, len = Math.Min(blockLen, n - b * blockLen);
                 Deltas(b, local.Item1, len);
                 foreach (var i in models1)
                     TopKSelector.AddHighHistogram(MemoryMarshal.Cast<float, uint>(local.Item1[i].AsSpan(0, len)), local.Item2[i] ??= new int[TopKSelector.HighBuckets]);
@@ -235,7 +236,10 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
                         if (local.Item2[i] is { } h)
                             for (int q = 0; q < h.Length; q++) high[i][q] += h[q];
             });
-            var ranges = active.ToDictionary(j => j, j => TopKSelector.EstimateRange(counts[j], n, high[j % k], m));
+            selectionPasses += (double)m / n;
+            var ranges = active.ToDictionary(j => j, j => stride == 1
+                ? (TopKSelector.FindBoundary(counts[j], n, high[j % k]).Bucket is var hb ? (Low: hb, High: hb) : default)
+                : TopKSelector.EstimateRange(counts[j], n, high[j % k], m));
 
             var above = active.ToDictionary(j => j, _ => new long[blocks]);
             var inside = active.ToDictionary(j => j, _ => new uint[blocks][]);
@@ -250,6 +254,7 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
                     inside[j][b] = local.Item2.AsSpan(0, c).ToArray();
                 }
             });
+            selectionPasses += 1;
             var found = new Dictionary<int, TopKSelector>();
             foreach (var j in active)
             {
@@ -274,70 +279,8 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
             }
             return true;
         }
-
-        double selectionPasses = active.Length == 0 ? 0 : SampledSelections() ? 1.0 + 1.0 / SampleStride : 2;
-        if (selectionPasses == 2)
-        {
-            // Pass 1: high histograms (one per model, shared by its two selections).
-            var models1 = active.Select(j => j % k).Distinct().ToArray();
-            var high = new long[k][];
-            foreach (var i in models1) high[i] = new long[TopKSelector.HighBuckets];
-            var gate = new object();
-            BlockLoop.Run(blocks, par, () => (NewScratch(), new int[k][]), (b, local) =>
-            {
-                int len = Math.Min(blockLen, n - b * blockLen);
-                Deltas(b, local.Item1, len);
-                foreach (var i in models1)
-                    TopKSelector.AddHighHistogram(MemoryMarshal.Cast<float, uint>(local.Item1[i].AsSpan(0, len)), local.Item2[i] ??= new int[TopKSelector.HighBuckets]);
-            }, local =>
-            {
-                lock (gate)
-                    foreach (var i in models1)
-                        if (local.Item2[i] is { } h)
-                            for (int q = 0; q < h.Length; q++) high[i][q] += h[q];
-            });
-            foreach (var j in active) boundaries[j] = TopKSelector.FindBoundary(counts[j], n, high[j % k]);
-
-            // Pass 2: low histograms of the boundary buckets, and each block's boundary low bits.
-            var low = active.ToDictionary(j => j, _ => new long[TopKSelector.LowBuckets]);
-            var lowBits = active.ToDictionary(j => j, _ => new ushort[blocks][]);
-            BlockLoop.Run(blocks, par, () => (NewScratch(), active.ToDictionary(j => j, _ => new int[TopKSelector.LowBuckets]), new ushort[blockLen]), (b, local) =>
-            {
-                int len = Math.Min(blockLen, n - b * blockLen);
-                Deltas(b, local.Item1, len);
-                foreach (var j in active)
-                {
-                    var bits = MemoryMarshal.Cast<float, uint>(local.Item1[j % k].AsSpan(0, len));
-                    int m = TopKSelector.CollectBoundary(bits, (uint)boundaries[j].Bucket, local.Item2[j], local.Item3);
-                    lowBits[j][b] = local.Item3.AsSpan(0, m).ToArray();
-                }
-            }, local =>
-            {
-                lock (gate)
-                    foreach (var j in active)
-                    {
-                        var h = local.Item2[j];
-                        for (int q = 0; q < h.Length; q++) low[j][q] += h[q];
-                    }
-            });
-            foreach (var j in active) selectors[j] = TopKSelector.FromLowHistogram(boundaries[j], low[j]);
-
-            // Tie quotas at each block's start, from the remembered low bits.
-            foreach (var j in active)
-            {
-                if (selectors[j] is not { Partial: true } sel) continue;
-                ushort lb = (ushort)(sel.Threshold & 0xffff);
-                quotas[j] = new long[blocks];
-                long left = sel.EqualQuota;
-                for (int b = 0; b < blocks; b++)
-                {
-                    quotas[j][b] = left;
-                    int ties = 0;
-                    foreach (var x in lowBits[j][b]) if (x == lb) ties++;
-                    left = Math.Max(0, left - ties);
-                }
-            }
-        }
+        if (active.Length > 0 && !Select(SampleStride) && !Select(1))
+            throw new InvalidOperationException($"tensor '{job.Name}': the exact boundary bucket did not hold the top-k threshold");
 
         var scale = Enumerable.Repeat(1f, k).ToArray();
         var passes = Enumerable.Repeat(1 + selectionPasses, k).ToArray();
@@ -480,52 +423,6 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
             }
             if (lambda != 1) m *= lambda;
             result[j] = baseValues[j] + m;
-        }
-    }
-
-    /// <summary>
-    /// TIES sign election ("sum"), vectorized: per element the sign of the summed weighted deltas, the sum of the
-    /// deltas agreeing with it (<paramref name="mx"/>) and of their weights (<paramref name="dv"/>, 1 when none agree),
-    /// summed from 0 in model order like the scalar loop.
-    /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static void Elect(float[][] deltas, int k, float[] w, int start, Span<float> mx, Span<float> dv)
-    {
-        int len = mx.Length, j = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            int vc = Vector<float>.Count;
-            var zero = Vector<float>.Zero; var one = Vector<float>.One;
-            for (; j <= len - vc; j += vc)
-            {
-                var sum = zero;
-                for (int i = 0; i < k; i++) sum += new Vector<float>(deltas[i], start + j);
-                var pos = Vector.GreaterThanOrEqual(sum, zero);
-                var m = zero; var dw = zero;
-                for (int i = 0; i < k; i++)
-                {
-                    var x = new Vector<float>(deltas[i], start + j);
-                    var agree = Vector.ConditionalSelect(pos, Vector.GreaterThan(x, zero), Vector.LessThan(x, zero));
-                    m = Vector.ConditionalSelect(agree, m + x, m);
-                    dw = Vector.ConditionalSelect(agree, dw + new Vector<float>(w[i]), dw);
-                }
-                m.CopyTo(mx.Slice(j, vc));
-                Vector.ConditionalSelect(Vector.Equals(dw, zero), one, dw).CopyTo(dv.Slice(j, vc));
-            }
-        }
-        for (; j < len; j++)
-        {
-            float sum = 0;
-            for (int i = 0; i < k; i++) sum += deltas[i][start + j];
-            float sign = sum >= 0 ? 1 : -1;
-            float m = 0, dw = 0;
-            for (int i = 0; i < k; i++)
-            {
-                float x = deltas[i][start + j];
-                if (x != 0 && MathF.Sign(x) == sign) { m += x; dw += w[i]; }
-            }
-            mx[j] = m;
-            dv[j] = dw == 0 ? 1 : dw;
         }
     }
 
