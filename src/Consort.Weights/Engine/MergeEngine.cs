@@ -118,29 +118,14 @@ public static class MergeEngine
                         var buf = outBuffers[ti % 2];
                         if (buf is null || buf.Length < outBytes) outBuffers[ti % 2] = buf = new byte[outBytes];
                         int block = GgmlTypes.BlockSize(type);
-                        job = new TensorJob(t.Name, t.ElementCount, item.Sources, entries, item.BaseSource, item.ModelSource, item.Config, item.ParameterLayers, chunk, buffers, span =>
-                        {
-                            if (span.Length % block != 0 && emitted + span.Length != t.ElementCount)
-                                throw new InvalidOperationException("output chunk splits a quantization block");
-                            long at = GgmlTypes.ByteSize(type, emitted);
-                            TensorCodec.Encode(type, span, buf.AsSpan((int)at, (int)GgmlTypes.ByteSize(type, span.Length)));
-                            emitted += span.Length;
-                        }, whole, all =>
-                        {
-                            if (emitted != 0) throw new InvalidOperationException("EmitAll after partial output");
-                            long n = t.ElementCount;
-                            Parallel.For(0, (int)((n + chunk - 1) / chunk), new ParallelOptions { MaxDegreeOfParallelism = parallelism }, c =>
-                            {
-                                long s0 = (long)c * chunk; int len = (int)Math.Min(chunk, n - s0);
-                                TensorCodec.Encode(type, all.AsSpan((int)s0, len), buf.AsSpan((int)GgmlTypes.ByteSize(type, s0), (int)GgmlTypes.ByteSize(type, len)));
-                            });
-                            emitted = n;
-                        }, parallelism, (start, span) =>
+                        void EncodeAt(long start, ReadOnlySpan<float> span)
                         {
                             if (start % block != 0 || (span.Length % block != 0 && start + span.Length != t.ElementCount))
-                                throw new InvalidOperationException("output block splits a quantization block");
+                                throw new InvalidOperationException("output chunk splits a quantization block");
                             TensorCodec.Encode(type, span, buf.AsSpan((int)GgmlTypes.ByteSize(type, start), (int)GgmlTypes.ByteSize(type, span.Length)));
-                        });
+                        }
+                        job = new TensorJob(t.Name, t.ElementCount, item.Sources, entries, item.BaseSource, item.ModelSource, item.Config, item.ParameterLayers, chunk, buffers,
+                            span => { EncodeAt(emitted, span); emitted += span.Length; }, whole, parallelism, EncodeAt, item.ParameterName);
                     }
                     else
                     {
@@ -153,9 +138,8 @@ public static class MergeEngine
                             TensorCodec.Encode(type, span, encoded.AsSpan(0, bytes));
                             sink.Write(t.Name, encoded.AsSpan(0, bytes));
                             emitted += span.Length;
-                        });
+                        }, parameterName: item.ParameterName);
                     }
-                    job.ParameterName = item.ParameterName;
                     try { method.Merge(job); }
                     catch (AggregateException ae) when (ae.Flatten().InnerExceptions.Count > 0)
                     {

@@ -20,25 +20,25 @@ public sealed class TensorJob
 
     private readonly List<float[]>? _whole;
     private readonly bool[] _decoded;
-    private readonly Action<float[]>? _emitAll;
     private readonly Action<long, ReadOnlySpan<float>>? _emitAt;
     private long _emittedAt;
 
     internal TensorJob(string name, long count, ITensorSource[] sources, TensorEntry[] entries, int baseSource, int[] modelSource,
         MergeConfig config, int layers, int chunk, List<float[]> buffers, Action<ReadOnlySpan<float>> emit,
-        List<float[]>? whole = null, Action<float[]>? emitAll = null, int parallelism = 1, Action<long, ReadOnlySpan<float>>? emitAt = null)
+        List<float[]>? whole = null, int parallelism = 1, Action<long, ReadOnlySpan<float>>? emitAt = null, string? parameterName = null)
     {
         _emitAt = emitAt;
+        ParameterName = parameterName ?? name;
         Name = name; Count = count; _sources = sources; _entries = entries; BaseSource = baseSource; _modelSource = modelSource;
         _config = config; _layers = layers; ChunkSize = chunk; _buffers = buffers; _emit = emit;
-        _whole = whole; _emitAll = emitAll; _decoded = new bool[sources.Length];
+        _whole = whole; _decoded = new bool[sources.Length];
         Parallelism = Math.Max(1, parallelism);
     }
 
     /// <summary>
-    /// True when the engine decided the tensor's inputs fit its memory budget: <see cref="Whole"/> and
-    /// <see cref="DecodeDelta"/> may be used (each input is decoded once), <see cref="Read"/> copies from memory, and
-    /// <see cref="EmitAll"/> takes the whole result.
+    /// True when the engine decided the tensor's inputs fit its memory budget: <see cref="Whole"/> may be used (each
+    /// input is decoded once), <see cref="Read"/> copies from memory, <see cref="ReadBlock"/> decodes blocks in
+    /// parallel, and the output is held whole, so <see cref="EmitAt"/> may write it block by block in any order.
     /// </summary>
     public bool InMemory => _whole is not null;
 
@@ -74,59 +74,10 @@ public sealed class TensorJob
         return a;
     }
 
-    /// <summary>
-    /// The task vector (source - base) of the whole tensor in memory, computed in parallel; the array is the
-    /// source's slot, so <see cref="Whole"/> must not be used for the same source afterwards. In-memory jobs only.
-    /// </summary>
-    public float[] DecodeDelta(int source)
-    {
-        if (BaseSource < 0 || source == BaseSource) return Whole(source);
-        var b = Whole(BaseSource);
-        var a = Slot(source);
-        int chunk = ChunkSize;
-        Parallel.For(0, (int)((Count + chunk - 1) / chunk), Options, c =>
-        {
-            long s = (long)c * chunk; int n = (int)Math.Min(chunk, Count - s);
-            // Decode and subtract in sub-blocks that stay in cache; pages are released per chunk (madvise wants
-            // large ranges).
-            const int sub = 1 << 14;
-            for (int o = 0; o < n; o += sub)
-            {
-                int m = Math.Min(sub, n - o);
-                var d = a.AsSpan((int)s + o, m);
-                _sources[source].ReadFloat32(_entries[source], s + o, d);
-                System.Numerics.Tensors.TensorPrimitives.Subtract(d, b.AsSpan((int)s + o, m), d);
-            }
-            MappedPages.Release(_sources[source], _entries[source], s, n);
-        });
-        BytesRead += Formats.Gguf.GgmlTypes.ByteSize(_entries[source].Type, Count);
-        _decoded[source] = false;
-        return a;
-    }
-
     private void DecodeInto(int source, long start, Span<float> dst)
     {
         _sources[source].ReadFloat32(_entries[source], start, dst);
         MappedPages.Release(_sources[source], _entries[source], start, dst.Length);
-    }
-
-    /// <summary>Emits the whole output at once (the first <see cref="Count"/> elements); encoded in parallel. In-memory jobs only.</summary>
-    public void EmitAll(float[] values)
-    {
-        if (_emitAll is null) throw new InvalidOperationException($"tensor '{Name}' is not held in memory");
-        _emitAll(values);
-    }
-
-    /// <summary>
-    /// A whole-tensor F32 work array for <paramref name="slot"/> (pooled across tensors; contents undefined). Use a
-    /// source index as the slot to share the pool with <see cref="Whole"/> and <see cref="DecodeDelta"/>; a slot
-    /// used here must not be read through <see cref="Whole"/> for the same tensor. In-memory jobs only.
-    /// </summary>
-    public float[] WorkArray(int slot)
-    {
-        var a = Slot(slot);
-        if (slot < _decoded.Length) _decoded[slot] = false;
-        return a;
     }
 
     /// <summary>
@@ -150,7 +101,7 @@ public sealed class TensorJob
     /// <summary>
     /// Encodes output elements [start, start + values.Length) in place (thread-safe for disjoint ranges; start and
     /// length aligned to the output's block size except at the end). The output is complete when every element was
-    /// emitted once. In-memory jobs only; do not mix with <see cref="Emit"/> or <see cref="EmitAll"/>.
+    /// emitted once. In-memory jobs only; do not mix with <see cref="Emit"/>.
     /// </summary>
     public void EmitAt(long start, ReadOnlySpan<float> values)
     {
@@ -169,8 +120,7 @@ public sealed class TensorJob
     /// The name parameters are resolved for (filters and layer gradients): the tensor's own name, or for a slice of
     /// layers the name at its position within the slice.
     /// </summary>
-    public string ParameterName { get => _parameterName ?? Name; set => _parameterName = value; }
-    private string? _parameterName;
+    public string ParameterName { get; }
     /// <summary>Element count.</summary>
     public long Count { get; }
 
