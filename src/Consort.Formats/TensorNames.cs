@@ -61,6 +61,13 @@ public static partial class TensorNames
         return m.Success ? int.Parse(m.Groups[1].Value) : null;
     }
 
+    /// <summary>Whether a tensor is the token embedding (either naming): it comes before the layers.</summary>
+    public static bool IsEmbedding(string name) =>
+        name.Contains("embed", StringComparison.Ordinal) || name.StartsWith("token_embd", StringComparison.Ordinal);
+
+    /// <summary>Layers of a model: one more than the highest layer index among <paramref name="names"/> (0 without layers).</summary>
+    public static int LayerCount(IEnumerable<string> names) => names.Select(n => LayerIndex(n) ?? -1).DefaultIfEmpty(-1).Max() + 1;
+
     /// <summary>The same tensor name in layer <paramref name="layer"/> (either naming); global names are returned unchanged.</summary>
     public static string WithLayer(string name, int layer)
     {

@@ -45,7 +45,7 @@ public sealed class MergeParameter
         double t;
         var layer = TensorNames.LayerIndex(tensorName);
         if (layer is int l) t = layers <= 1 ? 0 : (double)l / (layers - 1);
-        else t = tensorName.Contains("embed", StringComparison.Ordinal) || tensorName.StartsWith("token_embd", StringComparison.Ordinal) ? 0 : 1;
+        else t = TensorNames.IsEmbedding(tensorName) ? 0 : 1;
         double scaled = t * (_gradient.Length - 1);
         int i0 = Math.Min((int)Math.Floor(scaled), _gradient.Length - 1), i1 = Math.Min(i0 + 1, _gradient.Length - 1);
         double frac = scaled - i0;

@@ -71,7 +71,7 @@ public static class MergeEngine
             CheckCompatible(sources, sameTensors: config.Slices is null);
             var template = sources[config.BaseModel is not null ? 0 : paths.ToList().IndexOf(config.Slices?[0].Sources[0].Path ?? config.Models[0].Path)];
             GgmlType? outType = config.OutDtype is null ? null : SafetensorsDType.ParseUser(config.OutDtype);
-            int layers = template.Tensors.Select(t => TensorNames.LayerIndex(t.Name) ?? -1).DefaultIfEmpty(-1).Max() + 1;
+            int layers = TensorNames.LayerCount(template.Tensors.Select(t => t.Name));
 
             using var sink = MergeOutput.Create(output, template, config.Name ?? Path.GetFileNameWithoutExtension(output));
             List<PlannedTensor> plan;
@@ -83,7 +83,7 @@ public static class MergeEngine
             }
             else
             {
-                plan = PlanSlices(config, method, template, sources, paths, t => OutputType(t, outType, sink));
+                plan = PlanSlices(config, template, sources, paths, t => OutputType(t, outType, sink));
                 sink.SetLayerCount(config.Slices.Sum(x => x.Length));
             }
             foreach (var p in plan) sink.Declare(p.Tensor.Name, p.Tensor.Shape, p.Type);
@@ -254,26 +254,27 @@ public static class MergeEngine
     /// merged from the same relative layer of the slice's sources. Gradient parameters run over each slice's layers,
     /// as in mergekit. Every missing or mis-shaped input is reported at once.
     /// </summary>
-    private static List<PlannedTensor> PlanSlices(MergeConfig config, IMergeMethod method, ITensorSource template,
+    private static List<PlannedTensor> PlanSlices(MergeConfig config, ITensorSource template,
         ITensorSource[] sources, IReadOnlyList<string> paths, Func<TensorEntry, GgmlType> typeOf)
     {
         var slices = config.Slices!;
         var problems = new List<string>();
-        ITensorSource Open(string path) => sources[paths.ToList().IndexOf(path)];
+        var byPath = paths.Select((p, i) => (p, i)).ToDictionary(x => x.p, x => sources[x.i]);
+        ITensorSource Open(string path) => byPath[path];
+        var sliceConfigs = Enumerable.Range(0, slices.Count).Select(config.ForSlice).ToArray();
         int firstLayer = template.Tensors.Select(t => TensorNames.LayerIndex(t.Name)).Where(l => l is not null).Select(l => l!.Value).DefaultIfEmpty(-1).Min();
         var layerTensors = template.Tensors.Where(t => TensorNames.LayerIndex(t.Name) == firstLayer).ToList();
         if (firstLayer < 0) problems.Add($"{Path.GetFileName(template.Path)} has no layer tensors (blk.N.* or model.layers.N.*) to slice");
         for (int si = 0; si < slices.Count; si++)
             foreach (var src in slices[si].Sources)
             {
-                int count = Open(src.Path).Tensors.Select(t => TensorNames.LayerIndex(t.Name) ?? -1).DefaultIfEmpty(-1).Max() + 1;
+                int count = TensorNames.LayerCount(Open(src.Path).Tensors.Select(t => t.Name));
                 if (src.End > count) problems.Add($"slices[{si}]: {Path.GetFileName(src.Path)} has {count} layers, layer_range [{src.Start}, {src.End}) goes past them");
             }
         if (problems.Count > 0) throw new ConfigException("cannot plan the slices: " + string.Join("; ", problems));
 
         PlannedTensor Make(TensorEntry output, int slice, Func<MergeSliceSource, string> inputName, string parameterName, int parameterLayers)
         {
-            var cfg = config.ForSlice(slice);
             var srcs = slices[slice].Sources;
             var tensorSources = srcs.Select(x => Open(x.Path)).ToArray();
             var entries = new TensorEntry[srcs.Count];
@@ -286,7 +287,7 @@ public static class MergeEngine
                 entries[i] = e!;
             }
             int baseSource = config.BaseModel is null ? -1 : srcs.ToList().FindIndex(x => x.Path == config.BaseModel);
-            return new PlannedTensor(output, typeOf(output), tensorSources, entries, baseSource, Enumerable.Range(0, srcs.Count).ToArray(), cfg, parameterName, parameterLayers);
+            return new PlannedTensor(output, typeOf(output), tensorSources, entries, baseSource, Enumerable.Range(0, srcs.Count).ToArray(), sliceConfigs[slice], parameterName, parameterLayers);
         }
 
         var plan = new List<PlannedTensor>();
@@ -308,8 +309,7 @@ public static class MergeEngine
                         }
                 continue;
             }
-            bool embedding = t.Name.Contains("embed", StringComparison.Ordinal) || t.Name.StartsWith("token_embd", StringComparison.Ordinal);
-            plan.Add(Make(t, embedding ? 0 : slices.Count - 1, _ => t.Name, t.Name, 1));
+            plan.Add(Make(t, TensorNames.IsEmbedding(t.Name) ? 0 : slices.Count - 1, _ => t.Name, t.Name, 1));
         }
         if (problems.Count > 0)
             throw new ModelFileException(template.Path, "these slices cannot be merged: " + string.Join("; ", problems.Take(24)) + (problems.Count > 24 ? $"; and {problems.Count - 24} more" : ""));
