@@ -17,3 +17,20 @@ public sealed class BenchCommand : ICliCommand
         return bench;
     }
 }
+
+/// <summary>Statistics the benchmarks report.</summary>
+internal static class BenchStats
+{
+    /// <summary>The <paramref name="p"/>-th percentile, interpolating linearly between ranks.</summary>
+    public static double Percentile(IEnumerable<double> values, double p)
+    {
+        var s = values.Order().ToArray();
+        if (s.Length == 0) throw new ArgumentException("no values");
+        double rank = p / 100 * (s.Length - 1);
+        int lo = (int)Math.Floor(rank), hi = (int)Math.Ceiling(rank);
+        return s[lo] + (s[hi] - s[lo]) * (rank - lo);
+    }
+
+    /// <summary>The median (the mean of the two middle values for an even count).</summary>
+    public static double Median(IEnumerable<double> values) => Percentile(values, 50);
+}

@@ -63,7 +63,7 @@ public sealed class BenchDecodeCommand : IBenchCommand
         for (int r = 0; r < repeats; r++)
             for (int i = 0; i < subjects.Length; i++)
                 times[i].Add(await DecodeAsync(subjects[i], ids, tokens, ct));
-        double[] med = times.Select(Median).ToArray();
+        double[] med = times.Select(BenchStats.Median).ToArray();
         double ratio = med[2] / (med[0] + med[1]);
         JsonObject Row(string name, double seconds) => new()
         {
@@ -95,11 +95,6 @@ public sealed class BenchDecodeCommand : IBenchCommand
         return sw.Elapsed.TotalSeconds;
     }
 
-    private static double Median(List<double> xs)
-    {
-        var s = xs.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-    }
 
     private static string FindRepoRoot()
     {

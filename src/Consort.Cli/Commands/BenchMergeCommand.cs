@@ -43,11 +43,6 @@ public sealed class BenchMergeCommand : IBenchCommand
         return cmd;
     }
 
-    private static double Median(List<double> xs)
-    {
-        var s = xs.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-    }
 
     private static void Run(int mb, double density, bool keep, int budgetMb, bool cold, int repeats, CancellationToken ct)
     {
@@ -104,10 +99,10 @@ public sealed class BenchMergeCommand : IBenchCommand
                 merges.Add((r, (p1.UserProcessorTime - user0).TotalSeconds, (p1.PrivilegedProcessorTime - sys0).TotalSeconds));
                 Console.WriteLine($"run {rep + 1}: read {cats[^1]:F2} s, merge {r.Seconds:F2} s (final flush {r.CommitSeconds:F2} s): ratio {r.Seconds / cats[^1]:F2}");
             }
-            double catSeconds = Median(cats);
+            double catSeconds = BenchStats.Median(cats);
             var mid = merges.OrderBy(m => m.R.Seconds).ElementAt(merges.Count / 2);
-            double mergeSeconds = Median(merges.Select(m => m.R.Seconds).ToList());
-            double ratio = Median(cats.Zip(merges, (c, m) => m.R.Seconds / c).ToList());
+            double mergeSeconds = BenchStats.Median(merges.Select(m => m.R.Seconds));
+            double ratio = BenchStats.Median(cats.Zip(merges, (c, m) => m.R.Seconds / c));
             double cpu = mid.User + mid.Sys;
             string cacheWord = cold ? "cold cache: from disk" : "warm cache";
             Console.WriteLine($"cat > /dev/null of both inputs: {catSeconds:F2} s median of {repeats} ({inputBytes / 1e6 / catSeconds:F0} MB/s, {cacheWord})");

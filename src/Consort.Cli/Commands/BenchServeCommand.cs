@@ -104,12 +104,12 @@ public sealed class BenchServeCommand : IBenchCommand
                 }
             JsonObject Row(string name, List<double> t) => new()
             {
-                ["path"] = name, ["p50_ms"] = Math.Round(Percentile(t, 50), 3), ["p95_ms"] = Math.Round(Percentile(t, 95), 3), ["requests"] = t.Count,
+                ["path"] = name, ["p50_ms"] = Math.Round(BenchStats.Percentile(t, 50), 3), ["p95_ms"] = Math.Round(BenchStats.Percentile(t, 95), 3), ["requests"] = t.Count,
             };
             // Overhead = median of paired differences (each HTTP call against the in-process call just before it), which
             // cancels slow drifts in machine load better than a difference of medians.
-            double overhead = Percentile([.. times[1].Zip(times[0], (h, l) => h - l)], 50);
-            double overheadBackend = Percentile([.. times[2].Zip(times[0], (h, l) => h - l)], 50);
+            double overhead = BenchStats.Percentile([.. times[1].Zip(times[0], (h, l) => h - l)], 50);
+            double overheadBackend = BenchStats.Percentile([.. times[2].Zip(times[0], (h, l) => h - l)], 50);
 
             // Requests/s through the server, next to the same load called in-process, so a drop with more clients can be
             // told apart: the model's own scheduling (both drop) or the server (only the server drops).
@@ -144,7 +144,7 @@ public sealed class BenchServeCommand : IBenchCommand
                 ["latency"] = new JsonArray(Row("in-process", times[0]), Row("server (raw HTTP, loopback)", times[1]), Row("server via Consort OpenAI backend", times[2])),
                 ["p50_overhead_ms"] = Math.Round(overhead, 3),
                 ["p50_overhead_backend_ms"] = Math.Round(overheadBackend, 3),
-                ["p50_difference_of_medians_ms"] = Math.Round(Percentile(times[1], 50) - Percentile(times[0], 50), 3),
+                ["p50_difference_of_medians_ms"] = Math.Round(BenchStats.Percentile(times[1], 50) - BenchStats.Percentile(times[0], 50), 3),
                 ["target_overhead_ms"] = TargetOverheadMs,
                 ["meets_target"] = overhead <= TargetOverheadMs,
                 ["throughput"] = throughput,
@@ -169,13 +169,6 @@ public sealed class BenchServeCommand : IBenchCommand
             Console.WriteLine($"{t!["clients"],3} clients: {t["requests_per_second"]} requests/s through the server ({t["requests"]} requests in {t["seconds"]} s); in-process {t["in_process_requests_per_second"]} requests/s");
     }
 
-    private static double Percentile(List<double> xs, double p)
-    {
-        var s = xs.Order().ToArray();
-        double rank = p / 100 * (s.Length - 1);
-        int lo = (int)Math.Floor(rank), hi = (int)Math.Ceiling(rank);
-        return s[lo] + (s[hi] - s[lo]) * (rank - lo);
-    }
 
     private static string FindRepoRoot()
     {
