@@ -55,27 +55,20 @@ public abstract class MergeOutput : IDisposable
             _w.Commit();
         }
         public override void Dispose() => _w.Dispose();
-        internal void SetLayerCount(int layers)
+        public override void SetLayerCount(int layers)
         {
             var arch = template.GetString("general.architecture") ?? "llama";
             _w.SetMetadata(arch + ".block_count", GgufValue.Of((uint)layers));
         }
-        internal void SetFileType(GgmlType mostly) =>
+        public override void SetFileType(GgmlType mostly) =>
             _w.SetMetadata("general.file_type", GgufValue.Of((uint)(mostly switch { GgmlType.F16 => 1, GgmlType.BF16 => 32, GgmlType.Q8_0 => 7, _ => 0 })));
     }
 
     /// <summary>Records a layer count other than the template's (slices): GGUF <c>ARCH.block_count</c>, or <c>num_hidden_layers</c> in the copied config.json.</summary>
-    public void SetLayerCount(int layers)
-    {
-        if (this is GgufOutput g) g.SetLayerCount(layers);
-        else if (this is SafetensorsOutput st) st.Layers = layers;
-    }
+    public abstract void SetLayerCount(int layers);
 
-    /// <summary>Records the predominant output type (GGUF general.file_type).</summary>
-    public void SetFileType(GgmlType mostly)
-    {
-        if (this is GgufOutput g) g.SetFileType(mostly);
-    }
+    /// <summary>Records the predominant output type (GGUF general.file_type; safetensors has no such field).</summary>
+    public virtual void SetFileType(GgmlType mostly) { }
 
     private sealed class SafetensorsOutput : MergeOutput
     {
@@ -94,7 +87,8 @@ public abstract class MergeOutput : IDisposable
             _w.SetMetadata("format", "pt");
         }
 
-        public int? Layers { get; set; }
+        private int? _layers;
+        public override void SetLayerCount(int layers) => _layers = layers;
         public override void Declare(string n, long[] shape, GgmlType type) => _w.AddTensor(n, shape, type);
         public override void Write(string n, ReadOnlySpan<byte> bytes) => _w.WriteTensorChunk(n, bytes);
         public override void Commit()
@@ -108,7 +102,7 @@ public abstract class MergeOutput : IDisposable
                 if (File.Exists(src)) File.Copy(src, Path.Combine(_folder, f), overwrite: true);
             }
             var config = Path.Combine(_folder, "config.json");
-            if (Layers is int n && File.Exists(config) && System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(config)) is System.Text.Json.Nodes.JsonObject o)
+            if (_layers is int n && File.Exists(config) && System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(config)) is System.Text.Json.Nodes.JsonObject o)
             {
                 o["num_hidden_layers"] = n;
                 File.WriteAllText(config, o.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
