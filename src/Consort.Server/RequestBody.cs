@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text;
 using Microsoft.AspNetCore.Http;
 
 namespace Consort.Server;
@@ -32,8 +33,45 @@ internal sealed class RequestBody(JsonObject json)
         }
         catch (JsonException e)
         {
-            throw new ApiError(400, $"request body is not valid JSON: {e.Message}");
+            throw new ApiError(400, $"request body is not valid JSON: {e.Message}", code: "invalid_json");
         }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or DecoderFallbackException)
+        {
+            throw new ApiError(400, $"request body is not valid JSON text: {e.Message}", code: "invalid_json");
+        }
+    }
+
+    /// <summary>
+    /// Fields are either known (<paramref name="known"/>), or listed in <paramref name="refusedUnlessDefault"/> with the
+    /// values that change nothing; anything else is refused with a 400 naming the field, so no setting is silently ignored.
+    /// </summary>
+    public void CheckFields(IReadOnlyCollection<string> known, IReadOnlyDictionary<string, Func<JsonNode?, bool>> refusedUnlessDefault, string endpoint)
+    {
+        foreach (var (key, value) in Json)
+        {
+            if (known.Contains(key)) continue;
+            if (refusedUnlessDefault.TryGetValue(key, out var isDefault))
+            {
+                if (value is null || isDefault(value)) continue;
+                throw new ApiError(400, $"'{key}' = {Short(value)} is not supported by this server on {endpoint}", param: key, code: "unsupported_parameter");
+            }
+            throw new ApiError(400, $"unknown field '{key}' for {endpoint}; known fields: {string.Join(", ", known.Concat(refusedUnlessDefault.Keys).Order())}",
+                param: key, code: "unknown_parameter");
+        }
+    }
+
+    private static string Short(JsonNode n)
+    {
+        string s = n.ToJsonString();
+        return s.Length > 80 ? s[..80] + "…" : s;
+    }
+
+    /// <summary>An integer in [<paramref name="min"/>, <paramref name="max"/>], or null when absent.</summary>
+    public int? IntIn(string key, int min, int max)
+    {
+        var v = Int(key);
+        if (v is { } i && (i < min || i > max)) throw new ApiError(400, $"'{key}' must be between {min} and {max}, got {i}", param: key);
+        return v;
     }
 
     public bool Has(string key) => Json.TryGetPropertyValue(key, out var n) && n is not null;
@@ -47,7 +85,7 @@ internal sealed class RequestBody(JsonObject json)
     public string? String(string key) => Get<string>(key, "a string");
     public bool? Bool(string key) => Get<bool?>(key, "a boolean");
     public int? Int(string key) => Get<int?>(key, "an integer");
-    public float? Float(string key) => Get<float?>(key, "a number");
+    public float? Float(string key) => Get<double?>(key, "a number") is { } d ? (float)d : null;
     public long? Long(string key) => Get<long?>(key, "an integer");
 
     public float? FloatIn(string key, float min, float max)

@@ -42,7 +42,7 @@ public sealed class ModelSession : IDisposable
     }
 
     private static IEnumerable<ModelSpec> Flatten(IEnumerable<ModelSpec> specs) =>
-        specs.SelectMany(s => s is CollaborationSpec c ? Flatten(c.Members).Prepend(s) : [s]);
+        specs.SelectMany(s => s is CollaborationSpec c ? Flatten(c.Members).Prepend(s) : s is GatewaySpec g ? Flatten(g.Deployments).Prepend(s) : [s]);
 
     /// <summary>
     /// What a spec offers, validated without loading weights: GGUF files are opened and checked in
@@ -57,6 +57,7 @@ public sealed class ModelSession : IDisposable
             GgufModelSpec g => DescribeGguf(g),
             EndpointModelSpec e => DescribeEndpoint(e),
             CollaborationSpec c => DescribeCollaboration(c),
+            GatewaySpec gw => gw.Describe(Describe),
             _ => throw new ConfigException($"unsupported model spec {spec.GetType().Name}"),
         };
         lock (_lock) _described[spec] = d;
@@ -166,6 +167,9 @@ public sealed class ModelSession : IDisposable
                     Log = Log,
                     BaseDirectory = BaseDirectory,
                 }, ct).ConfigureAwait(false);
+                break;
+            case GatewaySpec gw:
+                model = await gw.BuildAsync(Describe(gw), m => BuildAsync(m, ct), Log).ConfigureAwait(false);
                 break;
             default:
                 throw new ConfigException($"unsupported model spec {spec.GetType().Name}");
