@@ -17,8 +17,10 @@ public static class ServerMetrics
 
     private static readonly Meter Meter = new(MeterName);
     private static readonly Counter<long> Requests = Meter.CreateCounter<long>("consort_server_requests", description: "Requests answered, by model, endpoint and HTTP status.");
-    private static readonly Histogram<double> Duration = Meter.CreateHistogram<double>("consort_server_request_duration", "s", "Time from arrival to the end of the answer.");
-    private static readonly Histogram<double> QueueWait = Meter.CreateHistogram<double>("consort_server_queue_wait", "s", "Time a request waited for a slot.");
+    // Seconds, from a fast cached answer to a long generation (the SDK's default buckets are for milliseconds).
+    private static readonly InstrumentAdvice<double> SecondsBuckets = new() { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300] };
+    private static readonly Histogram<double> Duration = Meter.CreateHistogram("consort_server_request_duration", "s", "Time from arrival to the end of the answer.", advice: SecondsBuckets);
+    private static readonly Histogram<double> QueueWait = Meter.CreateHistogram("consort_server_queue_wait", "s", "Time a request waited for a slot.", advice: SecondsBuckets);
     private static readonly Counter<long> Tokens = Meter.CreateCounter<long>("consort_server_tokens", description: "Tokens of answered requests, by model and kind (prompt, completion).");
     private static readonly Counter<double> Cost = Meter.CreateCounter<double>("consort_server_cost", description: "Cost of answered requests, by model (in the models' price unit).");
     private static readonly Counter<long> Rejected = Meter.CreateCounter<long>("consort_server_rejected", description: "Requests refused before they ran, by reason.");

@@ -48,6 +48,16 @@ public sealed class ServerOptions
     /// <summary>Least log level written to the console.</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
 
+    /// <summary>These settings on a free loopback port with one generated key (benchmarks and tests).</summary>
+    public ServerOptions ForLoopback(string key, LogLevel logLevel) => new()
+    {
+        Urls = "http://127.0.0.1:0", ApiKeys = [key], ApiKeysFile = null, ReadKeysFromEnvironment = false,
+        MaxBodyBytes = MaxBodyBytes, MaxTokens = MaxTokens, DefaultMaxTokens = DefaultMaxTokens, MaxMessages = MaxMessages,
+        RequestTimeout = RequestTimeout, MaxConcurrentRequests = MaxConcurrentRequests, MaxQueue = MaxQueue, QueueTimeout = QueueTimeout,
+        MaxChoices = MaxChoices, ShutdownTimeout = ShutdownTimeout, Redis = Redis, RedisPrefix = RedisPrefix, Metrics = Metrics,
+        EmbeddingModels = EmbeddingModels, MinimumLogLevel = logLevel,
+    };
+
     /// <summary>Keys accepted by <see cref="FromJson"/>.</summary>
     public static readonly IReadOnlyList<string> JsonKeys =
     [
