@@ -17,6 +17,9 @@ public static class CliRunner
     {
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+        // SIGTERM cancels like Ctrl+C and the command winds down in its own time (a server drains its requests);
+        // System.CommandLine's own handler would end the process after 2 s.
+        using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
         try
         {
             var parsed = root.Parse(args);
@@ -25,7 +28,7 @@ public static class CliRunner
                 foreach (var err in parsed.Errors) Console.Error.WriteLine($"error: {err.Message}");
                 return 2;
             }
-            return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }, cts.Token);
+            return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null }, cts.Token);
         }
         catch (OperationCanceledException)
         {

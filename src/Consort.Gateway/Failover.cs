@@ -71,7 +71,7 @@ internal static class Failover
         {
             var attemptMessages = sent.Length == 0 ? messages : Continuation.Messages(messages, sent.ToString());
             var attemptOptions = pieces == 0 ? options : Continuation.Options(options, pieces);
-            if (attemptOptions is null)
+            if (pieces > 0 && attemptOptions is null)
             {
                 // The token budget was spent before the cut: the answer is complete as far as the client asked.
                 c.Lease?.Dispose();

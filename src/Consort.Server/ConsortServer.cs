@@ -45,8 +45,9 @@ public static class ConsortServer
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
-            // Our own reader answers oversized bodies with an OpenAI-shaped 400; Kestrel's limit is only a backstop.
-            k.Limits.MaxRequestBodySize = options.MaxBodyBytes + 65536;
+            // Our own reader answers oversized bodies with an OpenAI-shaped 400 and drains them, so the client reads the
+            // answer; Kestrel's limit is the backstop for bodies too large to drain (it closes the connection).
+            k.Limits.MaxRequestBodySize = RequestBody.DrainLimit(options.MaxBodyBytes);
         });
         // Kestrel drains in-flight requests on stop; our own deadline cancels what is left a little earlier.
         builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.ShutdownTimeout + TimeSpan.FromSeconds(5));
@@ -62,7 +63,7 @@ public static class ConsortServer
         if (options.Metrics)
             builder.Services.AddOpenTelemetry().WithMetrics(m => m
                 .AddMeter(ServerMetrics.MeterName, GatewayMetrics.MeterName, ServerMetrics.CoreMeterName)
-                .AddPrometheusExporter());
+                .AddPrometheusExporter(p => p.ScrapeResponseCacheDurationMilliseconds = 0)); // every scrape is current
 
         var app = builder.Build();
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Consort.Server");

@@ -248,9 +248,6 @@ public sealed class ServerTests
         Assert.Equal(["member-a", "member-b"], trace.Select(t => t!["model"]!.GetValue<string>()));
         Assert.Equal("sample 1", trace[0]!["role"]!.GetValue<string>());
         Assert.Equal(7, j1["usage"]!["prompt_tokens"]!.GetValue<long>()); // usage = trace totals (3 + 4)
-        var streamed = await s.PostStreamAsync("/v1/chat/completions", new JsonObject { ["model"] = "vote", ["stream"] = true, ["messages"] = withField["messages"]!.DeepClone() });
-        var lastChunk = JsonNode.Parse(streamed[^2])!;
-        Assert.Equal(j1["usage"]!.ToJsonString(), lastChunk["usage"]!.ToJsonString()); // the same usage streamed
 
         using var req = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(Chat("vote", "q").ToJsonString(), Encoding.UTF8, "application/json") };
         req.Headers.Add("X-Consort-Trace", "1");

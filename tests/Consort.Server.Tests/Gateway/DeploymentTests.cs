@@ -134,11 +134,12 @@ public sealed class DeploymentTests
         await using var good = await UpstreamStub.StartAsync([" a", "time", "there", "was"], StreamFault.None);
         using var m1 = UpstreamStub.Model("broken", broken);
         using var m2 = UpstreamStub.Model("good", good);
-        var (chat, pool) = Routed(new GatewayOptions { StreamStall = TimeSpan.FromMilliseconds(700), AllowedFails = 0 }, ("broken", m1.Chat, 1), ("good", m2.Chat, 1));
+        var log = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var (chat, pool) = Routed(new GatewayOptions { StreamStall = TimeSpan.FromSeconds(3), AllowedFails = 0, Log = log.Enqueue }, ("broken", m1.Chat, 1), ("good", m2.Chat, 1));
         var updates = new List<ChatResponseUpdate>();
         await foreach (var u in chat.GetStreamingResponseAsync(Hello, new ChatOptions { MaxOutputTokens = 20 })) updates.Add(u);
         string text = string.Concat(updates.Select(u => u.Text));
-        Assert.Equal("Once upon a time there was", text);
+        Assert.True(text == "Once upon a time there was", $"{text} | {string.Join(" ;; ", log)}");
         Assert.Equal(ChatFinishReason.Stop, updates.Last(u => u.FinishReason is not null).FinishReason);
         // The second deployment was asked to continue the answer: the text already sent is the assistant's message.
         var sent = JsonNode.Parse(good.Bodies.Single())!["messages"]!.AsArray();
@@ -153,7 +154,8 @@ public sealed class DeploymentTests
     {
         await using var stalled = await UpstreamStub.StartAsync(["one", "two", "three"], StreamFault.Stall, faultAfter: 1);
         using var m = UpstreamStub.Model("stalled", stalled);
-        var (chat, _) = Routed(new GatewayOptions { StreamStall = TimeSpan.FromMilliseconds(500) }, ("stalled", m.Chat, 1));
+        var log = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var (chat, _) = Routed(new GatewayOptions { StreamStall = TimeSpan.FromSeconds(2), Log = log.Enqueue }, ("stalled", m.Chat, 1));
         var texts = new List<string>();
         var e = await Assert.ThrowsAsync<GatewayExhaustedException>(async () =>
         {
@@ -161,5 +163,6 @@ public sealed class DeploymentTests
         });
         Assert.Contains("stalled", e.Message);
         Assert.Equal("one", string.Concat(texts));
+        Assert.Contains(log, l => l.Contains("after 3 characters"));
     }
 }

@@ -84,7 +84,7 @@ public sealed class FaultTests
     public async Task Sigterm_finishes_in_flight_requests_and_ends_the_rest_with_an_error_event()
     {
         using var dir = new TempDir();
-        // A slow upstream: one word every 150 ms, so a 40-word answer outlives the 2 s shutdown deadline and a 4-word one does not.
+        // A slow upstream: one word every 150 ms, so an 80-word answer outlives the 6 s shutdown deadline and a 12-word one does not.
         await using var upstream = await StubServer.StartAsync(async (ctx, _) =>
         {
             var req = JsonNode.Parse((string)ctx.Items["body"]!)!;
@@ -101,28 +101,38 @@ public sealed class FaultTests
                 ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["delta"] = new JsonObject(), ["finish_reason"] = "stop" }) }.ToJsonString() + "\n\ndata: [DONE]\n\n");
         });
         string config = dir.File("slow.json");
-        File.WriteAllText(config, $$"""{"models":[{"name":"slow","type":"openai","base_url":"{{upstream.BaseUrl}}","model":"m","top_logprobs":0,"max_retries":0}],"server":{"shutdown_timeout_s":2} }""");
+        File.WriteAllText(config, $$"""{"models":[{"name":"slow","type":"openai","base_url":"{{upstream.BaseUrl}}","model":"m","top_logprobs":0,"max_retries":0}],"server":{"shutdown_timeout_s":6} }""");
         await using var p = ServeProcess.Start(config);
         await p.WaitHealthyAsync();
         using var http = new HttpClient { BaseAddress = new Uri(p.Url), Timeout = TimeSpan.FromSeconds(60) };
+        var shortStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         async Task<List<string>> Stream(int tokens)
         {
             using var req = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = new StringContent(Chat("slow", "x", tokens, stream: true).ToJsonString(), Encoding.UTF8, "application/json") };
             using var resp = await http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead);
             var events = new List<string>();
             using var reader = new StreamReader(await resp.Content.ReadAsStreamAsync());
-            while (await reader.ReadLineAsync() is { } line) if (line.StartsWith("data: ")) events.Add(line[6..]);
+            try
+            {
+                while (await reader.ReadLineAsync() is { } line)
+                {
+                    if (!line.StartsWith("data: ")) continue;
+                    events.Add(line[6..]);
+                    if (tokens < 20 && line.Contains(" w0")) shortStarted.TrySetResult();
+                }
+            }
+            catch (Exception e) when (e is HttpIOException or IOException) { events.Add("EXCEPTION " + e.Message); }
             return events;
         }
-        var shortOne = Stream(4);
-        var longOne = Stream(40);
-        await Task.Delay(300);
+        var longOne = Stream(80);
+        var shortOne = Stream(12);
+        await shortStarted.Task.WaitAsync(TimeSpan.FromSeconds(60)); // both in flight, the short one part-way
         p.Terminate();
         var shortEvents = await shortOne.WaitAsync(TimeSpan.FromSeconds(30));
         var longEvents = await longOne.WaitAsync(TimeSpan.FromSeconds(30));
-        Assert.Equal("[DONE]", shortEvents[^1]);
+        Assert.True(shortEvents[^1] == "[DONE]", string.Join("\n", shortEvents) + "\n" + p.Output);
+        Assert.True(longEvents[^1].StartsWith("{\"error\""), string.Join("\n", longEvents) + "\n" + p.Output);
         var err = JsonNode.Parse(longEvents[^1])!["error"];
-        Assert.NotNull(err);
         Assert.Equal("server_shutdown", err!["code"]!.GetValue<string>());
         Assert.Equal(0, await p.WaitExitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("shutting down", p.Output);

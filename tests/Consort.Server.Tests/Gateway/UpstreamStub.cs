@@ -39,7 +39,8 @@ internal static class UpstreamStub
         {
             if (i == faultAfter)
             {
-                if (fault == StreamFault.Cut) { await ctx.Response.Body.FlushAsync(); ctx.Abort(); return; }
+                // The words sent so far reach the client before the connection drops.
+                if (fault == StreamFault.Cut) { await ctx.Response.Body.FlushAsync(); await Task.Delay(300); ctx.Abort(); return; }
                 if (fault == StreamFault.Stall) { await Task.Delay(TimeSpan.FromSeconds(60), ctx.RequestAborted); return; }
                 if (fault == StreamFault.NoFinish) { await ctx.Response.WriteAsync("data: [DONE]\n\n"); return; }
             }
