@@ -223,3 +223,18 @@ public sealed class StoriesFixture : IDisposable
     public ConsortModel Model { get; }
     public void Dispose() => Model.Dispose();
 }
+
+/// <summary>Checks OpenAI's error shape <c>{"error":{"message","type","param","code"}}</c>.</summary>
+internal static class OpenAIErrors
+{
+    public static void Assert(JsonNode? json, string? param = null, string? code = null)
+    {
+        var err = json?["error"]?.AsObject();
+        Xunit.Assert.NotNull(err);
+        Xunit.Assert.False(string.IsNullOrEmpty(err!["message"]?.GetValue<string>()));
+        Xunit.Assert.False(string.IsNullOrEmpty(err["type"]?.GetValue<string>()));
+        Xunit.Assert.True(err.ContainsKey("param") && err.ContainsKey("code"));
+        if (param is not null) Xunit.Assert.Equal(param, err["param"]?.GetValue<string>());
+        if (code is not null) Xunit.Assert.Equal(code, err["code"]?.GetValue<string>());
+    }
+}

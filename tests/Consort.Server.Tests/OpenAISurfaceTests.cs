@@ -10,16 +10,7 @@ public sealed class OpenAISurfaceTests
     private static JsonObject Chat(string model, string text) =>
         new() { ["model"] = model, ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = text }) };
 
-    internal static void AssertOpenAIError(JsonNode? json, string? param = null, string? code = null)
-    {
-        var err = json?["error"]?.AsObject();
-        Assert.NotNull(err);
-        Assert.False(string.IsNullOrEmpty(err!["message"]?.GetValue<string>()));
-        Assert.False(string.IsNullOrEmpty(err["type"]?.GetValue<string>()));
-        Assert.True(err.ContainsKey("param") && err.ContainsKey("code"));
-        if (param is not null) Assert.Equal(param, err["param"]?.GetValue<string>());
-        if (code is not null) Assert.Equal(code, err["code"]?.GetValue<string>());
-    }
+    internal static void AssertOpenAIError(JsonNode? json, string? param = null, string? code = null) => OpenAIErrors.Assert(json, param, code);
 
     [Fact]
     public async Task N_choices_come_back_indexed_with_their_own_seeds_streamed_or_not()

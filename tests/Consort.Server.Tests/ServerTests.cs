@@ -16,15 +16,7 @@ public sealed class ServerTests
         return o;
     }
 
-    private static void AssertOpenAIError(JsonNode? json, string? param = null)
-    {
-        var err = json?["error"]?.AsObject();
-        Assert.NotNull(err);
-        Assert.False(string.IsNullOrEmpty(err!["message"]?.GetValue<string>()));
-        Assert.False(string.IsNullOrEmpty(err["type"]?.GetValue<string>()));
-        Assert.True(err.ContainsKey("param") && err.ContainsKey("code"));
-        if (param is not null) Assert.Equal(param, err["param"]?.GetValue<string>());
-    }
+    private static void AssertOpenAIError(JsonNode? json, string? param = null) => OpenAIErrors.Assert(json, param);
 
     [Fact]
     public async Task Lists_models_and_answers_health()

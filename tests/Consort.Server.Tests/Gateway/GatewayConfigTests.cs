@@ -133,4 +133,31 @@ public sealed class GatewayConfigTests
         Assert.Equal(200, (await s.PostAsync("/v1/chat/completions", Chat("vote", "12+7="))).Status);
         Assert.Contains(notes, n => n.Contains("'task'") && n.Contains("ignore"));
     }
+
+    [Fact]
+    public async Task The_gateway_examples_load()
+    {
+        string examples = Path.Combine(TestPaths.RepoRoot, "examples");
+        await using (var g = await ServeConfig.LoadAsync(Path.Combine(examples, "gateway.json"), "http://127.0.0.1:0", null, default))
+        {
+            Assert.Equal(["local", "story", "short-context", "vote"], g.Models.Select(m => m.Name));
+            Assert.Equal(30, g.Options.ShutdownTimeout.TotalSeconds);
+        }
+        await using (var r = await ServeConfig.LoadAsync(Path.Combine(examples, "gateway-replica.json"), "http://127.0.0.1:0", null, default))
+        {
+            Assert.Equal("127.0.0.1:6379", r.Options.Redis);
+            Assert.Equal(["stories260k"], r.Embedders.Keys);
+            foreach (var v in new[] { "CONSORT_KEY_WEB", "CONSORT_KEY_BATCH", "CONSORT_KEY_OPS" }) Environment.SetEnvironmentVariable(v, "example-" + v);
+            try
+            {
+                var ring = Consort.Server.Keys.ApiKeyRing.Load(r.Options);
+                Assert.Equal(["web-app", "batch", "ops"], ring.Keys.Select(k => k.Name));
+                Assert.Equal(600, ring.Find("example-CONSORT_KEY_WEB")!.Limits.RequestsPerMinute);
+            }
+            finally
+            {
+                foreach (var v in new[] { "CONSORT_KEY_WEB", "CONSORT_KEY_BATCH", "CONSORT_KEY_OPS" }) Environment.SetEnvironmentVariable(v, null);
+            }
+        }
+    }
 }
