@@ -196,21 +196,21 @@ public sealed record GatewaySpec(string Name, IReadOnlyList<ModelSpec> Deploymen
         _ => [],
     };
 
-    /// <summary>What the gateway model offers: one deployment's access, or text when several share the name.</summary>
+    /// <summary>What the gateway model offers: its one deployment's access, or text when several share the name.</summary>
     public ModelDescriptor Describe(Func<ModelSpec, ModelDescriptor> describe)
     {
         if (!Resolved && (FallbackNames.Count > 0 || ContextWindowFallbackNames.Count > 0))
             throw new ConfigException($"model '{Name}': its fallbacks were not resolved (GatewaySpec.ResolveAll)");
         var ds = Deployments.Select(describe).ToList();
         foreach (var f in Fallbacks.Concat(ContextWindowFallbacks)) describe(f);
+        // One deployment: the model as it is (token and weight access included; routing is for text calls only).
+        if (ds.Count == 1) return ds[0] with { Name = Name };
         var first = ds[0];
         var known = ds.Where(d => d.ContextSize > 0).ToList();
         return new ModelDescriptor
         {
             Name = Name,
-            Access = ds.Count == 1 ? first.Access & ~ModelAccess.Weights : ModelAccess.Text,
-            TopK = ds.Count == 1 ? first.TopK : null,
-            Vocabulary = ds.Count == 1 ? first.Vocabulary : null,
+            Access = ModelAccess.Text,
             ContextSize = known.Count > 0 ? known.Min(d => d.ContextSize) : 0,
             InputPricePerMillion = first.InputPricePerMillion,
             OutputPricePerMillion = first.OutputPricePerMillion,
@@ -237,6 +237,9 @@ public sealed record GatewaySpec(string Name, IReadOnlyList<ModelSpec> Deploymen
         if (fallbacks.Count + contextFallbacks.Count > 0) builder.UseModelFallbacks(Name, fallbacks, contextFallbacks, options);
         builder.UseDeployments(pool);
         // The chat client is not owned: disposing it would dispose the deployments, which the session owns.
-        return new ConsortModel(descriptor, builder.Build(), deployed.Count == 1 ? deployed[0].Tokens : null, deployed.Count > 1 ? deployed : null, null);
+        // One deployment keeps its token access, members and method (a collaboration with fallbacks is still that method).
+        return deployed.Count == 1
+            ? new ConsortModel(descriptor, builder.Build(), deployed[0].Tokens, deployed[0].Members, deployed[0].Method)
+            : new ConsortModel(descriptor, builder.Build(), null, deployed, null);
     }
 }

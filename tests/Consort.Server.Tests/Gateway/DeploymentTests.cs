@@ -134,6 +134,9 @@ public sealed class DeploymentTests
         await using var good = await UpstreamStub.StartAsync([" a", "time", "there", "was"], StreamFault.None);
         using var m1 = UpstreamStub.Model("broken", broken);
         using var m2 = UpstreamStub.Model("good", good);
+        // Warm both clients (connections, JIT) so the stall limit measures the upstreams, not a loaded test machine.
+        await m1.Chat.GetResponseAsync(Hello);
+        await m2.Chat.GetResponseAsync(Hello);
         var log = new System.Collections.Concurrent.ConcurrentQueue<string>();
         var (chat, pool) = Routed(new GatewayOptions { StreamStall = TimeSpan.FromSeconds(3), AllowedFails = 0, Log = log.Enqueue }, ("broken", m1.Chat, 1), ("good", m2.Chat, 1));
         var updates = new List<ChatResponseUpdate>();
@@ -142,10 +145,10 @@ public sealed class DeploymentTests
         Assert.True(text == "Once upon a time there was", $"{text} | {string.Join(" ;; ", log)}");
         Assert.Equal(ChatFinishReason.Stop, updates.Last(u => u.FinishReason is not null).FinishReason);
         // The second deployment was asked to continue the answer: the text already sent is the assistant's message.
-        var sent = JsonNode.Parse(good.Bodies.Single())!["messages"]!.AsArray();
+        var sent = JsonNode.Parse(good.Bodies[^1])!["messages"]!.AsArray();
         Assert.Equal("assistant", sent[^1]!["role"]!.GetValue<string>());
         Assert.Equal("Once upon", sent[^1]!["content"]!.GetValue<string>());
-        Assert.Equal(18, JsonNode.Parse(good.Bodies.Single())!["max_completion_tokens"]?.GetValue<int>() ?? JsonNode.Parse(good.Bodies.Single())!["max_tokens"]!.GetValue<int>());
+        Assert.Equal(18, JsonNode.Parse(good.Bodies[^1])!["max_completion_tokens"]?.GetValue<int>() ?? JsonNode.Parse(good.Bodies[^1])!["max_tokens"]!.GetValue<int>());
         Assert.True(pool.IsCooling(0), "the deployment whose stream broke cools down");
     }
 
@@ -154,8 +157,9 @@ public sealed class DeploymentTests
     {
         await using var stalled = await UpstreamStub.StartAsync(["one", "two", "three"], StreamFault.Stall, faultAfter: 1);
         using var m = UpstreamStub.Model("stalled", stalled);
+        await m.Chat.GetResponseAsync(Hello); // warm: the stall limit should measure the upstream only
         var log = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        var (chat, _) = Routed(new GatewayOptions { StreamStall = TimeSpan.FromSeconds(2), Log = log.Enqueue }, ("stalled", m.Chat, 1));
+        var (chat, _) = Routed(new GatewayOptions { StreamStall = TimeSpan.FromSeconds(3), Log = log.Enqueue }, ("stalled", m.Chat, 1));
         var texts = new List<string>();
         var e = await Assert.ThrowsAsync<GatewayExhaustedException>(async () =>
         {
