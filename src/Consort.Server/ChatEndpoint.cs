@@ -190,7 +190,7 @@ internal static class ChatEndpoint
     }
 
     /// <summary>Key under which a collaboration that decodes as one model keeps its own token counts (members' totals are in Usage).</summary>
-    internal const string OwnUsageKey = "consort.fused_usage";
+    internal const string OwnUsageKey = ConsortKeys.FusedUsage;
 
     internal static string FinishReason(ChatFinishReason? reason) =>
         reason is null ? "stop" : reason == ChatFinishReason.Length ? "length" : reason == ChatFinishReason.ContentFilter ? "content_filter"
