@@ -80,6 +80,12 @@ public sealed class CallTrace
     };
 }
 
+/// <summary>Options for reading Consort's values back from JSON (traces written by any serializer: either casing).</summary>
+internal static class JsonForms
+{
+    public static readonly System.Text.Json.JsonSerializerOptions Options = new(System.Text.Json.JsonSerializerDefaults.Web);
+}
+
 /// <summary>Reads and writes the Consort trace and cost that travel with a <see cref="ChatResponse"/>.</summary>
 public static class ConsortResponseExtensions
 {
@@ -88,13 +94,29 @@ public static class ConsortResponseExtensions
     /// <summary>Key of the cost in <see cref="ChatResponse.AdditionalProperties"/>.</summary>
     public const string CostKey = "consort.cost";
 
-    /// <summary>The inner calls recorded on the response (empty for a plain model call).</summary>
+    /// <summary>The inner calls recorded on the response (empty for a plain model call). Reads the typed form and the
+    /// JSON form a response has after a round trip through a cache.</summary>
     public static IReadOnlyList<TraceEntry> GetTrace(this ChatResponse response) =>
-        response.AdditionalProperties?.TryGetValue(TraceKey, out var v) == true && v is IReadOnlyList<TraceEntry> t ? t : [];
+        response.AdditionalProperties?.TryGetValue(TraceKey, out var v) == true
+            ? v switch
+            {
+                IReadOnlyList<TraceEntry> t => t,
+                System.Text.Json.JsonElement { ValueKind: System.Text.Json.JsonValueKind.Array } e =>
+                    System.Text.Json.JsonSerializer.Deserialize<List<TraceEntry>>(e.GetRawText(), JsonForms.Options) ?? [],
+                _ => [],
+            }
+            : [];
 
-    /// <summary>The cost recorded on the response, if any.</summary>
+    /// <summary>The cost recorded on the response, if any (typed or JSON form).</summary>
     public static decimal? GetCost(this ChatResponse response) =>
-        response.AdditionalProperties?.TryGetValue(CostKey, out var v) == true && v is decimal d ? d : null;
+        response.AdditionalProperties?.TryGetValue(CostKey, out var v) == true
+            ? v switch
+            {
+                decimal d => d,
+                System.Text.Json.JsonElement { ValueKind: System.Text.Json.JsonValueKind.Number } e when e.TryGetDecimal(out var d) => d,
+                _ => null,
+            }
+            : null;
 
     /// <summary>Attaches a trace and sets usage and cost to its totals.</summary>
     public static ChatResponse WithTrace(this ChatResponse response, CallTrace trace)
@@ -138,9 +160,16 @@ public static class TokenLogprobExtensions
     /// <summary>Key in <see cref="ChatOptions.AdditionalProperties"/>: true asks backends that charge for logprobs to return them.</summary>
     public const string RequestKey = "consort.logprobs";
 
-    /// <summary>The generated tokens' log-probabilities, or null when the backend gave none.</summary>
+    /// <summary>The generated tokens' log-probabilities, or null when the backend gave none (typed or JSON form).</summary>
     public static float[]? GetTokenLogprobs(this ChatResponse response) =>
-        response.AdditionalProperties?.TryGetValue(LogprobsKey, out var v) == true && v is float[] f ? f : null;
+        response.AdditionalProperties?.TryGetValue(LogprobsKey, out var v) == true
+            ? v switch
+            {
+                float[] f => f,
+                System.Text.Json.JsonElement { ValueKind: System.Text.Json.JsonValueKind.Array } e => e.EnumerateArray().Select(x => x.GetSingle()).ToArray(),
+                _ => null,
+            }
+            : null;
 
     /// <summary>Attaches per-token log-probabilities.</summary>
     public static ChatResponse WithTokenLogprobs(this ChatResponse response, float[] logprobs)

@@ -38,6 +38,7 @@ public static class OpenAIModelFactory
             ContextSize = o.ContextSize,
             InputPricePerMillion = o.InputPricePerMillion,
             OutputPricePerMillion = o.OutputPricePerMillion,
+            Identity = $"endpoint:{o.BaseUrl.TrimEnd('/')}#{o.Model}",
         };
 
         var http = ResilientHttp.CreateClient(o);

@@ -18,7 +18,7 @@ public sealed class MergeCommand : ICliCommand
         cmd.Options.Add(output);
         cmd.SetAction((ParseResult pr, CancellationToken ct) =>
         {
-            var cfg = MergeConfig.Load(pr.GetValue(config)!);
+            var cfg = MergeConfig.Load(pr.GetValue(config)!, Consort.Config.ModelReferenceResolver.ResolveReference);
             var result = Run(cfg, pr.GetValue(output)!, ct);
             PrintSummary(result);
             return Task.FromResult(0);

@@ -29,6 +29,8 @@ public sealed class ModelSession : IDisposable
     public int MaxConcurrency { get; init; } = 4;
     /// <summary>Progress messages.</summary>
     public Action<string>? Log { get; init; }
+    /// <summary>Wraps each model once built (identity, call cache, telemetry: <c>Consort.Caching.ModelDecorator</c>); null: none.</summary>
+    public Func<ModelSpec, ConsortModel, ConsortModel>? Decorate { get; init; }
 
     /// <summary>Downloads every <c>hf:</c> model the specs reference that is not yet cached.</summary>
     public static async Task PrepareAsync(IEnumerable<ModelSpec> specs, Action<string>? log = null, CancellationToken cancellationToken = default)
@@ -80,6 +82,7 @@ public sealed class ModelSession : IDisposable
             Architecture = f.Architecture,
             Parameters = f.ParameterCount,
             WeightsPath = g.Path,
+            Identity = ModelIdentity.Of(g),
         };
     }
 
@@ -95,6 +98,7 @@ public sealed class ModelSession : IDisposable
             ContextSize = o.ContextSize,
             InputPricePerMillion = o.InputPricePerMillion,
             OutputPricePerMillion = o.OutputPricePerMillion,
+            Identity = ModelIdentity.Of(e),
         };
     }
 
@@ -170,6 +174,7 @@ public sealed class ModelSession : IDisposable
             default:
                 throw new ConfigException($"unsupported model spec {spec.GetType().Name}");
         }
+        if (Decorate is not null) model = Decorate(spec, model);
         lock (_lock) _owned.Add(model);
         return model;
     }
