@@ -25,9 +25,9 @@ internal static class CliHarness
         return psi;
     }
 
-    public static Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => RunAsync(null, null, args);
+    public static Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => RunWithAsync(null, null, args);
 
-    public static async Task<(int Code, string Out, string Err)> RunAsync(IReadOnlyDictionary<string, string>? env, string? stdin, params string[] args)
+    public static async Task<(int Code, string Out, string Err)> RunWithAsync(IReadOnlyDictionary<string, string>? env, string? stdin, params string[] args)
     {
         using var p = Process.Start(StartInfo(env, args))!;
         var stdout = p.StandardOutput.ReadToEndAsync();

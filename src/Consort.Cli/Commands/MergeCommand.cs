@@ -19,7 +19,10 @@ public sealed class MergeCommand : ICliCommand
         cmd.SetAction((ParseResult pr, CancellationToken ct) =>
         {
             var cfg = MergeConfig.Load(pr.GetValue(config)!, Consort.Config.ModelReferenceResolver.ResolveReference);
-            var result = Run(cfg, pr.GetValue(output)!, ct);
+            var to = pr.GetValue(output)!;
+            if (to.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) OutputPaths.CheckFile(to, "--out", createParent: true);
+            else OutputPaths.CheckFolder(to, "--out");
+            var result = Run(cfg, to, ct);
             PrintSummary(result);
             return Task.FromResult(0);
         });

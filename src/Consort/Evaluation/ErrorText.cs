@@ -17,7 +17,7 @@ public static class ErrorText
     public static string Describe(Exception e, bool timedOut = false, TimeSpan? timeout = null)
     {
         if (timedOut && e is OperationCanceledException)
-            return $"timeout: the item took longer than its limit of {timeout?.TotalSeconds:0.###} s";
+            return $"timed out after {timeout?.TotalSeconds:0.###} s (the item's time limit) [cause: timeout]";
         string text = e is ConsortException ? e.Message : $"{e.GetType().Name}: {e.Message}";
         var cause = Cause(e);
         if (cause is not null && !text.Contains(cause, StringComparison.OrdinalIgnoreCase)) text += $" [cause: {cause}]";
