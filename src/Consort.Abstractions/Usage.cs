@@ -83,7 +83,10 @@ public sealed class CallTrace
 /// <summary>Options for reading Consort's values back from JSON (traces written by any serializer: either casing).</summary>
 internal static class JsonForms
 {
-    public static readonly System.Text.Json.JsonSerializerOptions Options = new(System.Text.Json.JsonSerializerDefaults.Web);
+    public static readonly System.Text.Json.JsonSerializerOptions Options = new(System.Text.Json.JsonSerializerDefaults.Web)
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowReadingFromString | System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
 }
 
 /// <summary>Reads and writes the Consort trace and cost that travel with a <see cref="ChatResponse"/>.</summary>

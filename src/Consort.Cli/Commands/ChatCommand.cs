@@ -74,6 +74,7 @@ public sealed class ChatCommand : ICliCommand
             {
                 Console.Write("> ");
                 var line = await Console.In.ReadLineAsync(ct);
+                if (Console.IsInputRedirected) Console.WriteLine(line ?? ""); // a transcript: what was asked, then what happened
                 if (line is null || line.Trim() is "/exit" or "/quit") break;
                 if (line.Trim() == "/reset") { messages.Clear(); Console.WriteLine("(conversation cleared)"); continue; }
                 if (line.Trim().Length == 0) continue;

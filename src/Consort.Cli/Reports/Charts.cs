@@ -119,11 +119,7 @@ public static class Charts
         var positions = Enumerable.Range(0, n).Select(i => (double)i).ToArray();
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions, runs.ToArray());
         plt.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions.Select(p => n - 1 - p).ToArray(), runs.ToArray());
-        if (n > 4 || runs.Any(r => r.Length > 8))
-        {
-            plt.Axes.Bottom.TickLabelStyle.Rotation = 30;
-            plt.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
-        }
+        if (n > 4 || runs.Any(r => r.Length > 8)) Rotate(plt, runs);
         plt.Axes.SetLimits(-0.5, n - 0.5, -0.5, n - 0.5);
         return Png(plt, Math.Max(640, 90 * n + 260), Math.Max(460, 70 * n + 200));
     }
@@ -157,12 +153,17 @@ public static class Charts
     {
         var positions = Enumerable.Range(0, labels.Count).Select(i => (double)i).ToArray();
         plt.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions, labels.ToArray());
-        if (labels.Any(l => l.Length > 8) || labels.Count > 6)
-        {
-            plt.Axes.Bottom.TickLabelStyle.Rotation = 30;
-            plt.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
-        }
+        if (labels.Sum(l => l.Length + 2) * 8 > Width - 100) Rotate(plt, labels);
         plt.Axes.SetLimitsX(-0.6, labels.Count - 0.4);
+    }
+
+    // Labels that do not fit side by side are slanted, with room made below the axis for the longest (as ScottPlot's cookbook does).
+    private static void Rotate(Plot plt, IReadOnlyList<string> labels)
+    {
+        plt.Axes.Bottom.TickLabelStyle.Rotation = 45;
+        plt.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
+        if (plt.Axes.Bottom is ScottPlot.AxisPanels.XAxisBase axis)
+            axis.MinimumSize = 20 + 6f * labels.Max(l => l.Length);
     }
 
     private static byte[] Png(Plot plt, int width = Width, int height = Height) => plt.GetImageBytes(width, height, ImageFormat.Png);

@@ -124,7 +124,7 @@ public static class ReportWriter
         var sb = new StringBuilder();
         sb.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Consort report: ").Append(E(task)).Append("</title>\n<style>")
           .Append("body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}")
-          .Append("table{border-collapse:collapse;margin:1rem 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}")
+          .Append("table{border-collapse:collapse;margin:1rem 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}")
           .Append("th:first-child,td:first-child,td:nth-child(2){text-align:left}th{background:#f3f3f3}tr.best td{font-weight:bold;background:#eef8ee}")
           .Append("figure{margin:1.5rem 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:14px}.err{color:#b00}.note{color:#555}")
           .Append("</style></head>\n<body>\n");

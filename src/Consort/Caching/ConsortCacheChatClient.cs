@@ -15,6 +15,9 @@ public sealed record ConsortCacheOptions
     public TimeSpan? Expiration { get; init; }
     /// <summary>Counters to add hits and misses to besides the current <see cref="CacheCounters.Scope"/>; null for none.</summary>
     public CacheCounters? Counters { get; init; }
+    /// <summary>True when the model decodes greedily if no temperature is given (Consort's llama.cpp backend), so such
+    /// calls are deterministic too; endpoints use their server's default temperature, so leave it false for them.</summary>
+    public bool UnsetTemperatureIsGreedy { get; init; }
 }
 
 /// <summary>
@@ -28,6 +31,12 @@ public sealed class ConsortCacheChatClient : DelegatingChatClient
 {
     /// <summary>Version of the key and entry layout; bump to invalidate every entry.</summary>
     public const int FormatVersion = 1;
+
+    // MEAI's options, plus NaN and infinities (a cascade's threshold can be +inf in its trace data).
+    private static readonly JsonSerializerOptions Json = new(AIJsonUtilities.DefaultOptions)
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
 
     private readonly IDistributedCache _cache;
     private readonly string _identity;
@@ -49,7 +58,7 @@ public sealed class ConsortCacheChatClient : DelegatingChatClient
     public override async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var list = messages as IReadOnlyList<ChatMessage> ?? messages.ToList();
-        if (!IsDeterministic(options))
+        if (!IsDeterministic(options, _options.UnsetTemperatureIsGreedy))
         {
             CacheCounters.Skip();
             return await base.GetResponseAsync(list, options, cancellationToken).ConfigureAwait(false);
@@ -65,8 +74,7 @@ public sealed class ConsortCacheChatClient : DelegatingChatClient
         CacheCounters.Miss();
         _options.Counters?.AddMiss();
         var response = await base.GetResponseAsync(list, options, cancellationToken).ConfigureAwait(false);
-        var entry = new DistributedCacheEntryOptions { AbsoluteExpirationRelativeToNow = _options.Expiration };
-        await _cache.SetAsync(key, Encode(response), entry, cancellationToken).ConfigureAwait(false);
+        await StoreAsync(key, response, cancellationToken).ConfigureAwait(false);
         return response;
     }
 
@@ -75,7 +83,7 @@ public sealed class ConsortCacheChatClient : DelegatingChatClient
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var list = messages as IReadOnlyList<ChatMessage> ?? messages.ToList();
-        if (!IsDeterministic(options))
+        if (!IsDeterministic(options, _options.UnsetTemperatureIsGreedy))
         {
             CacheCounters.Skip();
             await foreach (var u in base.GetStreamingResponseAsync(list, options, cancellationToken).ConfigureAwait(false)) yield return u;
@@ -98,12 +106,22 @@ public sealed class ConsortCacheChatClient : DelegatingChatClient
             updates.Add(u);
             yield return u;
         }
-        var response = updates.ToChatResponse();
-        await _cache.SetAsync(key, Encode(response), new DistributedCacheEntryOptions { AbsoluteExpirationRelativeToNow = _options.Expiration }, cancellationToken).ConfigureAwait(false);
+        await StoreAsync(key, updates.ToChatResponse(), cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>True for calls whose answer is a function of their inputs: temperature 0, or a seed given.</summary>
-    public static bool IsDeterministic(ChatOptions? options) => options?.Temperature is 0f || options?.Seed is not null;
+    // A response the cache cannot hold (a value JSON cannot express) is returned all the same, just not stored.
+    private async Task StoreAsync(string key, ChatResponse response, CancellationToken ct)
+    {
+        byte[] bytes;
+        try { bytes = Encode(response); }
+        catch (Exception e) when (e is NotSupportedException or ArgumentException or JsonException or InvalidOperationException) { return; }
+        await _cache.SetAsync(key, bytes, new DistributedCacheEntryOptions { AbsoluteExpirationRelativeToNow = _options.Expiration }, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>True for calls whose answer is a function of their inputs: temperature 0, or a seed given (or no
+    /// temperature, for a model that then decodes greedily).</summary>
+    public static bool IsDeterministic(ChatOptions? options, bool unsetTemperatureIsGreedy = false) =>
+        options?.Temperature is 0f || options?.Seed is not null || (unsetTemperatureIsGreedy && options?.Temperature is null);
 
     /// <summary>The cache key of a call: SHA-256 over the model identity, messages and options (canonical JSON).</summary>
     public static string Key(string modelIdentity, IReadOnlyList<ChatMessage> messages, ChatOptions? options)
@@ -117,7 +135,7 @@ public sealed class ConsortCacheChatClient : DelegatingChatClient
                     null => null,
                     // A function (the task's answer normalizer) counts by what it is, not by its closure.
                     Delegate d => "fn:" + d.Method.DeclaringType?.FullName + "." + d.Method.Name,
-                    _ => JsonSerializer.SerializeToNode(v, v.GetType(), AIJsonUtilities.DefaultOptions),
+                    _ => Node(v),
                 };
         var key = new JsonObject
         {
@@ -127,7 +145,7 @@ public sealed class ConsortCacheChatClient : DelegatingChatClient
             {
                 ["role"] = m.Role.Value,
                 ["text"] = m.Text,
-                ["contents"] = m.Contents.All(c => c is TextContent) ? null : JsonSerializer.SerializeToNode(m.Contents, AIJsonUtilities.DefaultOptions),
+                ["contents"] = m.Contents.All(c => c is TextContent) ? null : Node(m.Contents),
             }).ToArray()),
             ["max_tokens"] = o?.MaxOutputTokens,
             ["temperature"] = o?.Temperature,
@@ -137,11 +155,20 @@ public sealed class ConsortCacheChatClient : DelegatingChatClient
             ["stop"] = o?.StopSequences is { } stop ? new JsonArray(stop.Select(s => (JsonNode)JsonValue.Create(s)!).ToArray()) : null,
             ["frequency_penalty"] = o?.FrequencyPenalty,
             ["presence_penalty"] = o?.PresencePenalty,
-            ["response_format"] = o?.ResponseFormat is { } rf ? JsonSerializer.SerializeToNode(rf, AIJsonUtilities.DefaultOptions) : null,
+            ["response_format"] = o?.ResponseFormat is { } rf ? Node(rf) : null,
             ["model_id"] = o?.ModelId,
             ["extra"] = extra,
         };
         return "consort:chat:" + RunDefinition.HashJson(key);
+    }
+
+    private static JsonNode? Node(object value)
+    {
+        try { return JsonSerializer.SerializeToNode(value, value.GetType(), Json); }
+        catch (Exception e) when (e is NotSupportedException or ArgumentException or JsonException or InvalidOperationException)
+        {
+            return "unserializable:" + value.GetType().FullName + ":" + value; // still a stable part of the key
+        }
     }
 
     /// <summary>The response as stored: MEAI's JSON form of <see cref="ChatResponse"/> (raw representation dropped).</summary>
@@ -153,7 +180,7 @@ public sealed class ConsortCacheChatClient : DelegatingChatClient
             CreatedAt = response.CreatedAt, FinishReason = response.FinishReason, Usage = response.Usage,
             AdditionalProperties = response.AdditionalProperties,
         };
-        return JsonSerializer.SerializeToUtf8Bytes(copy, AIJsonUtilities.DefaultOptions);
+        return JsonSerializer.SerializeToUtf8Bytes(copy, Json);
     }
 
     /// <summary>A stored response, with Consort's properties (logprobs, trace, cost) back in their typed forms; null when unreadable.</summary>
@@ -161,7 +188,7 @@ public sealed class ConsortCacheChatClient : DelegatingChatClient
     {
         try
         {
-            var r = JsonSerializer.Deserialize<ChatResponse>(bytes, AIJsonUtilities.DefaultOptions);
+            var r = JsonSerializer.Deserialize<ChatResponse>(bytes, Json);
             if (r is null) return null;
             if (r.AdditionalProperties is { } props)
             {

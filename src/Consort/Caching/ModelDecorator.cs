@@ -26,7 +26,7 @@ public sealed class ModelDecorator
         var descriptor = model.Descriptor with { Identity = identity };
         var builder = new ChatClientBuilder(model.Chat);
         if (model.Method is not null) builder.UseConsortTelemetry(descriptor, model.Method);
-        if (Cache is not null) builder.UseConsortCache(Cache, identity);
+        if (Cache is not null) builder.UseConsortCache(Cache, identity, new ConsortCacheOptions { UnsetTemperatureIsGreedy = spec is GgufModelSpec });
         return new ConsortModel(descriptor, builder.Build(), model.Tokens, model.Members, model.Method, model);
     }
 }
