@@ -42,6 +42,18 @@ public static class OutputPaths
         return full;
     }
 
+    /// <summary>A model output named by its path: a <c>.gguf</c> file (its folder created when missing) or a folder (safetensors).</summary>
+    public static string CheckModelOutput(string path, string what) =>
+        path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? CheckFile(path, what, createParent: true) : CheckFolder(path, what);
+
+    /// <summary>Writes <paramref name="text"/> (UTF-8) to <paramref name="path"/> through a temporary file, so readers never see half of it.</summary>
+    public static void WriteAtomically(string path, string text)
+    {
+        using var file = new Consort.Formats.AtomicFile(path);
+        using (var w = new StreamWriter(file.Stream, new System.Text.UTF8Encoding(false), leaveOpen: true)) w.Write(text);
+        file.Commit();
+    }
+
     private static string NearestExisting(string full, string what, string path)
     {
         for (var dir = Path.GetDirectoryName(full); dir is not null; dir = Path.GetDirectoryName(dir))

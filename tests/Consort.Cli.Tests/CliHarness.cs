@@ -27,15 +27,23 @@ internal static class CliHarness
 
     public static Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => RunWithAsync(null, null, args);
 
-    public static async Task<(int Code, string Out, string Err)> RunWithAsync(IReadOnlyDictionary<string, string>? env, string? stdin, params string[] args)
+    public static Task<(int Code, string Out, string Err)> RunWithAsync(IReadOnlyDictionary<string, string>? env, string? stdin, params string[] args) =>
+        RunWithAsync(env, stdin, TimeSpan.FromMinutes(5), args);
+
+    public static async Task<(int Code, string Out, string Err)> RunWithAsync(IReadOnlyDictionary<string, string>? env, string? stdin, TimeSpan limit, params string[] args)
     {
         using var p = Process.Start(StartInfo(env, args))!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         if (stdin is not null) await p.StandardInput.WriteAsync(stdin);
         p.StandardInput.Close();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        await p.WaitForExitAsync(timeout.Token);
+        using var timeout = new CancellationTokenSource(limit);
+        try { await p.WaitForExitAsync(timeout.Token); }
+        catch (OperationCanceledException)
+        {
+            p.Kill(entireProcessTree: true); // never leave a run behind
+            throw new TimeoutException($"consort {string.Join(' ', args)} ran longer than {limit.TotalMinutes:0} min");
+        }
         return (p.ExitCode, await stdout, await stderr);
     }
 

@@ -24,11 +24,13 @@ public class RunToolsTests
         using var dir = new TempDir();
         var cfg = dir.File("z.json");
         File.WriteAllText(cfg, """{ "method": "most_confident", "task": "zoo:mixed", "models": ["zoo:arith", "zoo:facts_a"] }""");
-        var whole = CliHarness.RunAsync("run", cfg, "--out", dir.File("whole"), "--limit", "15", "--no-report");
+        var whole = CliHarness.RunAsync("run", cfg, "--out", dir.File("whole"), "--limit", "15", "--no-report", "--no-cache");
         var one = CliHarness.RunAsync("run", cfg, "--out", dir.File("s1"), "--limit", "15", "--shard", "1/2", "--no-report");
         var two = CliHarness.RunAsync("run", cfg, "--out", dir.File("s2"), "--limit", "15", "--shard", "2/2", "--no-report");
         foreach (var r in await Task.WhenAll(whole, one, two)) Assert.True(r.Code == 0, r.Err + r.Out);
         Assert.Equal(8, Json(Path.Combine(dir.File("s1"), "z", "summary.json"))["n"]!.GetValue<int>());
+        Assert.Null(Json(Path.Combine(dir.File("whole"), "z", "summary.json"))["cache"]); // --no-cache: no cache at all
+        Assert.NotNull(Json(Path.Combine(dir.File("s1"), "z", "summary.json"))["cache"]);
         Assert.Equal(7, Json(Path.Combine(dir.File("s2"), "z", "summary.json"))["n"]!.GetValue<int>());
         var (code, o, e) = await CliHarness.RunAsync("run", "--merge-shards", dir.File("s1"), dir.File("s2"), "--out", dir.File("merged"));
         Assert.True(code == 0, e + o);
@@ -116,11 +118,11 @@ public class RunToolsTests
         var env = new Dictionary<string, string> { ["CONSORT_CALL_CACHE"] = dir.File("calls.sqlite") };
         var config = Path.Combine(TestPaths.RepoRoot, "examples", "quickstart.json");
         var sw = Stopwatch.StartNew();
-        var first = await CliHarness.RunWithAsync(env, null, "run", config, "--out", dir.File("first"));
+        var first = await CliHarness.RunWithAsync(env, null, TimeSpan.FromMinutes(20), "run", config, "--out", dir.File("first"));
         var firstTime = sw.Elapsed;
         Assert.True(first.Code == 0, first.Err + first.Out);
         sw.Restart();
-        var second = await CliHarness.RunWithAsync(env, null, "run", config, "--out", dir.File("second"));
+        var second = await CliHarness.RunWithAsync(env, null, TimeSpan.FromMinutes(20), "run", config, "--out", dir.File("second"));
         var secondTime = sw.Elapsed;
         Assert.True(second.Code == 0, second.Err + second.Out);
         var runs = Directory.GetDirectories(dir.File("first")).Where(d => File.Exists(Path.Combine(d, "summary.json"))).Select(Path.GetFileName).Order().ToList();

@@ -19,11 +19,14 @@ public class TrustedRunTests
     public async Task AnEndpointThatIsDownFailsLoudlyWithTheCauseAndADistinctExitCode()
     {
         using var dir = new TempDir();
-        int port = TestNet.FreePort(); // nobody listens: connection refused
+        // A port held by a socket that never listens: connecting is refused, and no other test can take the port meanwhile.
+        using var holder = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        holder.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        int port = ((System.Net.IPEndPoint)holder.LocalEndPoint!).Port;
         var cfg = Write(dir, "down.json", $$"""
             { "method": "single_model", "task": "zoo:mixed", "concurrency": 2,
               "models": [ { "name": "remote", "type": "openai", "base_url": "http://127.0.0.1:{{port}}/v1", "model": "m", "top_logprobs": 0,
-                            "timeout_s": 2, "max_retries": 0 } ] }
+                            "timeout_s": 20, "max_retries": 0 } ] }
             """);
         var (code, stdout, stderr) = await CliHarness.RunAsync("run", cfg, "--out", dir.File("out"), "--limit", "5");
         Assert.Equal(3, code);

@@ -26,8 +26,7 @@ public sealed class ConvertCommand : ICliCommand
             var tokFrom = pr.GetValue(tokenizer) is { } tf && Consort.Config.ModelReferenceResolver.IsReference(tf) ? Consort.Config.ModelReferenceResolver.Resolve(tf) : pr.GetValue(tokenizer);
             // The output is checked before any work: a .gguf file (its folder created when missing) or a folder.
             var to = pr.GetValue(output)!;
-            if (to.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) OutputPaths.CheckFile(to, "output", createParent: true);
-            else OutputPaths.CheckFolder(to, "output");
+            OutputPaths.CheckModelOutput(to, "output");
             var r = ModelConverter.Convert(from, to, new ConvertOptions { TokenizerFrom = tokFrom, OutType = type }, ct);
             Console.WriteLine($"wrote {r.Output}: {r.Tensors} tensors, {r.BytesWritten / 1e6:F2} MB");
             return Task.FromResult(0);

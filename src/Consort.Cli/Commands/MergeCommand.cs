@@ -20,8 +20,7 @@ public sealed class MergeCommand : ICliCommand
         {
             var cfg = MergeConfig.Load(pr.GetValue(config)!, Consort.Config.ModelReferenceResolver.ResolveReference);
             var to = pr.GetValue(output)!;
-            if (to.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) OutputPaths.CheckFile(to, "--out", createParent: true);
-            else OutputPaths.CheckFolder(to, "--out");
+            OutputPaths.CheckModelOutput(to, "--out");
             var result = Run(cfg, to, ct);
             PrintSummary(result);
             return Task.FromResult(0);

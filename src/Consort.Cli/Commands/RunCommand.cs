@@ -101,7 +101,7 @@ public sealed class RunCommand : ICliCommand
         AnsiConsole.Write(ResultTable(taskName, split, summaries));
         Directory.CreateDirectory(outDir);
         var comparison = ComparisonJson.Build(configPath, taskName, split, summaries, wall, log);
-        AtomicWrite(Path.Combine(outDir, "comparison.json"), comparison.ToJsonString(EvalJson.Indented));
+        OutputPaths.WriteAtomically(Path.Combine(outDir, "comparison.json"), comparison.ToJsonString(EvalJson.Indented));
         if (!flags.NoReport)
         {
             try
@@ -190,13 +190,6 @@ public sealed class RunCommand : ICliCommand
         AnsiConsole.MarkupLine($"[grey]joined {dirs.Count} shard folder(s): {merged.Count} run(s) -> {Markup.Escape(outDir)}[/]");
         var first = merged[0].Summary;
         return Finish(null, first.Task, first.Split, outDir, merged, [$"joined shards: {string.Join(", ", dirs)}"], wall.Elapsed, flags);
-    }
-
-    private static void AtomicWrite(string path, string text)
-    {
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, path, overwrite: true);
     }
 
     /// <summary>A run name as a folder name.</summary>

@@ -85,15 +85,9 @@ public static class ReportWriter
         var md = Markdown(task, split, runs, domains, oracle, charts, shares, costNote);
         var htmlPath = Path.Combine(full, "report.html");
         var mdPath = Path.Combine(full, "report.md");
-        Atomic(htmlPath, html);
-        Atomic(mdPath, md);
+        OutputPaths.WriteAtomically(htmlPath, html);
+        OutputPaths.WriteAtomically(mdPath, md);
         return new ReportFiles(htmlPath, mdPath, charts.Count);
-    }
-
-    private static void Atomic(string path, string text)
-    {
-        File.WriteAllText(path + ".tmp", text, new UTF8Encoding(false));
-        File.Move(path + ".tmp", path, overwrite: true);
     }
 
     private static string F(double v) => v.ToString("0.000", CultureInfo.InvariantCulture);

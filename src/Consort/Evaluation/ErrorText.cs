@@ -20,7 +20,9 @@ public static class ErrorText
             return $"timed out after {timeout?.TotalSeconds:0.###} s (the item's time limit) [cause: timeout]";
         string text = e is ConsortException ? e.Message : $"{e.GetType().Name}: {e.Message}";
         var cause = Cause(e);
-        if (cause is not null && !text.Contains(cause, StringComparison.OrdinalIgnoreCase)) text += $" [cause: {cause}]";
+        bool said = cause is not null && (text.Contains(cause, StringComparison.OrdinalIgnoreCase)
+                                          || (cause.StartsWith("aborted", StringComparison.Ordinal) && text.Contains("timed out", StringComparison.OrdinalIgnoreCase)));
+        if (cause is not null && !said) text += $" [cause: {cause}]";
         return OneLine(text);
     }
 
@@ -39,6 +41,7 @@ public static class ErrorText
                         SocketError.TimedOut => "timeout (connecting)",
                         SocketError.HostNotFound or SocketError.NoData => "host not found",
                         SocketError.ConnectionReset => "connection reset",
+                        SocketError.OperationAborted => "aborted (timeout or cancel)",
                         SocketError.NetworkUnreachable or SocketError.HostUnreachable => "network unreachable",
                         var other => $"socket error {other}",
                     };

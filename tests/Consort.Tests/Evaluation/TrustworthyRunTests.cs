@@ -135,7 +135,9 @@ public sealed class TrustworthyRunTests
         using var tmp = new TempDir();
         var task = Mixed();
         // A real refused connection: a port nobody listens on.
-        int port = TestNet.FreePort();
+        using var holder = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        holder.Bind(new IPEndPoint(IPAddress.Loopback, 0)); // bound, never listening: refused, and the port stays ours
+        int port = ((IPEndPoint)holder.LocalEndPoint!).Port;
         using var http = new HttpClient();
         using var model = ScriptedChatClient.Model("down", async (_, _, ct) => await http.GetStringAsync($"http://127.0.0.1:{port}/v1/chat", ct));
         var summary = await EvalRunner.RunAsync(model, task, new EvalRunOptions { OutputDirectory = tmp.Path, Limit = 5 });
