@@ -38,6 +38,8 @@ public sealed class ModelSession : IDisposable, IModelLoader
     public AnswerExtractor Answers { get; init; } = AnswerExtractor.Generic;
     /// <summary>Host services methods may ask for (embedding generators, trainers).</summary>
     public IServiceProvider? Services { get; init; }
+    /// <summary>Wraps each model once built (identity, call cache, telemetry: <c>Consort.Caching.ModelDecorator</c>); null: none.</summary>
+    public Func<ModelSpec, ConsortModel, ConsortModel>? Decorate { get; init; }
 
     /// <summary>Downloads every <c>hf:</c> model the specs reference that is not yet cached.</summary>
     public static async Task PrepareAsync(IEnumerable<ModelSpec> specs, Action<string>? log = null, CancellationToken cancellationToken = default)
@@ -63,6 +65,8 @@ public sealed class ModelSession : IDisposable, IModelLoader
         lock (_lock)
             if (_described.TryGetValue(spec, out var known)) return known;
         var d = spec is CollaborationSpec c ? DescribeCollaboration(c) : spec is GatewaySpec gw ? gw.Describe(Describe) : ProviderOf(spec).Describe(spec);
+        // What makes its outputs what they are (file digest, endpoint and model), for resumes and caches.
+        if (spec is GgufModelSpec or EndpointModelSpec && d.Identity is null) d = d with { Identity = ModelIdentity.Of(spec) };
         lock (_lock) _described[spec] = d;
         return d;
     }
@@ -124,6 +128,7 @@ public sealed class ModelSession : IDisposable, IModelLoader
         }
         else if (spec is GatewaySpec gw) model = await gw.BuildAsync(descriptor, m => BuildAsync(m, ct), Log).ConfigureAwait(false);
         else model = await ProviderOf(spec).CreateAsync(spec, new ModelBuildContext { Seed = Seed, Log = Log }, ct).ConfigureAwait(false);
+        if (Decorate is not null) model = Decorate(spec, model);
         lock (_lock) _owned.Add(model);
         return model;
     }
