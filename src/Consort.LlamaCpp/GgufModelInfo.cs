@@ -15,19 +15,16 @@ internal sealed record GgufModelInfo(
     public static GgufModelInfo Validate(string path, bool adapter = false)
     {
         using var gguf = GgufFile.Open(path);
-        string arch = gguf.Architecture ?? throw new ModelFileException(gguf.Path, "general.architecture is missing");
-        if (adapter)
-        {
-            if (gguf.FileKind != "adapter")
-                throw new ModelFileException(gguf.Path, $"not a LoRA adapter (general.type is '{gguf.FileKind ?? "(missing)"}')");
-            return new GgufModelInfo(gguf.Path, arch, gguf.ParameterCount, 0, new VocabularyIdentity(0, ""), false, gguf.FileKind);
-        }
-        if (gguf.FileKind == "adapter")
+        if (adapter && gguf.FileKind != "adapter")
+            throw new ModelFileException(gguf.Path, $"not a LoRA adapter ({GgufKeys.General.Type} is {MessageText.Quote(gguf.FileKind ?? "(missing)")})");
+        if (!adapter && gguf.FileKind == "adapter")
             throw new ModelFileException(gguf.Path, "this is a LoRA adapter, not a model (give it as an adapter of a base model)");
-        var vocab = gguf.Vocabulary ?? throw new ModelFileException(gguf.Path, "no tokenizer (tokenizer.ggml.tokens is missing)");
-        if (gguf.Tensors.Count == 0) throw new ModelFileException(gguf.Path, "no tensors");
-        return new GgufModelInfo(gguf.Path, arch, gguf.ParameterCount, gguf.ContextLength, vocab,
-            gguf.GetString("tokenizer.chat_template") is { Length: > 0 }, gguf.FileKind);
+        // The semantic checks (tensor set, shapes, types, hyperparameters, vocabulary): llama.cpp aborts on many of these.
+        GgufValidator.ThrowIfInvalid(gguf);
+        string arch = gguf.Architecture!;
+        if (adapter) return new GgufModelInfo(gguf.Path, arch, gguf.ParameterCount, 0, new VocabularyIdentity(0, ""), false, gguf.FileKind);
+        return new GgufModelInfo(gguf.Path, arch, gguf.ParameterCount, gguf.ContextLength, gguf.Vocabulary!,
+            gguf.GetString(GgufKeys.Tokenizer.ChatTemplate) is { Length: > 0 }, gguf.FileKind);
     }
 
     /// <summary>Cross-checks what llama.cpp loaded against the managed reading.</summary>

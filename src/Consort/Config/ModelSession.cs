@@ -66,8 +66,9 @@ public sealed class ModelSession : IDisposable
     private static ModelDescriptor DescribeGguf(GgufModelSpec g)
     {
         if (!File.Exists(g.Path))
-            throw new ConfigException($"model '{g.Name}': file not found: {g.Path}" + (g.Reference != g.Path ? $" (from '{g.Reference}')" : ""));
+            throw new ConfigException($"model '{g.Name}': {(Directory.Exists(g.Path) ? "is a folder, not a .gguf file" : "file not found")}: {g.Path}" + (g.Reference != g.Path ? $" (from '{g.Reference}')" : ""));
         using var f = GgufFile.Open(g.Path);
+        GgufValidator.ThrowIfInvalid(f); // llama.cpp must never see a file it would abort on
         if (f.FileKind == "adapter") throw new ConfigException($"model '{g.Name}': {g.Path} is a LoRA adapter; list it under \"lora\" of its base model");
         foreach (var (path, _) in Adapters(g))
             if (!File.Exists(path)) throw new ConfigException($"model '{g.Name}': LoRA adapter not found: {path}");
