@@ -34,21 +34,24 @@ public static class CliRunner
         }
         catch (ConsortException e)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {OneLine(e.Message)}");
             return 1;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or HttpRequestException)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"error: {OneLine(e.Message)}");
             return 1;
         }
         catch (Exception e)
         {
-            Console.Error.WriteLine($"error: internal: {e.GetType().Name}: {e.Message}");
+            Console.Error.WriteLine($"error: internal: {e.GetType().Name}: {OneLine(e.Message)}");
             if (Environment.GetEnvironmentVariable("CONSORT_DEBUG") == "1") Console.Error.WriteLine(e);
             return 1;
         }
     }
+
+    /// <summary>Error text as one terminal-safe line: control characters escaped, at most 4,000 characters.</summary>
+    public static string OneLine(string message) => MessageText.Escape(message, 4000);
 }
 
 /// <summary>A benchmark: a subcommand of <c>consort bench</c> (not of the root). Discovered by reflection.</summary>

@@ -38,6 +38,7 @@ public sealed class RunCommand : ICliCommand
         limit ??= config.Limit;
         if (split is not null and not ("dev" or "test")) throw new ConfigException($"--split must be dev or test, got '{split}'");
         if (limit is <= 0) throw new ConfigException($"--limit must be positive, got {limit}");
+        if (concurrency is { } c) Limits.Check(c, 1, Limits.MaxConcurrency, "--concurrency", "run");
         var runs = config.Runs;
         if (runs.Count == 0) throw new ConfigException($"{Path.GetFileName(configPath)}: nothing to run: give a 'method' (with 'models'), 'runs', or 'baselines': true");
         if (only.Length > 0)
@@ -62,12 +63,24 @@ public sealed class RunCommand : ICliCommand
         foreach (var r in runs) session.Describe(r.Model);
 
         var summaries = new List<(RunEntry Run, EvalSummary Summary, string? Method)>();
+        var failed = new List<(RunEntry Run, string Why)>();
         var items = task.GetItems(split ?? task.DefaultSplit, limit).Count;
         AnsiConsole.MarkupLine($"[bold]{Markup.Escape(config.Name)}[/]: {runs.Count} run(s) on [bold]{Markup.Escape(task.Name)}[/] ({Markup.Escape(split ?? task.DefaultSplit)}, {items} items) -> {Markup.Escape(outDir)}");
         foreach (var run in runs)
         {
             ct.ThrowIfCancellationRequested();
-            var model = await session.BuildAsync(run.Model, ct);
+            ConsortModel model;
+            try
+            {
+                model = await session.BuildAsync(run.Model, ct);
+            }
+            catch (ConsortException e)
+            {
+                // A model that fails to load (e.g. llama.cpp crashed on it in the first-load probe) fails its run only.
+                Console.Error.WriteLine($"error: run '{run.Name}' failed: {e.Message}");
+                failed.Add((run, e.Message));
+                continue;
+            }
             var options = new EvalRunOptions
             {
                 OutputDirectory = Path.Combine(outDir, Safe(run.Name)),
@@ -83,6 +96,11 @@ public sealed class RunCommand : ICliCommand
 
         var table = new Table().Border(TableBorder.Rounded).Title($"{task.Name} ({split ?? task.DefaultSplit})");
         foreach (var col in new[] { "model", "method", "score", "95% CI", "n", "tokens in/out", "seconds" }) table.AddColumn(col);
+        if (summaries.Count == 0)
+        {
+            Console.Error.WriteLine($"error: no run could start ({failed.Count} failed: {string.Join(", ", failed.Select(f => f.Run.Name))})");
+            return 1;
+        }
         double best = summaries.Max(s => s.Summary.Score);
         foreach (var (run, s, method) in summaries)
         {
@@ -103,11 +121,17 @@ public sealed class RunCommand : ICliCommand
                 ["input_tokens"] = s.Summary.InputTokens, ["output_tokens"] = s.Summary.OutputTokens, ["seconds"] = s.Summary.WallSeconds,
                 ["folder"] = s.Summary.OutputDirectory,
             }).ToArray()),
+            ["failed"] = new JsonArray(failed.Select(f => (JsonNode)new JsonObject { ["name"] = f.Run.Name, ["error"] = f.Why }).ToArray()),
             ["wall_seconds"] = wall.Elapsed.TotalSeconds,
             ["log"] = new JsonArray(log.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray()),
         };
         File.WriteAllText(Path.Combine(outDir, "comparison.json"), comparison.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         AnsiConsole.MarkupLine($"[grey]results in {Markup.Escape(outDir)} ({wall.Elapsed.TotalSeconds:F1} s)[/]");
+        if (failed.Count > 0)
+        {
+            Console.Error.WriteLine($"error: {failed.Count} run(s) failed: {string.Join(", ", failed.Select(f => f.Run.Name))}");
+            return 1;
+        }
         var incomplete = summaries.Where(s => !s.Summary.Complete).ToList();
         if (incomplete.Count > 0)
         {

@@ -64,18 +64,10 @@ public sealed class ServeConfig : IAsyncDisposable
     public static async Task<ServeConfig> LoadAsync(string path, string? urlsOverride, Action<string>? log, CancellationToken ct)
     {
         path = Path.GetFullPath(path);
-        if (!File.Exists(path)) throw new ConfigException($"serve config not found: {path}");
+        if (!File.Exists(path) && !Directory.Exists(path)) throw new ConfigException($"serve config not found: {path}");
         string where = Path.GetFileName(path);
-        JsonObject obj;
-        try
-        {
-            obj = JsonNode.Parse(await File.ReadAllTextAsync(path, ct), documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }) as JsonObject
+        var obj = Consort.Formats.SafeJson.ParseNodeFile(path, Limits.MaxConfigBytes, "a serve config", Consort.Formats.SafeJson.Kind.Config) as JsonObject
                   ?? throw new ConfigException($"{where}: a serve config must be a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new ConfigException($"{where}: invalid JSON: {e.Message}", e);
-        }
         foreach (var (key, _) in obj)
             if (!Keys.Contains(key)) throw new ConfigException($"{where}: unknown key '{key}'; valid keys: {string.Join(", ", Keys)}");
         string baseDir = Path.GetDirectoryName(path)!;
@@ -116,8 +108,8 @@ public sealed class ServeConfig : IAsyncDisposable
         {
             BaseDirectory = baseDir,
             Log = log,
-            Seed = obj["seed"]?.GetValue<int>() ?? 42,
-            MaxConcurrency = obj["concurrency"]?.GetValue<int>() ?? 4,
+            Seed = RunConfig.Get<int?>(obj, "seed", where) ?? 42,
+            MaxConcurrency = Limits.Check(RunConfig.Get<int?>(obj, "concurrency", where) ?? 4, 1, Limits.MaxConcurrency, "concurrency", where),
         };
         try
         {

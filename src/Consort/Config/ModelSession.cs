@@ -146,6 +146,7 @@ public sealed class ModelSession : IDisposable
                     MaxSequences = Opt<int?>(g, "max_sequences") ?? 4,
                     Seed = Opt<int?>(g, "seed") ?? Seed,
                     Adapters = Adapters(g).Select(a => new LoraAdapterOption(a.Path, a.Scale)).ToList(),
+                    Unencodable = LlamaModelOptions.ParseUnencodable(Opt<string>(g, "unencodable"), $"model '{g.Name}'"),
                 }), ct).ConfigureAwait(false);
                 break;
             case EndpointModelSpec e:

@@ -89,20 +89,8 @@ public sealed class EvalDataset
 
     private static EvalDataset LoadFile(string path)
     {
-        JsonNode? root;
-        try
-        {
-            using var stream = File.OpenRead(path);
-            root = JsonNode.Parse(stream, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
-        }
-        catch (JsonException e)
-        {
-            throw new ConsortException($"{path}: malformed JSON at line {(e.LineNumber ?? 0) + 1}, byte {(e.BytePositionInLine ?? 0) + 1}: {e.Message}", e);
-        }
-        catch (IOException e)
-        {
-            throw new ConsortException($"{path}: cannot read: {e.Message}", e);
-        }
+        // Size, UTF-8, depth and duplicate keys are bounded while parsing (errors name the file and position).
+        JsonNode? root = Consort.Formats.SafeJson.ParseNodeFile(path, Limits.MaxDatasetBytes, "a dataset", Consort.Formats.SafeJson.Kind.Config);
         if (root is not JsonObject obj)
             throw new ConsortException($"{path}: expected a JSON object with \"dev\"/\"test\" arrays, found {root?.GetValueKind().ToString() ?? "null"}");
 
@@ -125,7 +113,7 @@ public sealed class EvalDataset
         for (int i = 0; i < arr.Count; i++)
         {
             if (arr[i] is not JsonObject o)
-                throw new ConsortException($"{path}: split '{split}' entry {i} is not an object");
+                throw new ConsortException($"{path}: split {MessageText.Quote(split)} entry {i} is not an object");
             string id = EvalItem.TextOf(o["id"]) ?? i.ToString(System.Globalization.CultureInfo.InvariantCulture);
             // Some files (math, blend) repeat ids for different items: keep every item, with a stable suffix.
             int n = seen.TryGetValue(id, out var c) ? c + 1 : 1;

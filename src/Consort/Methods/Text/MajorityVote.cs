@@ -35,7 +35,8 @@ public sealed class MajorityVoteMethod : ICollaborationMethod
     {
         var h = context.Hyperparameters;
         int k = h.Get("samples", 3);
-        if (k < 1) throw new ConfigException($"method '{Name}': samples must be at least 1, got {k}");
+        // Stopgap until methods declare typed ranges (issue 9): k answers per model are k calls, so bound it.
+        Limits.Check(k, 1, Limits.MaxSamples, "samples", $"method '{Name}'");
         // Sampling is the point of voting: its temperature applies even when the caller asks for greedy decoding.
         var settings = GenerationSettings.From(h) with { Temperature = h.Get("temperature", 0.7f) };
         var descriptor = new ModelDescriptor { Name = context.Name, Access = ModelAccess.Text, ContextSize = context.Models.Min(m => m.Descriptor.ContextSize) };
