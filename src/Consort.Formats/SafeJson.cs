@@ -8,7 +8,7 @@ namespace Consort.Formats;
 /// JSON reading with limits for every file Consort parses (run and serve configs, datasets, config.json,
 /// tokenizer.json, safetensors headers): a size limit checked before reading, valid UTF-8, a nesting depth limit
 /// (<see cref="Limits.MaxDocumentDepth"/>) and duplicate keys refused with their name. Errors are one line naming the
-/// file, as <see cref="ConfigException"/> (configs, datasets) or <see cref="ModelFileException"/> (model files).
+/// file, as <see cref="ConfigException"/> (configs), <see cref="ConsortException"/> (datasets) or <see cref="ModelFileException"/> (model files).
 /// </summary>
 public static class SafeJson
 {
@@ -19,6 +19,8 @@ public static class SafeJson
         Config,
         /// <summary>Part of a model: <see cref="ModelFileException"/>.</summary>
         Model,
+        /// <summary>Data (a dataset): <see cref="ConsortException"/>.</summary>
+        Data,
     }
 
     /// <summary>Options for every parse: comments and trailing commas allowed (configs are hand-written), depth bounded, duplicates refused.</summary>
@@ -80,15 +82,24 @@ public static class SafeJson
     }
 
     /// <summary>"invalid JSON at line L, position P: what" (System.Text.Json's own text, without its position suffix).</summary>
-    public static string Describe(JsonException e)
+    public static string Describe(JsonException e) =>
+        $"invalid JSON at line {(e.LineNumber ?? 0) + 1}, position {(e.BytePositionInLine ?? 0) + 1}: {Reason(e)}";
+
+    /// <summary>System.Text.Json's message without its position suffix, escaped and cut.</summary>
+    public static string Reason(JsonException e)
     {
         string message = e.Message;
         int cut = message.IndexOf(" Path:", StringComparison.Ordinal);
         if (cut < 0) cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
         if (cut > 0) message = message[..cut];
-        return $"invalid JSON at line {(e.LineNumber ?? 0) + 1}, position {(e.BytePositionInLine ?? 0) + 1}: {MessageText.Escape(message)}";
+        return MessageText.Escape(message);
     }
 
     private static ConsortException Error(Kind kind, string path, string problem, Exception? inner = null) =>
-        kind == Kind.Model ? new ModelFileException(path, problem, inner) : new ConfigException($"{path}: {problem}", inner);
+        kind switch
+        {
+            Kind.Model => new ModelFileException(path, problem, inner),
+            Kind.Data => new ConsortException($"{path}: {problem}", inner),
+            _ => new ConfigException($"{path}: {problem}", inner),
+        };
 }

@@ -87,7 +87,7 @@ public static class LlamaProbe
         string? launcher = Enabled ? ResolveLauncher() : null;
         if (launcher is null) return new ProbeVerdict(path, true, null, false, sw.Elapsed, Isolated: false);
         var identity = Identity(path);
-        string cacheFile = System.IO.Path.Combine(CacheDirectory, Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..32] + ".json");
+        string cacheFile = CacheFile(identity);
         if (ReadCached(cacheFile, identity) is { } cached)
             return new ProbeVerdict(path, cached.Ok, cached.Error, true, sw.Elapsed);
         // One probe per file at a time in this process; another process may probe the same file: both verdicts agree.
@@ -245,6 +245,20 @@ public static class LlamaProbe
         string llama = typeof(NativeApi).Assembly.GetName().Version?.ToString() ?? "?";
         return string.Join("|", "v" + ProbeVersion, path, info.Length.ToString(CultureInfo.InvariantCulture),
             info.LastWriteTimeUtc.Ticks.ToString(CultureInfo.InvariantCulture), digest, "llamasharp " + llama);
+    }
+
+    /// <summary>The cache file of a verdict for <paramref name="identity"/>.</summary>
+    internal static string CacheFile(string identity, string? cacheRoot = null) =>
+        System.IO.Path.Combine(cacheRoot is null ? CacheDirectory : System.IO.Path.Combine(cacheRoot, "probe"),
+            Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..32] + ".json");
+
+    /// <summary>Records a verdict as a probe would, in the cache under <paramref name="cacheRoot"/> (tests use it to
+    /// stand in for a file that kills llama.cpp, since the managed validation stops every known one earlier).</summary>
+    internal static void Record(string path, bool ok, string? error, string? cacheRoot = null)
+    {
+        path = System.IO.Path.GetFullPath(path);
+        var identity = Identity(path);
+        WriteCached(CacheFile(identity, cacheRoot), identity, path, ok, error, TimeSpan.Zero);
     }
 
     private static (bool Ok, string? Error)? ReadCached(string file, string identity)

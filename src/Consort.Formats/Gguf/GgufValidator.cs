@@ -145,6 +145,7 @@ public static class GgufValidator
             var arr = (Array)v.Value;
             if (arr.Length != layers)
             {
+                _badType.Add(key);
                 Problem($"metadata {Q(key)} has {arr.Length} per-layer values but the model has {layers} layers");
                 return null;
             }

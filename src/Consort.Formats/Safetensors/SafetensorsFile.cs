@@ -92,7 +92,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         }
         catch (JsonException e)
         {
-            throw new ModelFileException(path, $"header: {SafeJson.Describe(e)}; the file is corrupt or truncated", e);
+            throw new ModelFileException(path, $"header is not valid JSON ({SafeJson.Reason(e)}); the file is corrupt or truncated", e);
         }
         using (doc)
         {

@@ -90,7 +90,7 @@ public sealed class EvalDataset
     private static EvalDataset LoadFile(string path)
     {
         // Size, UTF-8, depth and duplicate keys are bounded while parsing (errors name the file and position).
-        JsonNode? root = Consort.Formats.SafeJson.ParseNodeFile(path, Limits.MaxDatasetBytes, "a dataset", Consort.Formats.SafeJson.Kind.Config);
+        JsonNode? root = Consort.Formats.SafeJson.ParseNodeFile(path, Limits.MaxDatasetBytes, "a dataset", Consort.Formats.SafeJson.Kind.Data);
         if (root is not JsonObject obj)
             throw new ConsortException($"{path}: expected a JSON object with \"dev\"/\"test\" arrays, found {root?.GetValueKind().ToString() ?? "null"}");
 
