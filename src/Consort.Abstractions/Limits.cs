@@ -81,10 +81,20 @@ public static class Limits
     public static int Check(int value, int min, int max, string key, string where, string? why = null) =>
         (int)Check((long)value, min, max, key, where, why);
 
+    /// <summary>
+    /// The file as its content is seen: a symbolic link (the Hugging Face cache links snapshots to blobs) resolved to
+    /// its final target, whose length and modification time are the ones that matter (FileInfo gives the link's own).
+    /// </summary>
+    public static FileInfo ResolvedFile(string path)
+    {
+        var info = new FileInfo(path);
+        return info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target ? target : info;
+    }
+
     /// <summary>Checks a file's size before it is read whole; too large is a <see cref="ConfigException"/>.</summary>
     public static void CheckFileSize(string path, long max, string what)
     {
-        long length = new FileInfo(path).Length;
+        long length = ResolvedFile(path).Length;
         if (length > max)
             throw new ConfigException($"{path}: {what} of {length.ToString("N0", CultureInfo.InvariantCulture)} bytes is larger than the limit of {max.ToString("N0", CultureInfo.InvariantCulture)} bytes");
     }

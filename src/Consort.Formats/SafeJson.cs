@@ -37,7 +37,7 @@ public static class SafeJson
     {
         if (Directory.Exists(path)) throw Error(kind, path, $"is a folder, not {what}");
         if (!File.Exists(path)) throw Error(kind, path, "file not found");
-        long length = new FileInfo(path).Length;
+        long length = Limits.ResolvedFile(path).Length;
         if (length > maxBytes) throw Error(kind, path, $"{what} of {length:N0} bytes is larger than the limit of {maxBytes:N0} bytes");
         byte[] bytes;
         try { bytes = File.ReadAllBytes(path); }

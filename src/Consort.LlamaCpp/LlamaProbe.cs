@@ -233,7 +233,7 @@ public static class LlamaProbe
     /// llama.cpp build (a new build may behave differently).</summary>
     public static string Identity(string path)
     {
-        var info = new FileInfo(path);
+        var info = Limits.ResolvedFile(path);
         if (!info.Exists) throw new ModelFileException(path, "file not found");
         string digest;
         using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16))

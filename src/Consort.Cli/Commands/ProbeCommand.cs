@@ -15,16 +15,34 @@ public sealed class ProbeCommand : ICliCommand
     /// <inheritdoc />
     public Command Build()
     {
-        var model = new Argument<string>("model") { Description = "A .gguf model file." };
+        var model = new Argument<string[]>("model") { Description = "GGUF model files (several: probed one after another, one JSON line each).", Arity = ArgumentArity.OneOrMore };
         var noValidate = new Option<bool>("--no-validate") { Description = "Skip the managed validation (the parent has done it; tests use it to see a crash contained)." };
+        var batch = new Option<bool>("--batch") { Description = "Probe every file in this process, one JSON line each (a clean failure does not stop the batch)." };
         var isolated = new Option<bool>("--isolated") { Description = "Check as a load does: cached verdict, else a probe in a child process; prints the verdict and its cost." };
         var cmd = new Command("probe", "Load and exercise a GGUF model (the crash-proof first load's child process).") { Hidden = true };
         cmd.Arguments.Add(model);
         cmd.Options.Add(noValidate);
         cmd.Options.Add(isolated);
+        cmd.Options.Add(batch);
         cmd.SetAction((ParseResult pr, CancellationToken ct) =>
         {
-            string path = Path.GetFullPath(pr.GetValue(model)!);
+            var paths = pr.GetValue(model)!.Select(Path.GetFullPath).ToList();
+            if (paths.Count > 1 || pr.GetValue(batch))
+            {
+                // Many files in one process (the fuzzer's batches): a clean failure is reported and the next file
+                // follows; a native crash ends the process, and the first file without a line is the one that did it.
+                foreach (var p in paths)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    JsonObject line;
+                    try { line = LlamaProbe.RunInProcess(p, validate: !pr.GetValue(noValidate)); }
+                    catch (ConsortException e) { line = new JsonObject { ["ok"] = false, ["path"] = p, ["error"] = MessageText.Escape(e.Message, 4000) }; }
+                    Console.WriteLine(line.ToJsonString());
+                    Console.Out.Flush();
+                }
+                return Task.FromResult(0);
+            }
+            string path = paths[0];
             if (pr.GetValue(isolated))
             {
                 if (!pr.GetValue(noValidate)) GgufModelInfoCheck(path);

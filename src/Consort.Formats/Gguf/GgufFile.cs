@@ -68,7 +68,7 @@ public sealed unsafe class GgufFile : IDisposable
         path = System.IO.Path.GetFullPath(path);
         if (Directory.Exists(path)) throw new ModelFileException(path, "is a folder, not a GGUF file");
         if (!File.Exists(path)) throw new ModelFileException(path, "file not found");
-        long length = new FileInfo(path).Length;
+        long length = Limits.ResolvedFile(path).Length;
         if (length < 24) throw new ModelFileException(path, $"too small to be GGUF ({length} bytes)");
         var mapping = ReadOnlyMapping.Open(path);
         try

@@ -54,7 +54,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource
         path = System.IO.Path.GetFullPath(path);
         if (Directory.Exists(path)) throw new ModelFileException(path, "is a folder, not a .safetensors file");
         if (!File.Exists(path)) throw new ModelFileException(path, "file not found");
-        long length = new FileInfo(path).Length;
+        long length = Limits.ResolvedFile(path).Length;
         if (length < 8) throw new ModelFileException(path, $"too small to be safetensors ({length} bytes; the 8-byte header length is missing)");
         long headerLen;
         using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))

@@ -83,8 +83,8 @@ public sealed class EvalDataset
             : string.Join(", ", folders.Select(f => Directory.Exists(f) ? Path.GetFullPath(f) : Path.GetFullPath(f) + " (missing)"));
         var names = AvailableNames(folders);
         throw new ConsortException(looksLikePath
-            ? $"dataset file not found: {nameOrPath}"
-            : $"dataset '{nameOrPath}' not found; searched: {searched}; available: {(names.Count == 0 ? "(none)" : string.Join(", ", names))}");
+            ? $"dataset file not found: {MessageText.Escape(nameOrPath)}"
+            : $"dataset {MessageText.Quote(nameOrPath)} not found; searched: {searched}; available: {(names.Count == 0 ? "(none)" : string.Join(", ", names))}");
     }
 
     private static EvalDataset LoadFile(string path)
