@@ -27,6 +27,24 @@ public sealed class ProbeCommand : ICliCommand
         cmd.SetAction((ParseResult pr, CancellationToken ct) =>
         {
             var paths = pr.GetValue(model)!.Select(Path.GetFullPath).ToList();
+            if (pr.GetValue(isolated))
+            {
+                // As every load does it: the cached verdict, else a probe in a child. Naming a file twice shows both costs.
+                bool allOk = true;
+                foreach (var p in paths)
+                {
+                    if (!pr.GetValue(noValidate)) GgufModelInfoCheck(p);
+                    var v = LlamaProbe.Check(p, ct);
+                    allOk &= v.Ok;
+                    Console.WriteLine(new JsonObject
+                    {
+                        ["ok"] = v.Ok, ["path"] = v.Path, ["error"] = v.Error, ["cached"] = v.Cached, ["isolated"] = v.Isolated,
+                        ["ms"] = Math.Round(v.Elapsed.TotalMilliseconds, 2),
+                    }.ToJsonString());
+                    if (!v.Ok && paths.Count == 1) throw new ModelFileException(v.Path, v.Error ?? "probe failed");
+                }
+                return Task.FromResult(allOk ? 0 : 1);
+            }
             if (paths.Count > 1 || pr.GetValue(batch))
             {
                 // Many files in one process (the fuzzer's batches): a clean failure is reported and the next file
@@ -43,18 +61,6 @@ public sealed class ProbeCommand : ICliCommand
                 return Task.FromResult(0);
             }
             string path = paths[0];
-            if (pr.GetValue(isolated))
-            {
-                if (!pr.GetValue(noValidate)) GgufModelInfoCheck(path);
-                var v = LlamaProbe.Check(path, ct);
-                Console.WriteLine(new JsonObject
-                {
-                    ["ok"] = v.Ok, ["path"] = v.Path, ["error"] = v.Error, ["cached"] = v.Cached, ["isolated"] = v.Isolated,
-                    ["ms"] = Math.Round(v.Elapsed.TotalMilliseconds, 1),
-                }.ToJsonString());
-                if (!v.Ok) throw new ModelFileException(v.Path, v.Error ?? "probe failed");
-                return Task.FromResult(0);
-            }
             Console.WriteLine(LlamaProbe.RunInProcess(path, validate: !pr.GetValue(noValidate)).ToJsonString());
             return Task.FromResult(0);
         });

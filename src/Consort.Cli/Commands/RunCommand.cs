@@ -51,6 +51,7 @@ public sealed class RunCommand : ICliCommand
         var task = EvalTask.Create(DatasetSearch.Normalize(config.Task), DatasetSearch.Folders(config.BaseDirectory));
         IFitData? dev = task.Dataset.SplitNames.Contains("dev") ? task.BuildFitData("dev") : null;
         outDir = Path.GetFullPath(outDir ?? Path.Combine("runs", config.Name));
+        if (File.Exists(outDir)) throw new ConfigException($"--out {outDir} is a file; give a folder (results go in one subfolder per run)");
         var log = new List<string>();
         void Log(string message) { lock (log) log.Add(message); AnsiConsole.MarkupLine($"[grey]{Markup.Escape(message)}[/]"); }
 
