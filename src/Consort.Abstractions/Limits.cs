@@ -3,13 +3,27 @@ using System.Globalization;
 namespace Consort;
 
 /// <summary>
-/// Upper bounds on every user-given number that sizes work (threads, contexts, sequences, tokens, concurrency)
-/// and on the documents Consort parses. They are checked before any work starts, so a typo such as
+/// Upper bounds on every user-given number that sizes work (threads, contexts, sequences, tokens, concurrency,
+/// method repeats and searches) and on the documents Consort parses, in one place. They are checked before any work starts, so a typo such as
 /// <c>threads: 100000</c> is one clear error instead of a hang, a native crash or gigabytes of memory.
 /// Bounds come from the machine (processor count, memory) or from documented limits of llama.cpp.
 /// </summary>
 public static class Limits
 {
+    /// <summary>Most tokens one call may generate (task and server <c>max_tokens</c>): never more than a context holds.</summary>
+    public const int MaxGeneratedTokens = MaxContextTokens;
+    /// <summary>Most entries of a list-valued hyperparameter (weights, thresholds, descriptions, ...).</summary>
+    public const int MaxListOption = 4096;
+    /// <summary>Most samples, rounds, layers or agents of one method call (each multiplies inner calls).</summary>
+    public const int MaxRepeats = 1024;
+    /// <summary>Most iterations or population of a search (swarms, CMA-ES, ...).</summary>
+    public const int MaxSearchSteps = 100_000;
+    /// <summary>Longest user-supplied text echoed in a message.</summary>
+    public const int MessageTextLength = MessageText.DefaultMax;
+
+    /// <summary>User text made safe for a one-line message: control characters escaped, cut to <see cref="MessageTextLength"/>.</summary>
+    public static string ForMessage(string? text) => text is null ? "null" : MessageText.Escape(text, MessageTextLength);
+
     /// <summary>Most decode threads per model: 4 per logical processor (oversubscription beyond that only
     /// slows llama.cpp down), never more than ggml's GGML_MAX_N_THREADS (512).</summary>
     public static int MaxThreads => Math.Clamp(Environment.ProcessorCount * 4, 4, 512);
@@ -23,14 +37,8 @@ public static class Limits
     /// <summary>Most context tokens of one llama.cpp context (sequence length x sequences).</summary>
     public const int MaxTotalContextTokens = 1 << 22;
 
-    /// <summary>Most tokens one generation may produce (task <c>max_tokens</c>, server <c>max_tokens</c>): never more than a context holds.</summary>
-    public const int MaxOutputTokens = MaxContextTokens;
-
     /// <summary>Most items or requests in flight at once (<c>concurrency</c>, <c>--concurrency</c>, server requests).</summary>
     public const int MaxConcurrency = 1024;
-
-    /// <summary>Most answers a voting method samples per model (stopgap until methods declare typed ranges).</summary>
-    public const int MaxSamples = 1024;
 
     /// <summary>Largest run, serve or JSON side file (config.json, tokenizer_config.json) read whole.</summary>
     public const long MaxConfigBytes = 16L << 20;

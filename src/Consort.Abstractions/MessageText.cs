@@ -14,7 +14,7 @@ public static class MessageText
     public const int DefaultMax = 200;
 
     /// <summary>The string escaped (\n, \t, \0, \xNN, \uNNNN for other invisible characters) and cut at
-    /// <paramref name="max"/> characters with a note of how much was left out.</summary>
+    /// <paramref name="max"/> characters with a note of its whole length.</summary>
     public static string Escape(string? s, int max = DefaultMax)
     {
         if (s is null) return "(null)";
@@ -41,7 +41,7 @@ public static class MessageText
                     break;
             }
         }
-        if (i < s.Length) sb.Append($"… ({(s.Length - i).ToString("N0", CultureInfo.InvariantCulture)} more characters)");
+        if (i < s.Length) sb.Append($"... ({s.Length.ToString(CultureInfo.InvariantCulture)} characters)");
         return sb.ToString();
     }
 

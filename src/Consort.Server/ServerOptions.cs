@@ -84,8 +84,8 @@ public sealed class ServerOptions
     {
         // Upper bounds too (Limits): every value here sizes work or memory per request.
         Limits.Check(MaxBodyBytes, 1024, Limits.MaxConfigBytes * 4, "max_body_bytes", "server");
-        Limits.Check(MaxTokens, 1, Limits.MaxOutputTokens, "max_tokens", "server", "no context holds more");
-        Limits.Check(DefaultMaxTokens, 1, Limits.MaxOutputTokens, "default_max_tokens", "server", "no context holds more"); // clamped to max_tokens per request
+        Limits.Check(MaxTokens, 1, Limits.MaxGeneratedTokens, "max_tokens", "server", "no context holds more");
+        Limits.Check(DefaultMaxTokens, 1, Limits.MaxGeneratedTokens, "default_max_tokens", "server", "no context holds more"); // clamped to max_tokens per request
         Limits.Check(MaxMessages, 1, 1 << 16, "max_messages", "server");
         if (!(RequestTimeout > TimeSpan.Zero && RequestTimeout <= TimeSpan.FromDays(1))) throw new ConfigException("server: request_timeout_s must be > 0 and at most 86400 (a day)");
         Limits.Check(MaxConcurrentRequests, 1, Limits.MaxConcurrency, "max_concurrent_requests", "server");

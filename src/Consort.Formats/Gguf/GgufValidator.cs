@@ -189,13 +189,19 @@ public static class GgufValidator
             else if (model == "gpt2" && !md.ContainsKey(GgufKeys.Tokenizer.Merges))
                 Problem($"a gpt2 (BPE) tokenizer needs {GgufKeys.Tokenizer.Merges}");
 
-            int empty = 0, firstEmpty = -1;
+            int empty = 0, firstEmpty = -1, withNul = 0, firstNul = -1;
             var ids = new Dictionary<string, int>(n, StringComparer.Ordinal);
             int duplicates = 0;
             string? firstDuplicate = null;
             for (int i = 0; i < n; i++)
             {
                 string t = tokens[i];
+                // llama.cpp reads token texts as C strings: a NUL ends them, so "ab\0c" is "ab" (a duplicate, or empty).
+                if (t.Contains('\0'))
+                {
+                    if (withNul++ == 0) firstNul = i;
+                    continue;
+                }
                 if (t.Length == 0)
                 {
                     if (empty++ == 0) firstEmpty = i;
@@ -204,6 +210,7 @@ public static class GgufValidator
                 if (!ids.TryAdd(t, i) && duplicates++ == 0)
                     firstDuplicate = $"tokens {ids[t]} and {i} are both {Q(t, 40)}";
             }
+            if (withNul > 0) Problem(withNul == 1 ? $"token {firstNul} contains a NUL character (llama.cpp would cut it there)" : $"{withNul} token strings contain a NUL character (the first is token {firstNul})");
             if (empty > 0) Problem(empty == 1 ? $"token {firstEmpty} is an empty string" : $"{empty} token strings are empty (the first is token {firstEmpty})");
             if (duplicates > 0) Problem($"token strings must be unique (llama.cpp asserts on duplicates), but {firstDuplicate}" + (duplicates > 1 ? $" ({duplicates} duplicates in all)" : ""));
             if (firstInvalidUtf8 >= 0) Problem($"token {firstInvalidUtf8} is not valid UTF-8");

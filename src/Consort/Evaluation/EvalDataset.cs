@@ -130,7 +130,7 @@ public sealed class EvalDataset
     public IReadOnlyList<EvalItem> GetSplit(string split, int? limit = null)
     {
         if (!_splits.TryGetValue(split, out var items))
-            throw new ConsortException($"{FilePath}: no split '{split}'; available: {string.Join(", ", _splits.Keys)}");
+            throw new ConsortException($"{FilePath}: no split {MessageText.Quote(split)}; available: {Limits.ForMessage(string.Join(", ", _splits.Keys))}");
         if (limit is < 0) throw new ConsortException($"limit must be at least 0, got {limit}");
         return limit is { } n && n < items.Count ? items.Take(n).ToList() : items;
     }

@@ -53,7 +53,33 @@ internal sealed class FuzzHarness(FuzzReport report)
 
     /// <summary>Runs one mutant's check with a time limit; a ConsortException is the clear error every bad input must give.</summary>
     /// <returns>True when the input was accepted.</returns>
-    public bool Check(string what, Func<CancellationToken, Task> action, TimeSpan? limit = null, bool newMutant = true)
+    /// <param name="what">The mutation, for the report.</param>
+    /// <param name="action">The check.</param>
+    /// <param name="limit">Time limit (a hang past it is a failure).</param>
+    /// <param name="newMutant">False for a check of something made from a mutant already counted.</param>
+    /// <param name="input">The mutant's file or folder: kept under artifacts/fuzz/failures/ when the check fails, to reproduce it.</param>
+    public bool Check(string what, Func<CancellationToken, Task> action, TimeSpan? limit = null, bool newMutant = true, string? input = null)
+    {
+        int failuresBefore = report.Failures.Count;
+        try { return CheckCore(what, action, limit, newMutant); }
+        finally { if (report.Failures.Count > failuresBefore && input is not null) Keep(input); }
+    }
+
+    private void Keep(string input)
+    {
+        var dir = Path.Combine(TestPaths.RepoRoot, "artifacts", "fuzz", "failures", $"{report.Kind}-{report.Failures.Count}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            if (File.Exists(input)) File.Copy(input, Path.Combine(dir, Path.GetFileName(input)), true);
+            else if (Directory.Exists(input))
+                foreach (var f in Directory.GetFiles(input)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)), true);
+            report.Failures[^1] += $" (input kept in {dir})";
+        }
+        catch (IOException) { }
+    }
+
+    private bool CheckCore(string what, Func<CancellationToken, Task> action, TimeSpan? limit, bool newMutant)
     {
         if (newMutant) report.Mutants++;
         report.Checks++;
@@ -102,7 +128,7 @@ internal sealed class FuzzHarness(FuzzReport report)
                 var report = InspectCommand.Inspect(path);
                 if (report["valid"]!.GetValue<bool>() != true) throw new ConsortException("inspect: " + report["verdict"]);
                 return Task.CompletedTask;
-            }, newMutant: newMutant))
+            }, newMutant: newMutant, input: path))
             _toProbe.Add((path, what));
     }
 

@@ -92,7 +92,7 @@ public sealed class MutationFuzzTests(ITestOutputHelper output)
             if (target == "model.safetensors") MutateSafetensorsHeader(m, src, dst);
             else File.WriteAllText(dst, m.Json(File.ReadAllText(src)));
             string output = tmp.File($"s{i}.gguf"), what = $"safetensors #{i}: {target}";
-            if (h.Check(what, ct => Task.FromResult(ModelConverter.Convert(dir, output, null, ct))))
+            if (h.Check(what, ct => Task.FromResult(ModelConverter.Convert(dir, output, null, ct)), input: dir))
                 h.CheckGguf(output, what + " (converted)", newMutant: false);
         }
         await h.ProbeBatchAsync();
@@ -128,7 +128,8 @@ public sealed class MutationFuzzTests(ITestOutputHelper output)
             string seed = seeds[r.Next(seeds.Length)];
             string text = m.Json(File.ReadAllText(seed));
             string outDir = tmp.File($"run{i}");
-            h.Check($"config #{i} from {Path.GetFileName(seed)}: {MessageText.Escape(text, 160)}", ct => RunConfigAsync(text, outDir, ct), TimeSpan.FromSeconds(90));
+            File.WriteAllText(tmp.File($"config{i}.json"), text);
+            h.Check($"config #{i} from {Path.GetFileName(seed)}: {MessageText.Escape(text, 160)}", ct => RunConfigAsync(text, outDir, ct), TimeSpan.FromSeconds(90), input: tmp.File($"config{i}.json"));
         }
         Finish(h, sw);
     }
@@ -194,7 +195,7 @@ public sealed class MutationFuzzTests(ITestOutputHelper output)
                     _ = task.Score(item, "The answer is 42. (A)");
                 }
                 return Task.CompletedTask;
-            });
+            }, input: path);
         }
         Finish(h, sw);
     }
@@ -220,7 +221,7 @@ public sealed class MutationFuzzTests(ITestOutputHelper output)
             string text = m.Yaml(seeds[r.Next(seeds.Length)]);
             File.WriteAllText(yml, text);
             string what = $"merge yaml #{i}: {MessageText.Escape(text, 200)}";
-            if (h.Check(what, ct => Task.FromResult(MergeEngine.Run(MergeConfig.Load(yml), output, null, ct)), TimeSpan.FromSeconds(90)) && File.Exists(output))
+            if (h.Check(what, ct => Task.FromResult(MergeEngine.Run(MergeConfig.Load(yml), output, null, ct)), TimeSpan.FromSeconds(90), input: yml) && File.Exists(output))
                 h.CheckGguf(output, what + " (merged)", newMutant: false);
         }
         await h.ProbeBatchAsync();

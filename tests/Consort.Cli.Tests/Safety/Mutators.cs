@@ -39,7 +39,7 @@ internal sealed partial class Mutators(Random random)
                 return n;
             }
             case 6: return _r.Next(3) switch { 0 => new JsonArray(), 1 => new JsonObject(), _ => JsonValue.Create(true)! };
-            case 7: return old is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? JsonValue.Create(-v.GetValue<double>())! : JsonValue.Create(-7)!;
+            case 7: return old is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? JsonValue.Create(-double.Parse(v.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture))! : JsonValue.Create(-7)!;
             default: return new JsonObject { ["unexpected"] = 1 };
         }
     }
