@@ -37,6 +37,8 @@ public sealed class SafeYamlTests
         Assert.Contains("a mapping key must be a plain value", Fails("? [a, b]\n: 1\n").Message);
         Assert.Contains("a mapping key must be a plain value", Fails("? {a: 1}\n: 1\n").Message);
         Assert.Contains("has no anchor", Fails("a: *nowhere\n").Message);
+        // Found by the fuzzer: YamlDotNet's scanner throws InvalidOperationException on this (a comment inside a flow list).
+        Assert.Contains("invalid YAML", Fails("models:\n  - model: a\n    parameters:\n      weight: [[[0.3, 0.7]  # c]]]\n      density: 0.7\nparameters:\n  normalize: true\n").Message);
     }
 
     [Fact]

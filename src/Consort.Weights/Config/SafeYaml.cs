@@ -40,6 +40,11 @@ public static class SafeYaml
         {
             throw new ConfigException($"{where}: invalid YAML at line {e.Start.Line}: {MessageText.Escape(e.Message)}", e);
         }
+        catch (InvalidOperationException e)
+        {
+            // YamlDotNet's scanner gives up on some malformed input this way (found by fuzzing: a comment inside a flow list).
+            throw new ConfigException($"{where}: invalid YAML: the parser could not read it ({MessageText.Escape(e.Message)})", e);
+        }
     }
 
     private sealed class Frame(bool mapping, string? anchor)
