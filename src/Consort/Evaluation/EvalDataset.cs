@@ -10,10 +10,19 @@ public sealed class EvalDataset
 {
     private readonly Dictionary<string, IReadOnlyList<EvalItem>> _splits;
 
-    private EvalDataset(string name, string? taskType, string path, Dictionary<string, IReadOnlyList<EvalItem>> splits)
+    private EvalDataset(string name, string? taskType, string path, Dictionary<string, IReadOnlyList<EvalItem>> splits,
+        CompletionPrompt? completion, string sha256)
     {
-        Name = name; TaskType = taskType; FilePath = path; _splits = splits;
+        Name = name; TaskType = taskType; FilePath = path; _splits = splits; Completion = completion; Sha256 = sha256;
     }
+
+    /// <summary>
+    /// The plain completion prompt the file declares for base models (<c>"completion": {"prompt", "max_tokens", "stop"}</c>),
+    /// used instead of the task type's instruction when a run names the dataset bare and its models have no chat template.
+    /// </summary>
+    public CompletionPrompt? Completion { get; }
+    /// <summary>Hex SHA-256 of the file's bytes (part of a run's definition).</summary>
+    public string Sha256 { get; }
 
     /// <summary>Dataset name ("dataset" or "name" field, else the file name).</summary>
     public string Name { get; }
@@ -90,7 +99,9 @@ public sealed class EvalDataset
     private static EvalDataset LoadFile(string path)
     {
         // Size, UTF-8, depth and duplicate keys are bounded while parsing (errors name the file and position).
-        JsonNode? root = Consort.Formats.SafeJson.ParseNodeFile(path, Limits.MaxDatasetBytes, "a dataset", Consort.Formats.SafeJson.Kind.Data);
+        var bytes = Consort.Formats.SafeJson.ReadFile(path, Limits.MaxDatasetBytes, "a dataset", Consort.Formats.SafeJson.Kind.Data);
+        string sha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+        JsonNode? root = Consort.Formats.SafeJson.ParseNode(bytes, path, Consort.Formats.SafeJson.Kind.Data);
         if (root is not JsonObject obj)
             throw new ConsortException($"{path}: expected a JSON object with \"dev\"/\"test\" arrays, found {root?.GetValueKind().ToString() ?? "null"}");
 
@@ -103,7 +114,7 @@ public sealed class EvalDataset
             splits[key] = ReadSplit(path, key, arr);
         }
         if (splits.Count == 0) throw new ConsortException($"{path}: no splits (arrays such as \"dev\" and \"test\") found");
-        return new EvalDataset(name, taskType, path, splits);
+        return new EvalDataset(name, taskType, path, splits, CompletionPrompt.Parse(obj["completion"], path), sha256);
     }
 
     private static IReadOnlyList<EvalItem> ReadSplit(string path, string split, JsonArray arr)
