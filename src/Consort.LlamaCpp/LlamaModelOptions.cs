@@ -5,6 +5,15 @@ namespace Consort.LlamaCpp;
 /// <param name="Scale">Strength (1 = as trained, 0 = off).</param>
 public sealed record LoraAdapterOption(string Path, float Scale = 1f);
 
+/// <summary>What to do with input characters a model's vocabulary cannot encode (it has no token for them and no byte-fallback tokens).</summary>
+public enum UnencodableMode
+{
+    /// <summary>Fail the call with a clear error naming the model and the character (the default).</summary>
+    Error,
+    /// <summary>Replace each such character with one the vocabulary can encode (U+FFFD, "?" or " ", else drop it).</summary>
+    Replace,
+}
+
 /// <summary>How to load a GGUF model through llama.cpp.</summary>
 public sealed record LlamaModelOptions
 {
@@ -24,4 +33,16 @@ public sealed record LlamaModelOptions
     public int? Seed { get; init; }
     /// <summary>LoRA adapters with their scales.</summary>
     public IReadOnlyList<LoraAdapterOption> Adapters { get; init; } = [];
+    /// <summary>Input characters the vocabulary cannot encode: an error (default) or a replacement.</summary>
+    public UnencodableMode Unencodable { get; init; } = UnencodableMode.Error;
+    /// <summary>Skips the semantic checks (only the probe child's tests use it, to see a native crash contained).</summary>
+    internal bool SkipSemanticValidation { get; init; }
+
+    /// <summary>Parses a config value ("error" or "replace").</summary>
+    public static UnencodableMode ParseUnencodable(string? value, string where) => value?.ToLowerInvariant() switch
+    {
+        null or "error" => UnencodableMode.Error,
+        "replace" => UnencodableMode.Replace,
+        _ => throw new ConfigException($"{where}: 'unencodable' is {MessageText.Quote(value)}; valid values: error, replace"),
+    };
 }

@@ -27,14 +27,22 @@ public sealed class LlamaTokenModel : ITokenModel
     {
         _shared = shared;
         var info = shared.Info;
-        if (options.MaxSequences is < 1 or > 64) throw new ConfigException($"model '{name}': max sequences must be 1..64, got {options.MaxSequences}");
-        if (options.BatchSize < 1) throw new ConfigException($"model '{name}': batch size must be positive, got {options.BatchSize}");
+        string where = $"model '{name}'";
+        // Every number that sizes native work is bounded here too (configs are checked earlier, code callers here):
+        // llama.cpp hangs or segfaults on e.g. 100000 threads instead of failing.
+        Limits.Check(options.MaxSequences, 1, Limits.MaxSequences, "max_sequences", where, "llama.cpp's sequence limit");
+        Limits.Check(options.BatchSize, 1, Limits.MaxTotalContextTokens, "batch size", where);
         int modelCtx = info.ContextLength > 0 ? info.ContextLength : 2048;
         int perSeq = options.ContextSize ?? Math.Min(modelCtx, 2048);
-        if (perSeq < 2) throw new ConfigException($"model '{name}': context size must be at least 2, got {perSeq}");
+        Limits.Check(perSeq, 2, Limits.MaxContextTokens, "context_size", where);
         if ((long)perSeq * options.MaxSequences > MaxTotalContext)
-            throw new ConfigException($"model '{name}': context of {perSeq} tokens x {options.MaxSequences} sequences exceeds {MaxTotalContext} tokens");
-        if (options.Threads is < 1) throw new ConfigException($"model '{name}': threads must be positive, got {options.Threads}");
+            throw new ConfigException($"{where}: context of {perSeq} tokens x {options.MaxSequences} sequences exceeds {MaxTotalContext} tokens");
+        if (options.Threads is { } t) Limits.Check(t, 1, Limits.MaxThreads, "threads", where, $"4 per processor of this machine's {Environment.ProcessorCount}");
+        // The KV cache is allocated up front: refuse one that cannot fit in this machine's memory.
+        long kvBytes = info.KvBytesPerToken * perSeq * options.MaxSequences;
+        if (info.KvBytesPerToken > 0 && kvBytes > Limits.AvailableMemoryBytes / 2)
+            throw new ConfigException($"{where}: a context of {perSeq} tokens x {options.MaxSequences} sequences needs a {kvBytes / (1 << 20):N0} MiB KV cache, " +
+                                      $"more than half of this machine's {Limits.AvailableMemoryBytes / (1 << 20):N0} MiB; lower 'context_size' or 'max_sequences'");
         SequenceLength = perSeq;
         MaxSequences = options.MaxSequences;
         BatchSize = Math.Min(options.BatchSize, perSeq * MaxSequences);
@@ -68,7 +76,7 @@ public sealed class LlamaTokenModel : ITokenModel
         _batch = new NativeBatch(BatchSize);
         _freeSlots = new SemaphoreSlim(MaxSequences, MaxSequences);
         _slotUsed = new bool[MaxSequences];
-        Tokenizer = new LlamaTokenizer(shared.Weights);
+        Tokenizer = new LlamaTokenizer(shared.Weights, name, info.Coverage, options.Unencodable);
         Descriptor = new ModelDescriptor
         {
             Name = name,
@@ -82,7 +90,7 @@ public sealed class LlamaTokenModel : ITokenModel
     }
 
     /// <summary>Upper bound on context tokens per model (sequence length x sequences), far above what fits in memory anyway.</summary>
-    public const int MaxTotalContext = 1 << 22;
+    public const int MaxTotalContext = Limits.MaxTotalContextTokens;
 
     /// <inheritdoc />
     public ModelDescriptor Descriptor { get; }

@@ -7,7 +7,7 @@ using Spectre.Console;
 
 namespace Consort.Cli.Commands;
 
-/// <summary><c>consort inspect MODEL.gguf</c>: what a GGUF file holds, read and validated in managed code.</summary>
+/// <summary><c>consort inspect MODEL.gguf</c>: what a GGUF file holds, read and validated in managed code (the loader's verdict; exit code 1 when llama.cpp must not load it).</summary>
 public sealed class InspectCommand : ICliCommand
 {
     private static readonly Dictionary<long, string> FileTypes = new()
@@ -32,6 +32,12 @@ public sealed class InspectCommand : ICliCommand
                 Console.WriteLine(report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             else
                 Print(report);
+            // The same verdict the llama.cpp loader, run and serve give: a file that fails it is never loaded.
+            if (report["valid"]?.GetValue<bool>() == false)
+            {
+                Console.Error.WriteLine($"error: {report["path"]}: {report["verdict"]}");
+                return 1;
+            }
             return 0;
         });
         return cmd;
@@ -41,11 +47,12 @@ public sealed class InspectCommand : ICliCommand
     public static JsonObject Inspect(string path)
     {
         using var g = GgufFile.Open(path);
+        var verdict = GgufValidator.Validate(g);
         string? arch = g.Architecture;
         long? Int(string key) => arch is null ? null : g.GetInt($"{arch}.{key}");
         bool adapter = g.FileKind == "adapter";
         var vocab = g.Vocabulary;
-        long? ftype = g.GetInt("general.file_type");
+        long? ftype = g.GetInt(GgufKeys.General.FileType);
         var typeCounts = g.Tensors.GroupBy(t => t.Type).OrderByDescending(x => x.Count())
             .ToDictionary(x => x.Key.ToString(), x => x.Count());
         string fileType = ftype is { } f ? FileTypes.GetValueOrDefault(f, $"type {f}") : typeCounts.Keys.FirstOrDefault() ?? "-";
@@ -55,7 +62,7 @@ public sealed class InspectCommand : ICliCommand
         return new JsonObject
         {
             ["path"] = g.Path,
-            ["name"] = g.GetString("general.name"),
+            ["name"] = g.GetString(GgufKeys.General.Name),
             ["kind"] = adapter ? "lora_adapter" : "model",
             ["gguf_version"] = g.Version,
             ["size_bytes"] = g.Length,
@@ -68,26 +75,31 @@ public sealed class InspectCommand : ICliCommand
             ["feed_forward"] = Int("feed_forward_length"),
             ["context_length"] = Int("context_length"),
             ["vocabulary"] = vocab is null ? null : new JsonObject { ["size"] = vocab.Size, ["kind"] = vocab.Kind, ["sha256"] = vocab.Hash },
-            ["chat_template"] = g.GetString("tokenizer.chat_template") is { Length: > 0 },
+            ["chat_template"] = g.GetString(GgufKeys.Tokenizer.ChatTemplate) is { Length: > 0 },
             ["file_type"] = fileType,
             ["tensor_count"] = g.Tensors.Count,
             ["tensor_types"] = new JsonObject(typeCounts.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
-            ["lora_alpha"] = adapter ? g.GetFloat("adapter.lora.alpha") : null,
+            ["lora_alpha"] = adapter ? g.GetFloat(GgufKeys.Adapter.LoraAlpha) : null,
             ["capabilities"] = caps,
+            ["valid"] = verdict.IsValid,
+            ["verdict"] = verdict.Summary,
+            ["problems"] = new JsonArray(verdict.Problems.Select(p => (JsonNode)JsonValue.Create(p)!).ToArray()),
+            ["tensors_checked"] = verdict.TensorsChecked,
         };
     }
 
     private static void Print(JsonObject r)
     {
-        var t = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(Path.GetFileName((string)r["path"]!)));
+        var t = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(MessageText.Escape(Path.GetFileName((string)r["path"]!))));
         t.AddColumn("property");
         t.AddColumn("value");
-        void Row(string k, object? v) => t.AddRow(Markup.Escape(k), Markup.Escape(v switch
+        // Strings come from the file: escaped and cut, so a corrupt name cannot flood or garble the terminal.
+        void Row(string k, object? v) => t.AddRow(Markup.Escape(k), Markup.Escape(MessageText.Escape(v switch
         {
             null => "-",
             long l => l.ToString("N0", CultureInfo.InvariantCulture),
             _ => v.ToString() ?? "-",
-        }));
+        }, 300)));
         long? L(string k) => r[k] is JsonValue v ? v.TryGetValue<long>(out var x) ? x : v.TryGetValue<int>(out var i) ? i : v.TryGetValue<uint>(out var u) ? u : null : null;
         Row("path", (string?)r["path"]);
         Row("name", (string?)r["name"]);
@@ -108,6 +120,8 @@ public sealed class InspectCommand : ICliCommand
         Row("size", $"{L("size_bytes")!.Value / 1024.0 / 1024.0:0.00} MiB");
         if (r["lora_alpha"] is not null) Row("LoRA alpha", (double)r["lora_alpha"]!);
         Row("capabilities", string.Join(", ", ((JsonArray)r["capabilities"]!).Select(c => (string?)c)));
+        Row("verdict", (bool)r["valid"]! ? (bool)r["tensors_checked"]! ? "valid (tensors, hyperparameters, metadata and vocabulary checked)"
+            : $"valid (metadata and vocabulary checked; tensors of '{r["architecture"]}' are checked by the first-load probe)" : (string?)r["verdict"]);
         AnsiConsole.Write(t);
     }
 }

@@ -84,15 +84,19 @@ public sealed class LoraAdapter : IDisposable
         double alpha; int r; bool rs;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(cfgPath));
+            using var doc = SafeJson.ParseDocumentFile(cfgPath, Limits.MaxConfigBytes, "an adapter config", SafeJson.Kind.Model);
             var c = doc.RootElement;
             if (c.TryGetProperty("peft_type", out var pt) && pt.GetString() is { } type && type != "LORA")
-                throw new ModelFileException(cfgPath, $"peft_type '{type}' is not LORA");
+                throw new ModelFileException(cfgPath, $"peft_type '{Limits.ForMessage(type)}' is not LORA");
             r = c.TryGetProperty("r", out var rv) ? rv.GetInt32() : throw new ModelFileException(cfgPath, "missing 'r'");
             alpha = c.TryGetProperty("lora_alpha", out var av) ? av.GetDouble() : r;
             rs = c.TryGetProperty("use_rslora", out var rsv) && rsv.ValueKind == JsonValueKind.True;
         }
         catch (JsonException e) { throw new ModelFileException(cfgPath, "is not valid JSON: " + e.Message, e); }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw new ModelFileException(cfgPath, "'peft_type' must be text, 'r' a whole number and 'lora_alpha' a number", e);
+        }
         var weights = System.IO.Path.Combine(folder, "adapter_model.safetensors");
         var src = SafetensorsModel.Open(weights);
         try
