@@ -135,6 +135,7 @@ public static class MergeEngine
                             if (span.Length % GgmlTypes.BlockSize(type) != 0 && emitted + span.Length != t.ElementCount)
                                 throw new InvalidOperationException("output chunk splits a quantization block");
                             int bytes = (int)GgmlTypes.ByteSize(type, span.Length);
+                            if (encoded.Length < bytes) encoded = new byte[bytes]; // block passes emit whole blocks (a few chunks at most)
                             TensorCodec.Encode(type, span, encoded.AsSpan(0, bytes));
                             sink.Write(t.Name, encoded.AsSpan(0, bytes));
                             emitted += span.Length;
@@ -205,16 +206,51 @@ public static class MergeEngine
         }
         if (m.RequiresBase && c.BaseModel is null) throw new ConfigException($"merge_method '{m.Name}' needs base_model");
         int others = c.Models.Count(x => x.Path != c.BaseModel);
-        int count = m.RequiresBase ? others : c.Models.Count;
-        if (count < m.MinModels) throw new ConfigException($"merge_method '{m.Name}' needs at least {m.MinModels} model(s){(m.RequiresBase ? " besides base_model" : "")}, got {count}");
-        if (count > m.MaxModels) throw new ConfigException($"merge_method '{m.Name}' takes at most {m.MaxModels} model(s){(m.RequiresBase ? " besides base_model" : "")}, got {count}");
-        var specs = m.Parameters.Select(p => p.Name).ToHashSet();
-        foreach (var k in c.Parameters.Keys)
-            if (!specs.Contains(k)) throw new ConfigException($"merge_method '{m.Name}' has no parameter '{k}' (it takes: {string.Join(", ", specs)})");
+        bool besidesBase = m.RequiresBase || (m.OptionalBase && c.BaseModel is not null);
+        int count = besidesBase ? others : c.Models.Count;
+        if (count < m.MinModels) throw new ConfigException($"merge_method '{m.Name}' needs at least {m.MinModels} model(s){(besidesBase ? " besides base_model" : "")}, got {count}");
+        if (count > m.MaxModels) throw new ConfigException($"merge_method '{m.Name}' takes at most {m.MaxModels} model(s){(besidesBase ? " besides base_model" : "")}, got {count}");
+        var specs = m.Parameters.ToDictionary(p => p.Name);
+        var extra = TokenizerParameters(c);
+        string Known() => string.Join(", ", specs.Keys.Concat(extra.Keys));
+        foreach (var (k, v) in c.Parameters)
+        {
+            var spec = specs.GetValueOrDefault(k) ?? extra.GetValueOrDefault(k) ?? throw new ConfigException($"merge_method '{m.Name}' has no parameter '{k}' (it takes: {Known()})");
+            CheckRange(m, spec, k, v, "");
+        }
         foreach (var model in c.Models)
-            foreach (var k in model.Parameters.Keys)
-                if (!specs.Contains(k)) throw new ConfigException($"merge_method '{m.Name}': model '{Path.GetFileName(model.Path)}' has unknown parameter '{k}' (it takes: {string.Join(", ", specs)})");
+            foreach (var (k, v) in model.Parameters)
+            {
+                var spec = specs.GetValueOrDefault(k) ?? throw new ConfigException($"merge_method '{m.Name}': model '{Path.GetFileName(model.Path)}' has unknown parameter '{k}' (it takes: {string.Join(", ", specs.Keys)})");
+                CheckRange(m, spec, k, v, $"model '{Path.GetFileName(model.Path)}': ");
+            }
+        foreach (var spec in specs.Values.Where(s => s.Default is null && s.PerModel))
+            foreach (var model in c.Models.Where(x => x.Path != c.BaseModel || !besidesBase))
+                if (!model.Parameters.ContainsKey(spec.Name) && !c.Parameters.ContainsKey(spec.Name))
+                    throw new ConfigException($"merge_method '{m.Name}': model '{Path.GetFileName(model.Path)}' needs parameter '{spec.Name}'");
+        foreach (var spec in specs.Values.Where(s => s.Default is null && !s.PerModel))
+            if (!c.Parameters.ContainsKey(spec.Name)) throw new ConfigException($"merge_method '{m.Name}' needs parameter '{spec.Name}' ({spec.RangeText})");
+        m.Validate(c);
     }
+
+    // Every value a parameter can take (scalars, gradient anchors, filtered values) must be in the method's range.
+    private static void CheckRange(IMergeMethod m, MergeParameterSpec spec, string key, MergeParameter value, string owner)
+    {
+        foreach (var v in value.Values())
+            if (spec.Check(v) is string why)
+                throw new ConfigException($"merge_method '{m.Name}': {owner}parameter '{key}' is {Show(v)}; it {why}");
+    }
+
+    private static string Show(object v) => v switch
+    {
+        double d => d.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+        bool b => b ? "true" : "false",
+        _ => v.ToString() ?? "",
+    };
+
+    /// <summary>Global parameters the tokenizer step adds to every method (mergekit's legacy embed_slerp and its t).</summary>
+    private static Dictionary<string, MergeParameterSpec> TokenizerParameters(MergeConfig c) =>
+        c.Tokenizer is null ? [] : new() { ["embed_slerp"] = new("embed_slerp", false, false), ["t"] = new("t", 0.5, false) { Min = 0, Max = 1 } };
 
     /// <summary>
     /// Checks before any work: same format, same tensor names, same shapes, same vocabulary. Every problem found is
