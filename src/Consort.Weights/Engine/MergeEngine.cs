@@ -4,6 +4,7 @@ using Consort.Formats.Gguf;
 using Consort.Formats.Safetensors;
 using Consort.Weights.Config;
 using Consort.Weights.Methods;
+using Consort.Weights.Tokenizer;
 
 namespace Consort.Weights.Engine;
 
@@ -68,18 +69,35 @@ public static class MergeEngine
         {
             for (int i = 0; i < paths.Count; i++) sources[i] = TensorSources.Open(paths[i]);
             int baseSource = config.BaseModel is null ? -1 : 0;
-            CheckCompatible(sources, sameTensors: config.Slices is null);
+            CheckArchitectures(sources, config.AllowCrimes);
+            var vocabulary = config.Tokenizer is null ? null : TokenizerPlan.Build(config, paths, sources);
+            CheckCompatible(sources, sameTensors: config.Slices is null, vocabularyMayDiffer: vocabulary is not null);
             var template = sources[config.BaseModel is not null ? 0 : paths.ToList().IndexOf(config.Slices?[0].Sources[0].Path ?? config.Models[0].Path)];
             GgmlType? outType = config.OutDtype is null ? null : SafetensorsDType.ParseUser(config.OutDtype);
             int layers = TensorNames.LayerCount(template.Tensors.Select(t => t.Name));
+            var chatTemplate = ChatTemplates.Resolve(config.ChatTemplate, sources.Select(ChatTemplateOf));
 
-            using var sink = MergeOutput.Create(output, template, config.Name ?? Path.GetFileNameWithoutExtension(output));
+            using var sink = MergeOutput.Create(output, template, config.Name ?? Path.GetFileNameWithoutExtension(output), new MergeOutputOptions(config.OutShardSize));
+            if (vocabulary is not null) sink.SetVocabulary(vocabulary);
+            if (chatTemplate is not null) sink.SetChatTemplate(chatTemplate);
             List<PlannedTensor> plan;
             if (config.Slices is null)
             {
                 int[] modelSource = config.Models.Select(m => paths.ToList().IndexOf(m.Path)).ToArray();
-                plan = template.Tensors.Select(t => new PlannedTensor(t, OutputType(t, outType, sink), sources,
-                    sources.Select(s => s.Find(t.Name)!).ToArray(), baseSource, modelSource, config, t.Name, layers)).ToList();
+                bool embedSlerp = vocabulary is not null && config.Parameters.GetValueOrDefault("embed_slerp")?.Resolve("", 1) is true or 1.0;
+                plan = template.Tensors.Select(t =>
+                {
+                    var entries = sources.Select(s => s.Find(t.Name)!).ToArray();
+                    if (vocabulary is null || !Vocabulary.IsVocabularyTensor(t.Name))
+                        return new PlannedTensor(t, OutputType(t, outType, sink), sources, entries, baseSource, modelSource, config, t.Name, layers);
+                    // Token rows in the output vocabulary: every input seen through its row map.
+                    var remapped = t with { Shape = [vocabulary.Rows, .. t.Shape[1..]] };
+                    return new PlannedTensor(remapped, OutputType(remapped, outType, sink), sources, entries, baseSource, modelSource, config, t.Name, layers)
+                    {
+                        Remaps = sources.Select((_, i) => (RowRemap?)vocabulary.Remap(i)).ToArray(),
+                        Override = embedSlerp ? job => EmbedSlerp.Merge(job, vocabulary, job.Global("t", 0.5)) : null,
+                    };
+                }).ToList();
             }
             else
             {
@@ -125,7 +143,7 @@ public static class MergeEngine
                             TensorCodec.Encode(type, span, buf.AsSpan((int)GgmlTypes.ByteSize(type, start), (int)GgmlTypes.ByteSize(type, span.Length)));
                         }
                         job = new TensorJob(t.Name, t.ElementCount, item.Sources, entries, item.BaseSource, item.ModelSource, item.Config, item.ParameterLayers, chunk, buffers,
-                            span => { EncodeAt(emitted, span); emitted += span.Length; }, whole, parallelism, EncodeAt, item.ParameterName);
+                            span => { EncodeAt(emitted, span); emitted += span.Length; }, whole, parallelism, EncodeAt, item.ParameterName, item.Remaps);
                     }
                     else
                     {
@@ -139,9 +157,13 @@ public static class MergeEngine
                             TensorCodec.Encode(type, span, encoded.AsSpan(0, bytes));
                             sink.Write(t.Name, encoded.AsSpan(0, bytes));
                             emitted += span.Length;
-                        }, parameterName: item.ParameterName);
+                        }, parameterName: item.ParameterName, remaps: item.Remaps);
                     }
-                    try { method.Merge(job); }
+                    try
+                    {
+                        if (item.Override is { } merge) merge(job);
+                        else method.Merge(job);
+                    }
                     catch (AggregateException ae) when (ae.Flatten().InnerExceptions.Count > 0)
                     {
                         // Parallel parts of in-memory tensors: surface the first real error (e.g. a ModelFileException).
@@ -193,6 +215,11 @@ public static class MergeEngine
 
     private static void CheckModelCounts(MergeConfig c, IMergeMethod m)
     {
+        ChatTemplates.Validate(c.ChatTemplate);
+        if (c.Tokenizer is not null && c.Slices is not null) throw new ConfigException("a tokenizer merge (tokenizer / tokenizer_source) works on 'models' configs; it is not supported with 'slices'");
+        if (c.Tokenizer is not null && c.Parameters.GetValueOrDefault("embed_slerp")?.Values().Any(v => v is true or 1.0) == true
+            && (c.BaseModel is null || c.Models.Count(x => x.Path != c.BaseModel) != 1))
+            throw new ConfigException("embed_slerp interpolates the token rows of two models: give base_model and one other model");
         if (c.Slices is { } slices)
         {
             for (int i = 0; i < slices.Count; i++)
@@ -256,7 +283,7 @@ public static class MergeEngine
     /// Checks before any work: same format, same tensor names, same shapes, same vocabulary. Every problem found is
     /// reported in one message.
     /// </summary>
-    public static void CheckCompatible(IReadOnlyList<ITensorSource> sources, bool sameTensors = true)
+    public static void CheckCompatible(IReadOnlyList<ITensorSource> sources, bool sameTensors = true, bool vocabularyMayDiffer = false)
     {
         var first = sources[0];
         var problems = new List<string>();
@@ -270,10 +297,11 @@ public static class MergeEngine
             if (missing.Count > 0) problems.Add($"{N(s)} lacks {missing.Count} tensor(s): {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? ", ..." : "")}");
             if (extra.Count > 0) problems.Add($"{N(s)} has {extra.Count} tensor(s) {N(first)} lacks: {string.Join(", ", extra.Take(8))}{(extra.Count > 8 ? ", ..." : "")}");
             foreach (var t in first.Tensors)
-                if (s.Find(t.Name) is { } o && !o.SameShape(t))
+                if (s.Find(t.Name) is { } o && !o.SameShape(t)
+                    && !(vocabularyMayDiffer && Vocabulary.IsVocabularyTensor(t.Name) && o.Shape.AsSpan(1).SequenceEqual(t.Shape.AsSpan(1))))
                     problems.Add($"{t.Name} is {t.ShapeText} in {N(first)} but {o.ShapeText} in {N(s)}");
             vocabulary:
-            if (first is GgufTensorSource g1 && s is GgufTensorSource g2 && g1.File.Vocabulary is { } v1 && g2.File.Vocabulary is { } v2 && v1 != v2)
+            if (!vocabularyMayDiffer && first is GgufTensorSource g1 && s is GgufTensorSource g2 && g1.File.Vocabulary is { } v1 && g2.File.Vocabulary is { } v2 && v1 != v2)
                 problems.Add($"{N(s)} has a different vocabulary from {N(first)} ({g2.File.Tokens?.Length} vs {g1.File.Tokens?.Length} tokens, different token texts)");
         }
         if (problems.Count > 0)
@@ -282,7 +310,45 @@ public static class MergeEngine
 
     /// <summary>One output tensor of the plan: where its inputs come from and which config resolves its parameters.</summary>
     private sealed record PlannedTensor(TensorEntry Tensor, GgmlType Type, ITensorSource[] Sources, TensorEntry[] Entries,
-        int BaseSource, int[] ModelSource, MergeConfig Config, string ParameterName, int ParameterLayers);
+        int BaseSource, int[] ModelSource, MergeConfig Config, string ParameterName, int ParameterLayers)
+    {
+        /// <summary>Per source, the token row map of a tokenizer merge (null: read as stored).</summary>
+        public RowRemap?[]? Remaps { get; init; }
+        /// <summary>Merges this tensor instead of the method (embed_slerp for token rows).</summary>
+        public Action<TensorJob>? Override { get; init; }
+    }
+
+    /// <summary>The architecture a model declares: GGUF general.architecture, or config.json's architectures[0] / model_type.</summary>
+    public static string? ArchitectureOf(ITensorSource s)
+    {
+        if (s is GgufTensorSource g) return g.File.Architecture;
+        if (s is SafetensorsModel st && st.ReadConfig() is { } doc)
+            using (doc)
+            {
+                var root = doc.RootElement;
+                if (root.TryGetProperty("architectures", out var a) && a.ValueKind == System.Text.Json.JsonValueKind.Array && a.GetArrayLength() > 0) return a[0].GetString();
+                if (root.TryGetProperty("model_type", out var mt)) return mt.GetString();
+            }
+        return null;
+    }
+
+    // mergekit refuses to mix architectures unless --allow-crimes.
+    private static void CheckArchitectures(ITensorSource[] sources, bool allowCrimes)
+    {
+        var arch = sources.Select(ArchitectureOf).ToArray();
+        if (allowCrimes || arch.Where(a => a is not null).Distinct().Count() <= 1) return;
+        throw new ConfigException("the models have different architectures (" + string.Join(", ", sources.Select((s, i) => $"{Path.GetFileName(s.Path)}: {arch[i] ?? "unknown"}"))
+            + "); give allow_crimes: true (or --allow-crimes) to merge them anyway");
+    }
+
+    private static string? ChatTemplateOf(ITensorSource s) => s switch
+    {
+        GgufTensorSource g => g.File.GetString("tokenizer.chat_template"),
+        SafetensorsModel st => File.Exists(Path.Combine(st.Folder, "tokenizer_config.json"))
+            ? (System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(st.Folder, "tokenizer_config.json"))) as System.Text.Json.Nodes.JsonObject)?["chat_template"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var t) ? t : null
+            : null,
+        _ => null,
+    };
 
     /// <summary>
     /// The plan of a <c>slices:</c> config: the template's global tensors (embeddings from the first slice's sources,
