@@ -110,12 +110,12 @@ public class MergeOptionsTests : IDisposable
     [InlineData("ties", "density: 1e26", "parameter 'density' is 1E+26")]
     [InlineData("ties", "density: [0.5, 2.0]", "parameter 'density' is 2; it must be a finite number in [0, 1]")]
     [InlineData("ties", "density: [{filter: mlp, value: -0.1}, {value: 0.5}]", "parameter 'density' is -0.1")]
-    [InlineData("nuslerp", "weight: -1", "parameter 'weight' is -1; it must be a finite number >= 0")]
+    [InlineData("multislerp", "weight: -1", "parameter 'weight' is -1; it must be a finite number >= 0")]
     [InlineData("della", "density: 0.5\n      epsilon: 1.0", "parameter 'epsilon' is 1; it must be a finite number in [0, 1)")]
     public void OutOfRangeModelParametersAreRefusedBeforeWork(string method, string parameters, string message)
     {
         var yml = Yaml("bad", $"merge_method: {method}\nbase_model: {TestPaths.Stories260K}\nmodels:\n  - model: {TestPaths.Llama2Xs}\n    parameters:\n      weight: 1.0\n      {parameters}\n  - model: {TestPaths.Stories260K}\n    parameters:\n      weight: 1.0\n");
-        if (method == "nuslerp") File.WriteAllText(yml, File.ReadAllText(yml).Replace($"base_model: {TestPaths.Stories260K}\n", "").Replace("weight: 1.0\n      weight: -1", "weight: -1"));
+        if (method == "multislerp") File.WriteAllText(yml, File.ReadAllText(yml).Replace($"base_model: {TestPaths.Stories260K}\n", "").Replace("weight: 1.0\n      weight: -1", "weight: -1"));
         var e = Assert.Throws<ConfigException>(() => MergeEngine.Run(MergeConfig.Load(yml), _dir.File("never.gguf")));
         Assert.Contains(message, e.Message);
         Assert.Contains("llama2xs.gguf", e.Message); // names the model (llama2xs's shapes differ: the check ran before any file was compared)

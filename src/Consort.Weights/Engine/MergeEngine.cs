@@ -19,6 +19,8 @@ public sealed record MergeResult(string Output, int Tensors, long BytesRead, lon
 {
     /// <summary>Of <see cref="Seconds"/>, the time spent completing the output (final flush to disk and rename).</summary>
     public double CommitSeconds { get; init; }
+    /// <summary>What the config asked that the merge did not use (parameters of other methods), one line each.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
 }
 
 /// <summary>Progress of a running merge.</summary>
@@ -59,7 +61,7 @@ public static class MergeEngine
         if (parallelism <= 0) parallelism = Environment.ProcessorCount;
         var sw = Stopwatch.StartNew();
         var method = MergeMethodRegistry.Get(config.MergeMethod);
-        CheckModelCounts(config, method);
+        var warnings = Validate(config);
         output = Path.GetFullPath(output);
         var paths = config.AllPaths;
         if (paths.Contains(output)) throw new ConsortException($"{output}: the output would overwrite an input");
@@ -192,7 +194,7 @@ public static class MergeEngine
             sink.Commit();
             double commitSeconds = commit.Elapsed.TotalSeconds;
             long size = File.Exists(output) ? new FileInfo(output).Length : Directory.GetFiles(output).Sum(f => new FileInfo(f).Length);
-            return new MergeResult(output, plan.Count, read, size, sw.Elapsed.TotalSeconds, PeakResident()) { CommitSeconds = commitSeconds };
+            return new MergeResult(output, plan.Count, read, size, sw.Elapsed.TotalSeconds, PeakResident()) { CommitSeconds = commitSeconds, Warnings = warnings };
         }
         finally
         {
@@ -211,10 +213,22 @@ public static class MergeEngine
     }
 
     /// <summary>Checks a config against its method before any file is opened: base model, model counts, parameter names.</summary>
-    public static void Validate(MergeConfig c) => CheckModelCounts(c, MergeMethodRegistry.Get(c.MergeMethod));
-
-    private static void CheckModelCounts(MergeConfig c, IMergeMethod m)
+    /// <returns>Warnings: parameters that other methods take but this one does not use (mergekit ignores them too).</returns>
+    public static IReadOnlyList<string> Validate(MergeConfig c)
     {
+        var warnings = new List<string>();
+        CheckModelCounts(c, MergeMethodRegistry.Get(c.MergeMethod), warnings);
+        return warnings.Distinct().ToList();
+    }
+
+    // Names some merge method takes: mergekit silently ignores a parameter the chosen method does not read (its
+    // configs often give every model a weight), so those are accepted with a warning; other names are typos.
+    private static readonly Lazy<HashSet<string>> AnyMethodParameter = new(() =>
+        MergeMethodRegistry.Names.SelectMany(n => MergeMethodRegistry.Get(n).Parameters.Select(p => p.Name)).ToHashSet());
+
+    private static void CheckModelCounts(MergeConfig c, IMergeMethod m, List<string>? warnings = null)
+    {
+        warnings ??= [];
         ChatTemplates.Validate(c.ChatTemplate);
         if (c.Tokenizer is not null && c.Slices is not null) throw new ConfigException("a tokenizer merge (tokenizer / tokenizer_source) works on 'models' configs; it is not supported with 'slices'");
         if (c.Tokenizer is not null && c.Parameters.GetValueOrDefault("embed_slerp")?.Values().Any(v => v is true or 1.0) == true
@@ -226,7 +240,7 @@ public static class MergeEngine
             {
                 if (c.BaseModel is not null && !slices[i].Sources.Any(x => x.Path == c.BaseModel))
                     throw new ConfigException($"slices[{i}]: base_model {Path.GetFileName(c.BaseModel)} must be one of the slice's sources (its layers there are the base)");
-                try { CheckModelCounts(c.ForSlice(i), m); }
+                try { CheckModelCounts(c.ForSlice(i), m, warnings); }
                 catch (ConfigException e) { throw new ConfigException($"slices[{i}]: {e.Message}", e); }
             }
             return;
@@ -242,13 +256,17 @@ public static class MergeEngine
         string Known() => string.Join(", ", specs.Keys.Concat(extra.Keys));
         foreach (var (k, v) in c.Parameters)
         {
-            var spec = specs.GetValueOrDefault(k) ?? extra.GetValueOrDefault(k) ?? throw new ConfigException($"merge_method '{m.Name}' has no parameter '{k}' (it takes: {Known()})");
+            var spec = specs.GetValueOrDefault(k) ?? extra.GetValueOrDefault(k);
+            if (spec is null && AnyMethodParameter.Value.Contains(k)) { warnings.Add($"merge_method '{m.Name}' does not use parameter '{k}' (ignored)"); continue; }
+            if (spec is null) throw new ConfigException($"merge_method '{m.Name}' has no parameter '{k}' (it takes: {Known()})");
             CheckRange(m, spec, k, v, "");
         }
         foreach (var model in c.Models)
             foreach (var (k, v) in model.Parameters)
             {
-                var spec = specs.GetValueOrDefault(k) ?? throw new ConfigException($"merge_method '{m.Name}': model '{Path.GetFileName(model.Path)}' has unknown parameter '{k}' (it takes: {string.Join(", ", specs.Keys)})");
+                var spec = specs.GetValueOrDefault(k);
+                if (spec is null && AnyMethodParameter.Value.Contains(k)) { warnings.Add($"merge_method '{m.Name}' does not use parameter '{k}' (ignored)"); continue; }
+                if (spec is null) throw new ConfigException($"merge_method '{m.Name}': model '{Path.GetFileName(model.Path)}' has unknown parameter '{k}' (it takes: {string.Join(", ", specs.Keys)})");
                 CheckRange(m, spec, k, v, $"model '{Path.GetFileName(model.Path)}': ");
             }
         foreach (var spec in specs.Values.Where(s => s.Default is null && s.PerModel))

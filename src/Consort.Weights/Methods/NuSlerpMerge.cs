@@ -24,7 +24,7 @@ public sealed class NuSlerpMerge : IMergeMethod
     public int MaxModels => 2;
     /// <inheritdoc />
     public IReadOnlyList<MergeParameterSpec> Parameters { get; } =
-        [new("weight", null, true) { Min = 0 }, new("nuslerp_row_wise", false, false), new("nuslerp_flatten", true, false)];
+        [new("weight", null, true), new("nuslerp_row_wise", false, false), new("nuslerp_flatten", true, false)];
 
     /// <summary>The coefficients on v0 and v1 for factor <paramref name="t"/>, given their dot product and norms (mergekit's formula).</summary>
     public static (double S0, double S1) Coefficients(double t, double dot, double norm0, double norm1)
