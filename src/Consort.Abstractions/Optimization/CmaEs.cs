@@ -20,7 +20,9 @@ public sealed record CmaEsOptions
 /// <summary>
 /// Everything a <see cref="CmaEs"/> needs to continue where it was: a plain, JSON-serializable record (arrays of
 /// numbers), so a search survives a kill when its state is saved after each generation (and after each Ask).
+/// Infinite fitness values (none yet, failed candidates) are written as "Infinity" by System.Text.Json.
 /// </summary>
+[System.Text.Json.Serialization.JsonNumberHandling(System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals)]
 public sealed record CmaEsState
 {
     /// <summary>Problem dimension n.</summary>
