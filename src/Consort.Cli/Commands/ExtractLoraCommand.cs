@@ -45,9 +45,8 @@ public sealed class ExtractLoraCommand : ICliCommand
     }
 }
 
-/// <summary>Model arguments of the merge commands: a path, or <c>zoo:NAME</c> for the built-in zoo.</summary>
+/// <summary>Model arguments of the merge commands: a path, or a reference (<c>zoo:NAME</c>, <c>hf:owner/repo/file</c>).</summary>
 internal static class ModelArgument
 {
-    public static string Resolve(string model) =>
-        model.StartsWith("zoo:", StringComparison.OrdinalIgnoreCase) ? Consort.Training.Zoo.ResolveModel(model) : Path.GetFullPath(model);
+    public static string Resolve(string model) => Consort.Config.ModelReferenceResolver.Resolve(model);
 }

@@ -23,7 +23,7 @@ public sealed class MergeCommand : ICliCommand
         foreach (var o in new Option[] { output, shard, seed, crimes, lazy }) cmd.Options.Add(o);
         cmd.SetAction((ParseResult pr, CancellationToken ct) =>
         {
-            var cfg = MergeConfig.Load(pr.GetValue(config)!);
+            var cfg = MergeConfig.Load(pr.GetValue(config)!, Consort.Config.ModelReferenceResolver.ResolveReference);
             cfg = cfg with
             {
                 OutShardSize = pr.GetValue(shard) is { } s ? MergeConfig.ParseSize(s, "--out-shard-size") : cfg.OutShardSize,
@@ -32,7 +32,9 @@ public sealed class MergeCommand : ICliCommand
                 LazyUnpickle = cfg.LazyUnpickle || pr.GetValue(lazy),
             };
             foreach (var w in MergeEngine.Validate(cfg)) Console.Error.WriteLine($"warning: {w}");
-            var result = Run(cfg, pr.GetValue(output)!, ct);
+            var to = pr.GetValue(output)!;
+            OutputPaths.CheckModelOutput(to, "--out");
+            var result = Run(cfg, to, ct);
             PrintSummary(result);
             return Task.FromResult(0);
         });

@@ -47,9 +47,7 @@ public sealed class MergeEvolveCommand : ICliCommand
         return cmd;
     }
 
-    private static string Resolve(string reference) =>
-        reference.StartsWith("zoo:", StringComparison.OrdinalIgnoreCase) ? Consort.Training.Zoo.ResolveModel(reference)
-        : MergeConfig.DefaultResolveReference?.Invoke(reference) ?? throw new ConfigException($"model reference '{reference}' cannot be resolved here (zoo:NAME or a path)");
+    private static string Resolve(string reference) => Consort.Config.ModelReferenceResolver.ResolveReference(reference);
 }
 
 /// <summary>One merge-evolve search over a storage folder.</summary>

@@ -149,6 +149,7 @@ public sealed partial record MergeConfig
         JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
         JsonValue v when v.GetValueKind() is JsonValueKind.True or JsonValueKind.False => v.GetValue<bool>(),
         JsonValue v => double.Parse(v.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture),
+        _ => null, // JsonNode has no other kinds
     };
 
     private static object? ToObject(YamlNode node) => node switch
