@@ -4,8 +4,9 @@ using LLama;
 namespace Consort.LlamaCpp;
 
 /// <summary>
-/// Size of a model's KV cache: one stream per sequence, each holding <see cref="TokensPerSequence"/> tokens (plus one
-/// cell for the padding token), keys and values in F16 for every layer.
+/// Size of a model's KV cache: one stream per sequence, each holding <see cref="TokensPerSequence"/> tokens plus one
+/// cell for the padding token (see <see cref="LlamaBatchEngine"/>), rounded up by llama.cpp to a multiple of
+/// <see cref="CellRounding"/> cells; keys and values in F16 for every layer.
 /// </summary>
 /// <param name="Sequences">Sequences (slots), the model's max_sequences.</param>
 /// <param name="TokensPerSequence">Tokens one sequence may hold, the model's context size.</param>
@@ -13,7 +14,7 @@ namespace Consort.LlamaCpp;
 /// <param name="BytesPerToken">Bytes one cell takes over all layers (keys and values).</param>
 public sealed record KvCacheInfo(int Sequences, int TokensPerSequence, long Cells, long BytesPerToken)
 {
-    /// <summary>llama.cpp rounds the context it allocates up to a multiple of this.</summary>
+    /// <summary>llama.cpp rounds each sequence's stream up to a multiple of this many cells.</summary>
     public const int CellRounding = 256;
 
     /// <summary>Total bytes.</summary>
@@ -26,9 +27,8 @@ public sealed record KvCacheInfo(int Sequences, int TokensPerSequence, long Cell
     /// (what <see cref="LlamaTokenModel"/> asks llama.cpp for, rounded as llama.cpp rounds).</summary>
     public static KvCacheInfo Plan(int sequences, int tokens, long bytesPerToken)
     {
-        long cells = (long)(tokens + 1) * sequences;
-        cells = (cells + CellRounding - 1) / CellRounding * CellRounding;
-        return new KvCacheInfo(sequences, tokens, cells, bytesPerToken);
+        long perStream = (tokens + 1 + CellRounding - 1) / CellRounding * CellRounding;
+        return new KvCacheInfo(sequences, tokens, perStream * sequences, bytesPerToken);
     }
 
     internal static KvCacheInfo Of(LLamaWeights weights, int sequences, int tokens, int cells)

@@ -10,12 +10,13 @@ namespace Consort.LlamaCpp;
 /// <param name="DecodedTokens">Tokens decoded, padding excluded.</param>
 /// <param name="SequenceSteps">Single-token steps decoded (one per sequence and step).</param>
 /// <param name="GroupCalls">llama_decode calls that stepped several sequences at once.</param>
+/// <param name="SharedSequenceSteps">Single-token steps decoded in those calls.</param>
 /// <param name="MostSequencesInOneCall">The most sequences one llama_decode call stepped.</param>
 /// <param name="PaddingTokens">Throw-away tokens added so that no call computes a single row (see <see cref="LlamaBatchEngine"/>).</param>
 /// <param name="ReusedPrefixTokens">Prompt tokens taken from cached prefixes instead of being computed.</param>
 /// <param name="CopiedPrefixes">Prefixes copied from another slot's KV stream.</param>
 public sealed record LlamaBatchStatistics(long Steps, long DecodeCalls, long DecodedTokens, long SequenceSteps, long GroupCalls,
-    int MostSequencesInOneCall, long PaddingTokens, long ReusedPrefixTokens, long CopiedPrefixes);
+    long SharedSequenceSteps, int MostSequencesInOneCall, long PaddingTokens, long ReusedPrefixTokens, long CopiedPrefixes);
 
 /// <summary>
 /// Continuous batching for one llama.cpp context: every call on the model's sequences (start, append, step, score,
@@ -59,12 +60,23 @@ internal sealed class LlamaBatchEngine : IDisposable
     private bool _leading, _disposed;
     private double _stepSeconds;
 
-    private long _steps, _calls, _tokens, _sequenceSteps, _groupCalls, _padding, _reused, _copies;
+    private long _steps, _calls, _tokens, _sequenceSteps, _groupCalls, _sharedSteps, _padding, _reused, _copies;
     private int _widest;
+    private readonly ThreadChoice _threads;
 
-    public LlamaBatchEngine(LLamaContext context, string name, int slots, int batchSize, int prefillPerStep)
+    /// <param name="context">The native context (owned from now on).</param>
+    /// <param name="name">Model name, for messages.</param>
+    /// <param name="slots">Sequences (the context's n_seq_max).</param>
+    /// <param name="batchSize">Most tokens per llama_decode call.</param>
+    /// <param name="prefillPerStep">Most prompt tokens per step.</param>
+    /// <param name="threads">Threads to decode with; with <paramref name="adaptThreads"/>, one thread is tried too and
+    /// the faster kept (on a machine busy with other work, threads waiting for each other at every operation of the
+    /// graph can make several threads many times slower than one).</param>
+    /// <param name="adaptThreads">True to choose between <paramref name="threads"/> and one by measured speed.</param>
+    public LlamaBatchEngine(LLamaContext context, string name, int slots, int batchSize, int prefillPerStep, int threads, bool adaptThreads)
     {
         _context = context; _name = name;
+        _threads = new ThreadChoice(adaptThreads && threads > 1 ? [threads, 1] : [threads]);
         BatchSize = batchSize;
         PrefillPerStep = prefillPerStep;
         _vocab = context.NativeHandle.ModelHandle.Vocab.Count;
@@ -86,7 +98,7 @@ internal sealed class LlamaBatchEngine : IDisposable
         get
         {
             lock (_lock)
-                return new LlamaBatchStatistics(_steps, _calls, _tokens, _sequenceSteps, _groupCalls, _widest, _padding, _reused, _copies);
+                return new LlamaBatchStatistics(_steps, _calls, _tokens, _sequenceSteps, _groupCalls, _sharedSteps, _widest, _padding, _reused, _copies);
         }
     }
 
@@ -209,8 +221,9 @@ internal sealed class LlamaBatchEngine : IDisposable
     private async Task GatherAsync(Ticket mine)
     {
         long start = Stopwatch.GetTimestamp();
-        // Half a step at most: a latecomer costs the others less than a step of its own would cost it.
-        double limit = Math.Clamp(0.5 * _stepSeconds, 50e-6, 10e-3);
+        // Half a step at most (a latecomer costs the others less than a step of its own would cost it), but long
+        // enough for a thread-pool hand-off on a busy machine.
+        double limit = Math.Clamp(0.5 * _stepSeconds, 300e-6, 10e-3);
         while (true)
         {
             lock (_lock)
@@ -491,7 +504,7 @@ internal sealed class LlamaBatchEngine : IDisposable
         lock (_lock)
         {
             _sequenceSteps += group.Count;
-            if (group.Count > 1) _groupCalls++;
+            if (group.Count > 1) { _groupCalls++; _sharedSteps += group.Count; }
             _widest = Math.Max(_widest, group.Count);
         }
     }
@@ -560,7 +573,13 @@ internal sealed class LlamaBatchEngine : IDisposable
 
     private bool TryDecode(IReadOnlyList<DecodeJob> jobs, List<(DecodeJob, Exception)> failed, int tokens, int padding)
     {
+        int threads = _threads.Pick();
+        var h = _context.NativeHandle;
+        if (h.BatchThreads != threads) { h.GenerationThreads = threads; h.BatchThreads = threads; }
+        long t0 = Stopwatch.GetTimestamp();
         var r = (DecodeResult)NativeDecode.Decode(_context, _batch);
+        // Judged on the steady state: calls of a few rows (sequences stepping), per row.
+        if (tokens + padding <= 16) _threads.Record(threads, Stopwatch.GetElapsedTime(t0).TotalSeconds / (tokens + padding));
         lock (_lock)
         {
             _calls++;
@@ -579,6 +598,47 @@ internal sealed class LlamaBatchEngine : IDisposable
     }
 
     private void RemoveFrom(int slot, int pos) => _context.NativeHandle.MemorySequenceRemove((LLamaSeqId)slot, pos, -1);
+
+    /// <summary>Threads in use for decoding now.</summary>
+    public int Threads => _threads.Current;
+
+    /// <summary>
+    /// Picks among thread counts by measured time per row (exponential moving averages): each is tried twice, then the
+    /// faster is used, with the other re-tried now and then in case the machine's load changed.
+    /// Used by the leader only.
+    /// </summary>
+    private sealed class ThreadChoice(int[] options)
+    {
+        private readonly double[] _ema = new double[options.Length];
+        private readonly int[] _samples = new int[options.Length];
+        private long _sinceExplore;
+
+        public int Current { get; private set; } = options[0];
+
+        public int Pick()
+        {
+            if (options.Length == 1) return Current;
+            int best = 0;
+            for (int i = 1; i < options.Length; i++) if (_ema[i] < _ema[best]) best = i;
+            int pick = best;
+            if (Array.FindIndex(_samples, c => c < 2) is var warm and >= 0) pick = warm;
+            else
+            {
+                // Re-try the other count every 32 calls, less often the slower it was (up to every 2048 calls).
+                int other = (best + 1) % options.Length;
+                long every = (long)Math.Clamp(32 * _ema[other] / Math.Max(_ema[best], 1e-12), 32, 2048);
+                if (++_sinceExplore >= every) { pick = other; _sinceExplore = 0; }
+            }
+            return Current = options[pick];
+        }
+
+        public void Record(int threads, double secondsPerRow)
+        {
+            int i = Array.IndexOf(options, threads);
+            if (i < 0) return;
+            _ema[i] = _samples[i]++ == 0 ? secondsPerRow : 0.8 * _ema[i] + 0.2 * secondsPerRow;
+        }
+    }
 
     /// <summary>Fails every waiting job and frees the context once no step runs.</summary>
     public void Dispose()

@@ -69,7 +69,7 @@ public sealed class LlamaTokenModel : ITokenModel
         if (adapters.Length > 0) context.NativeHandle.SetLoraAdapters(adapters);
         _vocab = shared.Weights.NativeHandle.Vocab.Count;
         KvCache = KvCacheInfo.Of(shared.Weights, MaxSequences, perSeq, (int)context.ContextSize);
-        Engine = new LlamaBatchEngine(context, name, MaxSequences, BatchSize, Math.Min(BatchSize, PrefillTokensPerStep));
+        Engine = new LlamaBatchEngine(context, name, MaxSequences, BatchSize, Math.Min(BatchSize, PrefillTokensPerStep), threads, adaptThreads: options.Threads is null);
         Tokenizer = new LlamaTokenizer(shared.Weights);
         Descriptor = new ModelDescriptor
         {
@@ -107,6 +107,9 @@ public sealed class LlamaTokenModel : ITokenModel
     public int BatchSize { get; }
     /// <summary>The KV cache: sized from <see cref="MaxSequences"/> x <see cref="SequenceLength"/>.</summary>
     public KvCacheInfo KvCache { get; }
+    /// <summary>Threads decoding now: the configured count, or (when none is configured) the default or one,
+    /// whichever has been faster on this machine's current load.</summary>
+    public int Threads => Engine.Threads;
     /// <summary>Counters of batched decoding so far.</summary>
     public LlamaBatchStatistics Statistics => Engine.Statistics;
     /// <summary>True when the GGUF carries a chat template.</summary>

@@ -62,12 +62,14 @@ public sealed class RunCommand : ICliCommand
         foreach (var r in runs) session.Describe(r.Model);
 
         var summaries = new List<(RunEntry Run, EvalSummary Summary, string? Method)>();
+        var built = new List<ConsortModel>();
         var items = task.GetItems(split ?? task.DefaultSplit, limit).Count;
         AnsiConsole.MarkupLine($"[bold]{Markup.Escape(config.Name)}[/]: {runs.Count} run(s) on [bold]{Markup.Escape(task.Name)}[/] ({Markup.Escape(split ?? task.DefaultSplit)}, {items} items) -> {Markup.Escape(outDir)}");
         foreach (var run in runs)
         {
             ct.ThrowIfCancellationRequested();
             var model = await session.BuildAsync(run.Model, ct);
+            built.Add(model);
             var options = new EvalRunOptions
             {
                 OutputDirectory = Path.Combine(outDir, Safe(run.Name)),
@@ -91,6 +93,8 @@ public sealed class RunCommand : ICliCommand
                 s.Ci is { } ci ? $"[[{ci.Low:F3}, {ci.High:F3}]]" : "-", $"{s.N}/{s.Total}", $"{s.InputTokens}/{s.OutputTokens}", s.WallSeconds.ToString("F1"));
         }
         AnsiConsole.Write(table);
+        var local = LocalModelReport.Collect(built);
+        foreach (var m in local) AnsiConsole.MarkupLine($"[grey]{Markup.Escape(LocalModelReport.Line(m))}[/]");
         var comparison = new JsonObject
         {
             ["config"] = config.FilePath,
@@ -104,6 +108,7 @@ public sealed class RunCommand : ICliCommand
                 ["folder"] = s.Summary.OutputDirectory,
             }).ToArray()),
             ["wall_seconds"] = wall.Elapsed.TotalSeconds,
+            ["local_models"] = LocalModelReport.Json(local),
             ["log"] = new JsonArray(log.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray()),
         };
         File.WriteAllText(Path.Combine(outDir, "comparison.json"), comparison.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
