@@ -56,6 +56,7 @@ internal sealed class LlamaBatchEngine : IDisposable
     private readonly SemaphoreSlim _arrival = new(0, int.MaxValue);
     private readonly SemaphoreSlim _native = new(1, 1);
     private readonly float[] _logProbs;
+    private readonly CancellationTokenSource _closing = new();
     private HashSet<LlamaTokenSequence> _expected = [];
     private bool _leading, _disposed;
     private double _stepSeconds;
@@ -108,7 +109,20 @@ internal sealed class LlamaBatchEngine : IDisposable
     public async ValueTask ReserveAsync(bool wait, CancellationToken ct)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (wait) await _slotCount.WaitAsync(ct).ConfigureAwait(false);
+        if (wait)
+        {
+            if (_slotCount.Wait(0)) return;
+            // Waiting callers end when the model is disposed, not only when their own token fires.
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _closing.Token);
+            try
+            {
+                await _slotCount.WaitAsync(linked.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (_closing.IsCancellationRequested && !ct.IsCancellationRequested)
+            {
+                throw new ObjectDisposedException(nameof(LlamaTokenModel));
+            }
+        }
         else if (!_slotCount.Wait(0))
             throw new ConsortException($"model '{_name}': all {_slots.Length} sequences are in use (raise max_sequences)");
     }
@@ -650,6 +664,7 @@ internal sealed class LlamaBatchEngine : IDisposable
             var e = new ObjectDisposedException(nameof(LlamaTokenModel));
             foreach (var j in _queue.ToList()) FinishLocked(j, cancelled: false, error: e);
         }
+        _closing.Cancel();
         _arrival.Release();
         _native.Wait();
         try

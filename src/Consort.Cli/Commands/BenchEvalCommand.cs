@@ -60,15 +60,16 @@ public sealed class BenchEvalCommand : IBenchCommand
             var genWatch = Stopwatch.StartNew();
             string modelPath = BenchModels.WriteRandom(dir.FullName, "random-25m", BenchModels.Medium, seed: 1);
             double genSeconds = genWatch.Elapsed.TotalSeconds;
-            var entry = new JsonObject { ["name"] = "random-25m", ["path"] = modelPath, ["max_sequences"] = 8, ["context_size"] = 256 };
-            RunConfig Config(string method, JsonObject? hyper, int limit) => RunConfig.Parse(new JsonObject
-            {
-                ["name"] = "bench-eval", ["method"] = method, ["seed"] = 1,
-                ["task"] = new JsonObject { ["dataset"] = "arith", ["max_tokens"] = tokens, ["limit"] = limit },
-                ["models"] = new JsonArray(entry.DeepClone()),
-                ["hyperparameters"] = hyper ?? new JsonObject(),
-            }, dir.FullName);
-            var single = Config("single_model", null, items);
+            // Built as text, as a config file is read.
+            RunConfig Config(string method, string hyper, int limit) => RunConfig.Parse(JsonNode.Parse($$"""
+                {
+                  "name": "bench-eval", "method": "{{method}}", "seed": 1,
+                  "task": { "dataset": "arith", "max_tokens": {{tokens}}, "limit": {{limit}} },
+                  "models": [ { "name": "random-25m", "path": {{JsonValue.Create(modelPath).ToJsonString()}}, "max_sequences": 8, "context_size": 256 } ],
+                  "hyperparameters": {{hyper}}
+                }
+                """)!.AsObject(), dir.FullName);
+            var single = Config("single_model", "{}", items);
             var task = EvalTask.Create(DatasetSearch.Normalize(single.Task), DatasetSearch.Folders(dir.FullName));
             using var session = new ModelSession { BaseDirectory = dir.FullName, Seed = 1, MaxConcurrency = 8 };
             var model = await session.BuildAsync(single.Runs[0].Model, ct);
@@ -96,7 +97,7 @@ public sealed class BenchEvalCommand : IBenchCommand
             }
 
             // majority_vote, samples at once (8 in flight) and one after the other (1 in flight), one item at a time.
-            var vote = Config("majority_vote", new JsonObject { ["samples"] = 8, ["temperature"] = 0.7 }, voteItems);
+            var vote = Config("majority_vote", """{ "samples": 8, "temperature": 0.7 }""", voteItems);
             using var voteSession = new ModelSession { BaseDirectory = dir.FullName, Seed = 1, MaxConcurrency = 8 };
             using var seqSession = new ModelSession { BaseDirectory = dir.FullName, Seed = 1, MaxConcurrency = 1 };
             ConsortModel? votePar = voteItems > 0 ? await voteSession.BuildAsync(vote.Runs[0].Model, ct) : null;

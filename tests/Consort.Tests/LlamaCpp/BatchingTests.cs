@@ -1,3 +1,4 @@
+using Consort.Decoding;
 using Consort.LlamaCpp;
 using Consort.Testing;
 using Microsoft.Extensions.AI;
@@ -277,6 +278,20 @@ public sealed class BatchingTests
         using var d = await m.StartAsync([1, 406]);
         using var cts = new CancellationTokenSource(200);
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await m.StartAsync([1, 407], cts.Token));
+    }
+
+    [Fact]
+    public async Task DisposingTheModel_EndsWaitingCallers()
+    {
+        var m = Load(maxSequences: 1);
+        var a = await m.StartAsync([1, 400]);
+        var waiting = m.StartAsync([1, 401]).AsTask();
+        await Task.Delay(100);
+        Assert.False(waiting.IsCompleted);
+        m.Dispose();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => waiting.WaitAsync(TimeSpan.FromSeconds(30)));
+        a.Dispose(); // after the model: harmless
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () => await a.AppendAsync([5]));
     }
 
     [Theory]
