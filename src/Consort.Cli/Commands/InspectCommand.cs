@@ -21,7 +21,7 @@ public sealed class InspectCommand : ICliCommand
     /// <inheritdoc />
     public Command Build()
     {
-        var model = new Argument<string>("model") { Description = "A .gguf model or LoRA adapter file." };
+        var model = new Argument<string>("model") { Description = "A .gguf model or LoRA adapter file, zoo:NAME or hf:owner/repo/file.gguf." };
         var json = new Option<bool>("--json") { Description = "Print JSON." };
         var sequences = new Option<int>("--max-sequences") { Description = "Sequences the KV cache is sized for (a model entry's max_sequences).", DefaultValueFactory = _ => 4 };
         var context = new Option<int?>("--context-size") { Description = "Tokens per sequence the KV cache is sized for (default: min(model context, 2048), as the loader)." };
@@ -35,7 +35,7 @@ public sealed class InspectCommand : ICliCommand
             int seqs = pr.GetValue(sequences);
             if (seqs is < 1 or > 64) throw new ConsortException($"--max-sequences must be 1..64, got {seqs}");
             if (pr.GetValue(context) is < 2) throw new ConsortException($"--context-size must be at least 2, got {pr.GetValue(context)}");
-            var report = Inspect(pr.GetValue(model)!, seqs, pr.GetValue(context));
+            var report = Inspect(Consort.Config.ModelReferenceResolver.Resolve(pr.GetValue(model)!), seqs, pr.GetValue(context));
             if (pr.GetValue(json))
                 Console.WriteLine(report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             else
