@@ -70,6 +70,7 @@ public sealed class RunCommand : ICliCommand
                                $"({Markup.Escape(plan.Split)}, {plan.Selected} items{Markup.Escape(shardText)}; prompt: {task.PromptStyle}) -> {Markup.Escape(plan.OutDir)}");
         var summaries = new List<(string Name, EvalSummary Summary)>();
         var failed = new List<(string Name, string Why)>();
+        var built = new List<ConsortModel>();
         foreach (var run in plan.Runs)
         {
             ct.ThrowIfCancellationRequested();
@@ -88,6 +89,7 @@ public sealed class RunCommand : ICliCommand
                 failed.Add((run.Name, e.Message));
                 continue;
             }
+            built.Add(model);
             var options = new EvalRunOptions
             {
                 OutputDirectory = Path.Combine(plan.OutDir, Safe(run.Name)),
@@ -109,7 +111,10 @@ public sealed class RunCommand : ICliCommand
             Console.Error.WriteLine($"error: no run could start ({failed.Count} failed: {string.Join(", ", failed.Select(f => f.Name))})");
             return ExitCodes.Error;
         }
-        int code = Finish(plan.Config.FilePath, task.Name, plan.Split, plan.OutDir, summaries, log, wall.Elapsed, flags, failed);
+        // KV cache and batching counters of the llama.cpp models the runs used.
+        var local = LocalModelReport.Collect(built);
+        foreach (var m in local) AnsiConsole.MarkupLine($"[grey]{Markup.Escape(LocalModelReport.Line(m))}[/]");
+        int code = Finish(plan.Config.FilePath, task.Name, plan.Split, plan.OutDir, summaries, log, wall.Elapsed, flags, failed, LocalModelReport.Json(local));
         if (failed.Count == 0) return code;
         Console.Error.WriteLine($"error: {failed.Count} run(s) failed: {string.Join(", ", failed.Select(f => f.Name))}");
         return ExitCodes.Error;
@@ -117,13 +122,14 @@ public sealed class RunCommand : ICliCommand
 
     /// <summary>Prints the table, writes comparison.json and the report, warns, and picks the exit code.</summary>
     private static int Finish(string? configPath, string taskName, string split, string outDir, IReadOnlyList<(string Name, EvalSummary Summary)> summaries,
-        IReadOnlyList<string> log, TimeSpan wall, RunFlags flags, IReadOnlyList<(string Name, string Why)>? failedRuns = null)
+        IReadOnlyList<string> log, TimeSpan wall, RunFlags flags, IReadOnlyList<(string Name, string Why)>? failedRuns = null, JsonObject? localModels = null)
     {
         AnsiConsole.Write(ResultTable(taskName, split, summaries));
         Directory.CreateDirectory(outDir);
         var comparison = ComparisonJson.Build(configPath, taskName, split, summaries, wall, log);
         if (failedRuns is { Count: > 0 })
             comparison["failed"] = new JsonArray(failedRuns.Select(f => (JsonNode)new JsonObject { ["name"] = f.Name, ["error"] = f.Why }).ToArray());
+        if (localModels is { Count: > 0 }) comparison["local_models"] = localModels;
         OutputPaths.WriteAtomically(Path.Combine(outDir, "comparison.json"), comparison.ToJsonString(EvalJson.Indented));
         if (!flags.NoReport)
         {
