@@ -5,7 +5,7 @@ using LLama.Native;
 namespace Consort.LlamaCpp;
 
 /// <summary>llama.cpp's tokenizer for a loaded model.</summary>
-public sealed class LlamaTokenizer : ITokenizer
+public sealed class LlamaTokenizer : ITokenizer, ITokenPieces
 {
     private readonly LLamaWeights _weights;
     private readonly object _gate = new();
@@ -46,6 +46,22 @@ public sealed class LlamaTokenizer : ITokenizer
         var ids = new int[tokens.Length];
         for (int i = 0; i < ids.Length; i++) ids[i] = (int)tokens[i];
         return ids;
+    }
+
+    /// <inheritdoc />
+    public byte[] PieceBytes(int token)
+    {
+        if ((uint)token >= (uint)VocabularySize) throw new ConsortException($"token id {token} is outside the vocabulary (0..{VocabularySize - 1})");
+        Span<byte> buffer = stackalloc byte[256];
+        lock (_gate)
+        {
+            var handle = _weights.NativeHandle;
+            int n = (int)handle.TokenToSpan((LLamaToken)token, buffer);
+            if (n <= buffer.Length) return buffer[..n].ToArray();
+            var big = new byte[n];
+            handle.TokenToSpan((LLamaToken)token, big);
+            return big;
+        }
     }
 
     /// <inheritdoc />
