@@ -106,9 +106,18 @@ public sealed class ByteLevelTokenModel : ITokenModel
         var forks = new ITokenSequence?[plans.Count];
         try
         {
-            for (int i = 0; i < plans.Count; i++) forks[i] = await plans[i].Hyp.Seq.ForkAsync(ct).ConfigureAwait(false);
-            var steps = new (ITokenSequence, int)[plans.Count];
-            for (int i = 0; i < plans.Count; i++) steps[i] = (forks[i]!, plans[i].Token);
+            int made = 0;
+            for (; made < plans.Count; made++)
+            {
+                // A model whose sequence slots are all taken (by other concurrent sequences) gets fewer branches this
+                // step: the lost weight only makes this byte's estimate coarser, its distribution stays normalized.
+                try { forks[made] = await plans[made].Hyp.Seq.ForkAsync(ct).ConfigureAwait(false); }
+                catch (ConsortException) { break; }
+            }
+            plans.RemoveRange(made, plans.Count - made);
+            if (made == 0) return;
+            var steps = new (ITokenSequence, int)[made];
+            for (int i = 0; i < made; i++) steps[i] = (forks[i]!, plans[i].Token);
             await Inner.StepAsync(steps, ct).ConfigureAwait(false);
         }
         catch
