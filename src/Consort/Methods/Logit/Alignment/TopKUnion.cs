@@ -25,24 +25,37 @@ public static class TopKUnion
             TokenMath.LogSoftmax(exact, norm);
             return (norm, false);
         }
-        int k = members.Where(m => m.Kind == DistributionKind.TopKLogprobs).Max(m => m.TopIds!.Length);
+        var ids = Candidates(members);
+        var per = new float[members.Count][];
+        for (int i = 0; i < members.Count; i++) per[i] = Restrict(members[i], ids);
+        var combined = FusedTokenModel.CombineLogProbs(per, weights, combine);
+        var local = new float[ids.Length];
+        TokenMath.LogSoftmax(combined, local);
+        return (Scatter(local, ids, v), true);
+    }
+
+    /// <summary>The candidate tokens: the union of the top-k members' lists and the full members' top K (K the largest k),
+    /// in id order.</summary>
+    public static int[] Candidates(IReadOnlyList<TokenDistribution> members)
+    {
+        int k = members.Where(m => m.Kind == DistributionKind.TopKLogprobs).Select(m => m.TopIds!.Length).DefaultIfEmpty(0).Max();
         var union = new HashSet<int>();
         foreach (var m in members)
         {
             if (m.Kind == DistributionKind.TopKLogprobs) union.UnionWith(m.TopIds!);
             else union.UnionWith(TopIds(m.LogProbabilities(), k));
         }
-        var ids = union.Order().ToArray();
-        if (ids.Length == 0) throw new ConsortException("top-k fusion: no member listed any token");
-        var per = new float[members.Count][];
-        for (int i = 0; i < members.Count; i++) per[i] = Restrict(members[i], ids);
-        var combined = FusedTokenModel.CombineLogProbs(per, weights, combine);
-        var local = new float[ids.Length];
-        TokenMath.LogSoftmax(combined, local);
-        var result = new float[v];
+        if (union.Count == 0) throw new ConsortException("top-k fusion: no member listed any token");
+        return union.Order().ToArray();
+    }
+
+    /// <summary>Values over <paramref name="ids"/> placed into a vocabulary-sized array, -infinity elsewhere.</summary>
+    public static float[] Scatter(float[] local, int[] ids, int vocabularySize)
+    {
+        var result = new float[vocabularySize];
         Array.Fill(result, float.NegativeInfinity);
         for (int j = 0; j < ids.Length; j++) result[ids[j]] = local[j];
-        return (result, true);
+        return result;
     }
 
     /// <summary>A member's log-probabilities over <paramref name="ids"/>, renormalized there.</summary>

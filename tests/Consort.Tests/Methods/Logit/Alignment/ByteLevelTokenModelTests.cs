@@ -6,13 +6,13 @@ using Xunit;
 
 namespace Consort.Tests.Methods.Logit.Alignment;
 
-/// <summary>Real models with room for the byte-level beam (2 x beam sequences each).</summary>
+/// <summary>Real models with room for the byte-level beam (2 x beam sequences per byte-level sequence; a fork needs as many again).</summary>
 public sealed class CrossTokenizerFixture : IDisposable
 {
     public CrossTokenizerFixture()
     {
-        Stories = LlamaModelFactory.LoadTokenModel(new LlamaModelOptions { Path = TestPaths.Stories260K, Name = "stories260k", MaxSequences = 10, ContextSize = 1024 });
-        Tiny = LlamaModelFactory.LoadTokenModel(new LlamaModelOptions { Path = TestPaths.TinyStories656K, Name = "tinystories656k", MaxSequences = 10, ContextSize = 1024 });
+        Stories = LlamaModelFactory.LoadTokenModel(new LlamaModelOptions { Path = TestPaths.Stories260K, Name = "stories260k", MaxSequences = 20, ContextSize = 512 });
+        Tiny = LlamaModelFactory.LoadTokenModel(new LlamaModelOptions { Path = TestPaths.TinyStories656K, Name = "tinystories656k", MaxSequences = 20, ContextSize = 512 });
         Zoo = LlamaModelFactory.LoadTokenModel(new LlamaModelOptions { Path = Consort.Training.Zoo.ResolveModel("zoo:base"), Name = "zoo-base", MaxSequences = 10 });
     }
 
@@ -127,16 +127,24 @@ public sealed class ByteLevelTokenModelTests(CrossTokenizerFixture fx, Xunit.Abs
     [Fact]
     public async Task Fork_and_rewind_give_the_same_distributions_as_a_fresh_start()
     {
-        var bl = new ByteLevelTokenModel(fx.Tiny);
+        // The Q8_0 model's logits move more with the cache slot than the F32 model's (measured: 3e-3 on one byte's
+        // probability, where the F32 model stays under 2e-3), and the beam's merges carry such noise forward.
+        await ForkAndRewind(fx.Stories, 2e-3);
+        await ForkAndRewind(fx.Tiny, 6e-3);
+    }
+
+    private static async Task ForkAndRewind(ITokenModel model, double tolerance)
+    {
+        var bl = new ByteLevelTokenModel(model);
         var prompt = ByteVocabulary.Instance.Encode("Once upon a time, there", addBos: true);
         using var seq = await bl.StartAsync(prompt);
         using var fork = await seq.ForkAsync();
         await seq.AppendAsync(ByteVocabulary.Instance.Encode(" was a dog"));
         await fork.AppendAsync(ByteVocabulary.Instance.Encode(" was a dog"));
         // Probabilities, not logs: different cache slots change llama.cpp's numerics a little, which moves far-tail bytes.
-        static void Same(TokenDistribution x, TokenDistribution y)
+        void Same(TokenDistribution x, TokenDistribution y)
         {
-            for (int v = 0; v < ByteVocabulary.Size; v++) Assert.True(Math.Abs(Math.Exp(x.Logits![v]) - Math.Exp(y.Logits![v])) < 2e-3, $"byte {v}: {Math.Exp(x.Logits![v])} vs {Math.Exp(y.Logits![v])}");
+            for (int v = 0; v < ByteVocabulary.Size; v++) Assert.True(Math.Abs(Math.Exp(x.Logits![v]) - Math.Exp(y.Logits![v])) < tolerance, $"{model.Descriptor.Name} byte {v}: {Math.Exp(x.Logits![v])} vs {Math.Exp(y.Logits![v])}");
             Assert.Equal(x.ArgMax(), y.ArgMax());
         }
         Same(seq.Next, fork.Next);
