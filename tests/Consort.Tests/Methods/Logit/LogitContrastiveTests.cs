@@ -19,16 +19,26 @@ public sealed class LogitContrastiveTests(LlamaFixture fx, Xunit.Abstractions.IT
     [Fact]
     public async Task Ranks_members_on_dev_and_follows_the_reference_formula_on_real_models()
     {
-        // Dev: TinyStories continuations stories260k gets right more often than llama2xs.
-        var dev = TestFitData.FromPairs([("Once upon a time, there was a little", "girl"), ("One day, Lily went to the", "park"), ("Tom had a big red", "ball")],
-            new Microsoft.Extensions.AI.ChatOptions { MaxOutputTokens = 2 });
+        // Dev golds are stories260k's own greedy continuations, so it must rank first wherever llama2xs writes differently.
+        string[] prompts = ["Once upon a time, there was a little", "One day, Lily went to the", "Tom had a big red", "The sun was"];
+        var options = new Microsoft.Extensions.AI.ChatOptions { MaxOutputTokens = 6 };
+        var golds = new List<(string, string)>();
+        int differ = 0;
+        foreach (var p in prompts)
+        {
+            var gs = (await fx.Stories.Chat.GetResponseAsync(p, options)).Text;
+            var gx = (await fx.Xs.Chat.GetResponseAsync(p, options)).Text;
+            if (gs.Trim() != gx.Trim()) differ++;
+            golds.Add((p, gs));
+        }
+        Assert.True(differ > 0, "both models write the same continuations: the ranking would be a tie");
+        var dev = TestFitData.FromPairs(golds, options);
         var logs = new List<string>();
         using var lc = await MethodHarness.CreateAsync(new LogitContrastiveMethod(), [fx.Xs, fx.Stories], """{"lambda_": 0.5}""", dev, log: logs.Add);
         foreach (var l in logs) output.WriteLine(l);
-        var c = ((FusedTokenModel)lc.Tokens!).Weights;
-        // Whichever ranks first gets 1 + lambda, the other -lambda.
-        Assert.Equal([-0.5, 1.5], c.OrderBy(x => x).Select(x => Math.Round(x, 9)));
-        int best = c[0] > c[1] ? 0 : 1;
+        // The better (stories260k, member 1) gets 1 + lambda, the worse -lambda.
+        Assert.Equal([-0.5, 1.5], ((FusedTokenModel)lc.Tokens!).Weights.Select(x => Math.Round(x, 9)));
+        int best = 1;
         var members = new[] { fx.Xs.Tokens!, fx.Stories.Tokens! };
         var prompt = LogitReference.Prompt(fx.Stories, "The little cat");
         var (tokens, _) = await LogitReference.AssertFollowsAsync(lc.Tokens!, [members[best], members[1 - best]], lps =>
