@@ -41,6 +41,8 @@ public sealed record ZooBuildSettings
     public GgmlType TensorType { get; init; } = GgmlType.F16;
     /// <summary>Model shape.</summary>
     public TinyLlamaConfig Architecture { get; init; } = new();
+    /// <summary>The LoRA adapter stage (after the full models).</summary>
+    public ZooAdapterSettings Adapters { get; init; } = new();
 }
 
 /// <summary>
@@ -122,7 +124,7 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
             if (previous.DataSeed != s.DataSeed) throw new ConsortException($"--resume: the zoo in {outDir} was built with data seed {previous.DataSeed}, not {s.DataSeed}");
             foreach (var m in previous.Models)
                 if (Zoo.Sha256(Path.Combine(outDir, m.File)) != m.Sha256) throw new ConsortException($"--resume: {m.File} does not match its manifest digest");
-            models.AddRange(previous.Models.Select(m => m with { Scores = new() }));
+            models.AddRange(previous.Models);   // scores kept: the files match their digests (retrained ones are scored again)
             earlierSeconds = previous.BuildSeconds;
             Log($"resuming: {models.Count} models from the manifest ({earlierSeconds:F0} s of earlier build time)");
         }
@@ -178,7 +180,7 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
                 new TrainingPlan { Steps = steps, EvalEvery = 0, ReportEvery = 100 }, p => Log(Format(skill + "/2", p)), ct);
             t.SaveGguf(path, "consort-zoo-" + skill, s.TensorType, Meta("expert", skill));
             var extra = Training(skill + " (first stage)", null, seed, new() { [skill + "_train"] = 1.0 }, s.ExpertAnswerOnly, steps, s.ExpertOptimizer, r) with { Batch = s.Batch, SeqLen = s.SeqLen };
-            lock (models) models[idx] = models[idx] with { Bytes = new FileInfo(path).Length, Sha256 = Zoo.Sha256(path), ExtraTraining = extra };
+            lock (models) models[idx] = models[idx] with { Bytes = new FileInfo(path).Length, Sha256 = Zoo.Sha256(path), ExtraTraining = extra, Scores = new() };
             Log($"{skill}: second stage done in {r.Seconds:F0} s, loss {r.FinalLoss:F3}");
         });
 
@@ -186,6 +188,7 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
         var scored = new List<ZooModel>();
         foreach (var m in models)
         {
+            if (m.Scores.Count > 0) { scored.Add(m); continue; }
             using var check = new LlamaCppCheck(Path.Combine(outDir, m.File), 256, s.Threads);
             var scores = new Dictionary<string, double>();
             foreach (var name in Skills.Append("mixed")) scores[name] = Math.Round(check.Score(data[name].Test, ct).Accuracy, 4);
@@ -193,12 +196,18 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
             scored.Add(m with { Scores = scores });
         }
 
+        // LoRA stage: adapters of the saved base, kept on --resume when their files match the manifest.
+        var keptAdapters = previous?.Adapters.Where(a => File.Exists(Path.Combine(outDir, a.File)) && Zoo.Sha256(Path.Combine(outDir, a.File)) == a.Sha256).ToList() ?? [];
+        var adapters = ZooAdapterStage.Train(s, outDir, "base", data, keptAdapters, Log, ct)
+            .Select(a => a.Scores.Count > 0 ? a : ZooAdapterStage.Score(a, outDir, data, Skills.Append("mixed"), s.Threads, ct)).ToList();
+        foreach (var a in adapters) Log($"{a.Name}: " + string.Join("  ", a.Scores.Select(kv => $"{kv.Key} {kv.Value:F3}")));
+
         var manifest = new ZooManifest
         {
             BuiltUtc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ"), BuildSeconds = Math.Round(earlierSeconds + total.Elapsed.TotalSeconds, 1),
             Machine = $"base: {s.Threads} thread(s); experts: {s.ParallelExperts} in parallel x {s.ExpertThreads} thread(s); {Environment.ProcessorCount} cores",
             DataSeed = s.DataSeed, Architecture = s.Architecture, Parameters = s.Architecture.ParameterCount,
-            Models = scored, Datasets = datasets,
+            Models = scored, Adapters = adapters, Datasets = datasets,
         };
         manifest.Save(Path.Combine(outDir, "manifest.json"));
         Log($"zoo built in {total.Elapsed.TotalSeconds:F0} s -> {outDir}");
