@@ -16,7 +16,17 @@ public static class OpenAIModelFactory
     /// </summary>
     public static ConsortModel Create(OpenAIModelOptions o)
     {
-        string credential = Credential(o);
+        ArgumentNullException.ThrowIfNull(o);
+        o.Validate();
+        string? key = null;
+        if (!string.IsNullOrEmpty(o.ApiKeyEnv))
+        {
+            key = Environment.GetEnvironmentVariable(o.ApiKeyEnv);
+            if (string.IsNullOrEmpty(key))
+                throw new ConfigException($"model '{o.Name}': environment variable '{o.ApiKeyEnv}' (its API key) is not set");
+        }
+        // The SDK insists on a credential; local servers without auth ignore this placeholder.
+        string credential = key ?? "no-key";
 
         var vocab = o.TopLogprobs > 0 ? StringVocabulary.For(o.Vocabulary ?? o.Model, o.VocabularySize) : null;
         var descriptor = new ModelDescriptor
@@ -30,36 +40,6 @@ public static class OpenAIModelFactory
             OutputPricePerMillion = o.OutputPricePerMillion,
         };
 
-        var (client, http) = Client(o, credential);
-        IChatClient chat = new OpenAIChatClient(client.GetChatClient(o.Model).AsIChatClient(), o, descriptor);
-        var tokens = vocab is null ? null : new EndpointTokenModel(descriptor, new CompletionsClient(http, o, credential), vocab, o.TopLogprobs);
-        return new ConsortModel(descriptor, chat, tokens, owned: [chat, http]);
-    }
-
-    /// <summary>
-    /// Embeddings from the endpoint's <c>/v1/embeddings</c> (model <see cref="OpenAIModelOptions.Model"/>), as MEAI's
-    /// <see cref="IEmbeddingGenerator{TInput, TEmbedding}"/>, over the same resilient HttpClient as chat.
-    /// </summary>
-    public static IEmbeddingGenerator<string, Embedding<float>> CreateEmbeddings(OpenAIModelOptions o)
-    {
-        var (client, http) = Client(o, Credential(o));
-        return new OwningEmbeddingGenerator(client.GetEmbeddingClient(o.Model).AsIEmbeddingGenerator(), http);
-    }
-
-    // Checks the options and reads the API key from its environment variable (never logged).
-    private static string Credential(OpenAIModelOptions o)
-    {
-        ArgumentNullException.ThrowIfNull(o);
-        o.Validate();
-        if (string.IsNullOrEmpty(o.ApiKeyEnv)) return "no-key"; // the SDK insists on a credential; local servers without auth ignore it
-        var key = Environment.GetEnvironmentVariable(o.ApiKeyEnv);
-        if (string.IsNullOrEmpty(key))
-            throw new ConfigException($"model '{o.Name}': environment variable '{o.ApiKeyEnv}' (its API key) is not set");
-        return key;
-    }
-
-    private static (OpenAIClient Client, HttpClient Http) Client(OpenAIModelOptions o, string credential)
-    {
         var http = ResilientHttp.CreateClient(o);
         var client = new OpenAIClient(new ApiKeyCredential(credential), new OpenAIClientOptions
         {
@@ -69,16 +49,8 @@ public static class OpenAIModelFactory
             // The resilience pipeline owns time; the SDK's own network timeout only backs it up.
             NetworkTimeout = o.EffectiveTotalTimeout + TimeSpan.FromSeconds(5),
         });
-        return (client, http);
-    }
-
-    private sealed class OwningEmbeddingGenerator(IEmbeddingGenerator<string, Embedding<float>> inner, HttpClient http)
-        : DelegatingEmbeddingGenerator<string, Embedding<float>>(inner)
-    {
-        protected override void Dispose(bool disposing)
-        {
-            base.Dispose(disposing);
-            if (disposing) http.Dispose();
-        }
+        IChatClient chat = new OpenAIChatClient(client.GetChatClient(o.Model).AsIChatClient(), o, descriptor);
+        var tokens = vocab is null ? null : new EndpointTokenModel(descriptor, new CompletionsClient(http, o, credential), vocab, o.TopLogprobs);
+        return new ConsortModel(descriptor, chat, tokens, owned: [chat, http]);
     }
 }

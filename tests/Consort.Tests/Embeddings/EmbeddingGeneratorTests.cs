@@ -51,7 +51,7 @@ public class EmbeddingGeneratorTests
             await ctx.Response.OutputStream.WriteAsync(bytes);
             ctx.Response.Close();
         });
-        using var g = OpenAIModelFactory.CreateEmbeddings(new OpenAIModelOptions { Name = "remote", BaseUrl = $"http://127.0.0.1:{port}/v1", Model = "emb", MaxRetries = 0 });
+        using var g = OpenAIEmbeddingGenerator.Create(new OpenAIModelOptions { Name = "remote", BaseUrl = $"http://127.0.0.1:{port}/v1", Model = "emb", MaxRetries = 0 });
         var e = await g.GenerateAsync(["first", "second"]);
         await serve;
         Assert.Equal("emb", (string?)request!["model"]);
