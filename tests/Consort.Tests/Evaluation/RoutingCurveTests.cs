@@ -1,4 +1,5 @@
 using Consort.Evaluation.Routing;
+using Consort.Methods.Api.Routing;
 
 namespace Consort.Tests.Evaluation;
 
@@ -38,20 +39,20 @@ public class RoutingCurveTests
     [Fact]
     public void CalibrationHitsTheTargetShareOfStrongCalls()
     {
-        Assert.Equal(0.4, RouterSweep.Calibrate(Advantage, 0.5), 12); // RouteLLM: quantile(1 - share), linear interpolation
+        Assert.Equal(0.4, ThresholdCalibration.Calibrate(Advantage, 0.5), 12); // RouteLLM: quantile(1 - share), linear interpolation
         var c = Curve(0.5);
         Assert.Equal(0.5, c.Calibration!.Value.StrongShare, 12);
         Assert.Equal(0.75, c.Points.First(p => p.Threshold == c.Calibration.Value.Threshold).Score, 12);
         var json = c.ToJson()["calibration"]!;
         Assert.Equal(0.5, (double)json["target_strong_share"]!);
-        Assert.Equal(double.PositiveInfinity, RouterSweep.Calibrate(Advantage, 0));
-        Assert.Equal(0.1, RouterSweep.Calibrate(Advantage, 1), 12);
-        Assert.Throws<ArgumentOutOfRangeException>(() => RouterSweep.Calibrate(Advantage, 1.5));
+        Assert.Equal(double.PositiveInfinity, ThresholdCalibration.Calibrate(Advantage, 0));
+        Assert.Equal(0.1, ThresholdCalibration.Calibrate(Advantage, 1), 12);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ThresholdCalibration.Calibrate(Advantage, 1.5));
         // On 100 spread values every target share is met exactly.
         var many = Enumerable.Range(0, 100).Select(i => (double)((i * 37) % 100)).ToArray();
         foreach (var share in new[] { 0.2, 0.5, 0.8 })
         {
-            double t = RouterSweep.Calibrate(many, share);
+            double t = ThresholdCalibration.Calibrate(many, share);
             Assert.Equal(share, many.Count(a => a >= t) / 100.0, 2);
         }
     }

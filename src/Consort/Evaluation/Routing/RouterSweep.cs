@@ -1,9 +1,11 @@
+using Consort.Methods.Api.Routing;
+
 namespace Consort.Evaluation.Routing;
 
 /// <summary>
 /// Sweeps a router's threshold over items whose every member's answer was scored once (RouteLLM's way: each
-/// member answers each item once; every operating point reuses those outcomes), and calibrates a threshold to a
-/// target share of strong-member calls.
+/// member answers each item once; every operating point reuses those outcomes), at a threshold calibrated to a target
+/// share of strong-member calls (<see cref="ThresholdCalibration"/>).
 /// </summary>
 public static class RouterSweep
 {
@@ -20,27 +22,6 @@ public static class RouterSweep
         return (order[^1], order[0] == order[^1] ? order[1] : order[0]);
     }
 
-    /// <summary>Linear-interpolation quantile (pandas' and numpy's default).</summary>
-    public static double Quantile(IReadOnlyList<double> values, double q)
-    {
-        if (values.Count == 0) throw new ArgumentException("no values");
-        if (q is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(q), "quantile must be within [0, 1]");
-        var s = values.Order().ToArray();
-        double pos = q * (s.Length - 1);
-        int lo = (int)Math.Floor(pos), hi = Math.Min(lo + 1, s.Length - 1);
-        return s[lo] + (pos - lo) * (s[hi] - s[lo]);
-    }
-
-    /// <summary>
-    /// RouteLLM's calibration: the threshold at which a share <paramref name="strongShare"/> of the given
-    /// advantages (on a calibration set) reaches it, i.e. their (1 − share) quantile. A share of 0 gives +∞.
-    /// </summary>
-    public static double Calibrate(IReadOnlyList<double> advantages, double strongShare)
-    {
-        if (strongShare is < 0 or > 1 || double.IsNaN(strongShare)) throw new ArgumentOutOfRangeException(nameof(strongShare), "the target share of strong-model calls must be within [0, 1]");
-        return strongShare == 0 ? double.PositiveInfinity : Quantile(advantages, 1 - strongShare);
-    }
-
     /// <summary>
     /// Sweeps the threshold on the strong member's advantage: item i goes to <paramref name="strong"/> when
     /// advantage[i] ≥ threshold, else to <paramref name="fallback"/>[i]. Thresholds are the advantages' quantiles at
@@ -51,8 +32,8 @@ public static class RouterSweep
     {
         if (advantage.Count != quality.Count || fallback.Count != quality.Count) throw new ArgumentException("one advantage and one fallback per item");
         if (points < 1) throw new ArgumentOutOfRangeException(nameof(points), "at least one sweep point");
-        var thresholds = Enumerable.Range(0, points + 1).Select(k => Quantile(advantage, k / (double)points)).Append(double.PositiveInfinity).Distinct().ToList();
-        double? calibrated = targetShare is { } t ? Calibrate(advantage, t) : null;
+        var thresholds = Enumerable.Range(0, points + 1).Select(k => ThresholdCalibration.Quantile(advantage, k / (double)points)).Append(double.PositiveInfinity).Distinct().ToList();
+        double? calibrated = targetShare is { } t ? ThresholdCalibration.Calibrate(advantage, t) : null;
         if (calibrated is { } ct && !thresholds.Contains(ct)) thresholds.Add(ct);
         int[] Decide(double thr) => Enumerable.Range(0, quality.Count).Select(i => advantage[i] >= thr ? strong : fallback[i]).ToArray();
         // Thresholds that make the same decisions are one operating point (kept once, the calibrated one if it is among them).

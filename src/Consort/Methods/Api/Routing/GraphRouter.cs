@@ -214,7 +214,7 @@ public sealed class GraphRouter : Router
         var all = Enumerable.Range(0, n * m).ToArray();
         var xAll = Encode(ti, net, graph, Align(ti, net, graph), all, training: false);
         var modelNodes = new Var(m, 2 * h, xAll.Value.AsSpan(n * 2 * h, m * 2 * h).ToArray());
-        return new GraphRouter(data.Models, dq, net.QueryW, net.QueryB, net.TaskW, net.TaskB, taskEmbedding, modelNodes) { ValidationF1 = valQ.Length > 0 ? bestF1 : double.NaN };
+        return new GraphRouter(data.Models, dq, net.QueryW, net.QueryB, net.TaskW, net.TaskB, taskEmbedding, modelNodes) { ValidationF1 = valQ.Length > 0 ? bestF1 : double.NaN, Strong = data.Strongest() };
     }
 
     private static float[] Predict(Net net, Graph g, IReadOnlyList<int> visible, IReadOnlyList<int> edges)

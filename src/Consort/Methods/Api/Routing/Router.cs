@@ -22,6 +22,8 @@ public abstract class Router
     public IReadOnlyList<string> Models { get; }
     /// <summary>Expected embedding width.</summary>
     public int Dimension { get; }
+    /// <summary>The "strong" member of threshold routing (see <see cref="RoutingDataset.Strongest"/>), set when trained.</summary>
+    public int Strong { get; internal set; }
 
     /// <summary>Predicted utility of each member for the query.</summary>
     public double[] Predict(ReadOnlySpan<float> embedding)

@@ -13,6 +13,19 @@ namespace Consort.Methods.Api.Routing;
 /// <param name="Settings">Anything else that must match (cost weight, scenario, ...), as text.</param>
 public sealed record RouterIdentity(IReadOnlyList<string> Models, IReadOnlyList<string> ModelIds, string Embedding, string Settings = "")
 {
+    /// <summary>
+    /// The identity of members from their descriptors: architecture, size and vocabulary, and for local files the
+    /// file name and length (cheap, and changes when the weights do).
+    /// </summary>
+    public static RouterIdentity For(IReadOnlyList<ModelDescriptor> members, string embedding, string settings = "") =>
+        new(members.Select(m => m.Name).ToArray(), members.Select(Id).ToArray(), embedding, settings);
+
+    private static string Id(ModelDescriptor d)
+    {
+        string file = d.WeightsPath is { } p && File.Exists(p) ? $"{Path.GetFileName(p)}:{new FileInfo(p).Length}" : "remote";
+        return $"{d.Architecture ?? "?"}/{d.Parameters?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "?"}/{d.Vocabulary?.ToString() ?? "?"}/{file}";
+    }
+
     /// <summary>Why <paramref name="other"/> (from a file) differs, or null when it matches.</summary>
     public string? Mismatch(RouterIdentity other)
     {
@@ -74,6 +87,7 @@ public static class RouterFile
             ["embedding"] = identity.Embedding,
             ["settings"] = identity.Settings,
             ["dimension"] = router.Dimension,
+            ["strong"] = router.Strong,
             ["state"] = state.Json,
         };
         var dir = Path.GetDirectoryName(Path.GetFullPath(path));
@@ -110,7 +124,9 @@ public static class RouterFile
             string kind = (string?)json["kind"] ?? "";
             if (expectedKind is not null && kind != expectedKind)
                 throw new ConfigException($"router file '{path}' holds a '{kind}' router, this run asks for '{expectedKind}'; delete it or point router_path elsewhere");
-            return RouterTrainer.Restore(kind, found.Models, json["dimension"]!.GetValue<int>(), new RouterState(json["state"]!.AsObject()));
+            var router = RouterTrainer.Restore(kind, found.Models, json["dimension"]!.GetValue<int>(), new RouterState(json["state"]!.AsObject()));
+            router.Strong = json["strong"]?.GetValue<int>() is int s and >= 0 && s < found.Models.Count ? s : throw new FormatException("bad 'strong'");
+            return router;
         }
         catch (Exception e) when (e is FormatException or InvalidOperationException or NullReferenceException or ArgumentException or KeyNotFoundException)
         {

@@ -27,7 +27,7 @@ public static class RouterTrainer
     public static Router Train(string kind, RoutingDataset data, RouterTrainingOptions options)
     {
         var utility = data.Utility(options.CostWeight);
-        return kind switch
+        Router router = kind switch
         {
             "knn" => KnnRouter.Train(data, utility, options.K),
             "mlp" => MlpRouter.Train(data, utility, options.Mlp, options.Seed),
@@ -35,6 +35,8 @@ public static class RouterTrainer
             "sw_ranking" => SimilarityWeightedRouter.Train(data, utility, options.SwRegularization),
             _ => throw new ArgumentException($"unknown router kind '{kind}'; valid: {string.Join(", ", Kinds)}"),
         };
+        router.Strong = data.Strongest();
+        return router;
     }
 
     internal static Router Restore(string kind, IReadOnlyList<string> models, int dim, RouterState state) => kind switch

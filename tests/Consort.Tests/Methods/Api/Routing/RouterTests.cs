@@ -53,6 +53,7 @@ public class RouterTests
             RouterFile.Save(path, a, identity);
             var loaded = RouterFile.Load(path, identity, kind);
             Assert.Equal(kind, loaded.Kind);
+            Assert.Equal(a.Strong, loaded.Strong);
             foreach (var (e, _) in test.Take(10))
             {
                 Assert.Equal(a.Predict(e), b.Predict(e));
