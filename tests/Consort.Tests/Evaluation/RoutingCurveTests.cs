@@ -1,3 +1,5 @@
+using Consort.Evaluation;
+using Consort.Testing;
 using Consort.Evaluation.Routing;
 using Consort.Methods.Api.Routing;
 
@@ -79,4 +81,29 @@ public class RoutingCurveTests
 
     [Fact]
     public void AreaIsTheTrapezoidRule() => Assert.Equal(1.5, RoutingCurve.Area([(0, 0), (1, 1), (2, 1)]), 12);
+
+    [Fact]
+    public void TheReportRebuildsTheCurveFromARouterRunAndTheMembersAloneWithoutCallingAgain()
+    {
+        static ResultRecord Line(string json) => ResultRecord.FromJson(System.Text.Json.Nodes.JsonNode.Parse(json)!.AsObject());
+        // The hand-computed example above, as results files: the router's trace carries scores and the strong lead.
+        var router = Enumerable.Range(0, 4).Select(i => Line(
+            $$$"""{"key": "k{{{i}}}", "score": 0, "trace": [{"model": "weak", "role": "answer", "data": {"router": "knn", "scores": {"weak": 0, "strong": {{{Advantage[i]}}} }, "strong": "strong", "strong_advantage": {{{Advantage[i]}}} }}]}""")).ToList();
+        var weak = Enumerable.Range(0, 4).Select(i => Line($$$"""{"key": "k{{{i}}}", "score": {{{Quality[i][0]}}}, "usage": {"input_tokens": 1, "output_tokens": 0}}""")).ToList();
+        var strong = Enumerable.Range(0, 4).Select(i => Line($$$"""{"key": "k{{{i}}}", "score": {{{Quality[i][1]}}}, "usage": {"input_tokens": 2, "output_tokens": 1}}""")).ToList();
+        var c = RoutingReport.Build(router, new Dictionary<string, IReadOnlyList<ResultRecord>> { ["weak"] = weak, ["strong"] = strong }, 4, 0.5, out var why);
+        Assert.Null(why);
+        Assert.Equal(0.75, c!.Apgr!.Value, 12);
+        Assert.Equal([1, 1.5, 2, 2.5, 3], c.Points.Select(p => p.Cost)); // tokens: the members are unpriced
+        Assert.Equal(0.5, c.Calibration!.Value.StrongShare, 12);
+        Assert.Contains("APGR 0.750", RoutingReport.Table("r", c));
+        Assert.Null(RoutingReport.Build(router, new Dictionary<string, IReadOnlyList<ResultRecord>> { ["weak"] = weak }, 4, null, out why));
+        Assert.Contains("no results of strong alone", why);
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("summary.json"), """{"score": 0.5}""");
+        RoutingReport.Attach(dir.File("summary.json"), c);
+        var summary = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(dir.File("summary.json")))!;
+        Assert.Equal(0.5, (double)summary["score"]!);
+        Assert.Equal(0.75, (double)summary["routing"]!["apgr"]!, 12);
+    }
 }
