@@ -91,6 +91,9 @@ public sealed class RunCommand : ICliCommand
             var summary = await ProgressView.RunAsync(run.Name, plan.Items.Count, p => EvalRunner.RunAsync(model, task, options, p, ct));
             summaries.Add((run.Name, summary));
         }
+        // Router runs with their members' baselines: the quality-cost curve from the outputs already written.
+        foreach (var table in Consort.Evaluation.Routing.RoutingReport.AttachToRuns(plan.Runs.ToDictionary(r => r.Name, r => Path.Combine(plan.OutDir, Safe(r.Name)))))
+            AnsiConsole.WriteLine(table);
         return Finish(plan.Config.FilePath, task.Name, plan.Split, plan.OutDir, summaries, log, wall.Elapsed, flags);
     }
 

@@ -159,6 +159,7 @@ public sealed class ServeConfig : IAsyncDisposable
             Log = log,
             Seed = obj["seed"]?.GetValue<int>() ?? 42,
             MaxConcurrency = obj["concurrency"]?.GetValue<int>() ?? 4,
+            Services = Consort.Embeddings.EmbeddingSources.Default,
         };
         var owned = new List<IDisposable>();
         try

@@ -65,6 +65,8 @@ public sealed class RoutingCurve
     public IReadOnlyDictionary<int, double?> Cpt { get; }
     /// <summary>Smallest (score − random score) over the points: ≥ 0 means the curve never falls under random routing.</summary>
     public double MinMarginOverRandom { get; }
+    /// <summary>Unit of <see cref="CurvePoint.Cost"/>: "cost" (the members' prices) or "tokens" (measured tokens).</summary>
+    public string CostUnit { get; set; } = "tokens";
     /// <summary>The calibrated operating point, when one was asked for.</summary>
     public (double TargetShare, double Threshold, double StrongShare)? Calibration { get; init; }
 
@@ -117,6 +119,16 @@ public sealed class RoutingCurve
             json["calibration"] = new JsonObject { ["target_strong_share"] = c.TargetShare, ["threshold"] = Finite(c.Threshold), ["strong_share"] = c.StrongShare };
         return json;
     }
+
+    /// <summary>
+    /// The curve in the reports' shape (summary.json <c>"quality_cost"</c>): one point per operating point,
+    /// <c>{"cost"|"tokens": mean per item, "score", "label": "strong share 40%"}</c>.
+    /// </summary>
+    public JsonArray ToQualityCost() => new(Points.Select(p => (JsonNode)new JsonObject
+    {
+        [CostUnit == "cost" ? "cost" : "tokens"] = p.Cost, ["score"] = p.Score, ["strong_share"] = p.StrongShare,
+        ["label"] = $"strong {p.StrongShare.ToString("P0", System.Globalization.CultureInfo.InvariantCulture)}",
+    }).ToArray());
 
     // JSON has no infinities: a threshold that sends nothing to the strong member is written as null.
     private static double? Finite(double v) => double.IsFinite(v) ? v : null;

@@ -46,7 +46,37 @@ public static class RoutingReport
         if (quality.Count == 0) { why = "no item was scored by the router and by every member alone"; return null; }
         var (_, weak) = RouterSweep.References(quality, cost);
         if (weak == strong) weak = Enumerable.Range(0, members.Length).First(m => m != strong);
-        return RouterSweep.Sweep(members, quality, cost, advantage, fallback, strong, weak, points, targetShare);
+        var curve = RouterSweep.Sweep(members, quality, cost, advantage, fallback, strong, weak, points, targetShare);
+        curve.CostUnit = priced ? "cost" : "tokens";
+        return curve;
+    }
+
+    /// <summary>
+    /// After a <c>consort run</c>: for every run whose results carry router scores and whose members also ran alone
+    /// (<c>"baselines": true</c>), adds the curve to its summary.json and returns its printable table. Runs without
+    /// router scores are skipped; a router run without its baselines gets a line saying why.
+    /// </summary>
+    /// <param name="folders">Each run's output folder, by run name.</param>
+    /// <param name="points">Operating points of the sweep.</param>
+    public static IReadOnlyList<string> AttachToRuns(IReadOnlyDictionary<string, string> folders, int points = 10)
+    {
+        var records = new Dictionary<string, IReadOnlyList<ResultRecord>>(StringComparer.Ordinal);
+        foreach (var (name, folder) in folders)
+        {
+            var path = Path.Combine(folder, "results.jsonl");
+            if (File.Exists(path)) records[name] = ResultsFile.Read(path);
+        }
+        var lines = new List<string>();
+        foreach (var (name, run) in records)
+        {
+            if (!run.Any(r => r.Error is null && RouterData(r) is not null)) continue;
+            var summary = Path.Combine(folders[name], "summary.json");
+            var curve = Build(run, records, points, null, out var why);
+            if (curve is null || !File.Exists(summary)) { lines.Add($"{name}: no router curve ({why ?? "no summary.json"})"); continue; }
+            Attach(summary, curve);
+            lines.Add(Table(name, curve));
+        }
+        return lines;
     }
 
     // The trace entry data of the routed call (the first entry that carries router scores).
@@ -58,6 +88,7 @@ public static class RoutingReport
     {
         var summary = JsonNode.Parse(File.ReadAllText(summaryPath))!.AsObject();
         summary["routing"] = curve.ToJson();
+        summary["quality_cost"] = curve.ToQualityCost(); // the shape the reports chart
         var tmp = summaryPath + ".tmp";
         File.WriteAllText(tmp, summary.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
         File.Move(tmp, summaryPath, overwrite: true);

@@ -4,11 +4,11 @@ namespace Consort.Methods.Api.Routing;
 public enum GraphScenario
 {
     /// <summary>"Performance First": utility = quality.</summary>
-    PerformanceFirst,
+    [OptionValue("Performance First", "performance_first")] PerformanceFirst,
     /// <summary>"Balance": 0.5·quality − 0.5·cost.</summary>
-    Balance,
+    [OptionValue("Balance", "balance")] Balance,
     /// <summary>"Cost First": 0.2·quality − 0.8·cost.</summary>
-    CostFirst,
+    [OptionValue("Cost First", "cost_first")] CostFirst,
 }
 
 /// <summary>Settings of the graph router; names and defaults are MoCo's <c>api_graph_routing</c> ones.</summary>

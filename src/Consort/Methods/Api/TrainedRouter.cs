@@ -147,7 +147,7 @@ public sealed class TrainedRouterMethod : CollaborationMethod<TrainedRouterOptio
                     devEmbeddings = await EmbeddingRouterClient.EmbedAsync(embedder, dev.Sample(options.DevSize, context.Seed).Select(e => DevOutcomes.QueryText(e.Messages)).ToArray(), ct).ConfigureAwait(false);
                 }
                 threshold = ThresholdCalibration.Calibrate(devEmbeddings.Select(e => Router.StrongAdvantage(router.Predict(e), router.Strong)).ToArray(), share);
-                context.Log?.Invoke($"trained_router: threshold {threshold:G4} sends {share:P0} of dev queries to '{models[router.Strong].Name}'");
+                context.Log?.Invoke($"trained_router: threshold {threshold:G4} sends {share * 100:0.#}% of dev queries to '{models[router.Strong].Name}'");
             }
             var descriptor = DescriptorOf(context, options);
             return new ConsortModel(descriptor, new EmbeddingRouterClient(descriptor, models, router, embedder, threshold, options), null, models, Name, embedder);
