@@ -111,6 +111,9 @@ public sealed class RunCommand : ICliCommand
             Console.Error.WriteLine($"error: no run could start ({failed.Count} failed: {string.Join(", ", failed.Select(f => f.Name))})");
             return ExitCodes.Error;
         }
+        // Router runs with their members' baselines: the quality-cost curve from the outputs already written.
+        foreach (var table in Consort.Evaluation.Routing.RoutingReport.AttachToRuns(plan.Runs.ToDictionary(r => r.Name, r => Path.Combine(plan.OutDir, Safe(r.Name)))))
+            AnsiConsole.WriteLine(table);
         // KV cache and batching counters of the llama.cpp models the runs used.
         var local = LocalModelReport.Collect(built);
         foreach (var m in local) AnsiConsole.MarkupLine($"[grey]{Markup.Escape(LocalModelReport.Line(m))}[/]");
