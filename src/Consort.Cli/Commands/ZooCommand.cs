@@ -38,16 +38,23 @@ public sealed class ZooCommand : ICliCommand
         var expertSteps = new Option<int>("--expert-steps") { Description = "Steps per expert", DefaultValueFactory = _ => new ZooBuildSettings().ExpertSteps };
         var seed = new Option<int>("--seed") { Description = "Data seed", DefaultValueFactory = _ => new ZooBuildSettings().DataSeed };
         var extra = new Option<string?>("--extra-steps") { Description = "Second-stage steps per expert, e.g. arith=600 (comma-separated)" };
-        var resume = new Option<bool>("--resume") { Description = "Keep a finished build's models in --out and run only missing second stages and the scoring" };
+        var team = new Option<string?>("--team-steps") { Description = "Steps per team model, e.g. team_reader=600,team_arith=0 (0 skips one; comma-separated)" };
+        var resume = new Option<bool>("--resume") { Description = "Keep a finished build's models in --out and run only what is missing (second stages, team models) and their scoring" };
         var notes = new Option<string?>("--notes") { Description = "Free-text note stored in the manifest (e.g. machine load)" };
-        foreach (var o in new Option[] { outOpt, threads, baseSteps, expertSteps, seed, extra, resume, notes }) build.Options.Add(o);
+        foreach (var o in new Option[] { outOpt, threads, baseSteps, expertSteps, seed, extra, team, resume, notes }) build.Options.Add(o);
         build.SetAction((ParseResult pr, CancellationToken ct) =>
         {
             var outDir = pr.GetValue(outOpt) ?? DefaultZooDir();
             int t = pr.GetValue(threads), bs = pr.GetValue(baseSteps), es = pr.GetValue(expertSteps);
             if (t < 1 || bs < 1 || es < 1) throw new ConsortException("--threads, --base-steps and --expert-steps must be positive");
             var settings = new ZooBuildSettings { Threads = t, ExpertThreads = t, BaseSteps = bs, ExpertSteps = es, DataSeed = pr.GetValue(seed) };
-            if (pr.GetValue(extra) is { } ex) settings = settings with { ExtraExpertSteps = ParseExtra(ex) };
+            if (pr.GetValue(extra) is { } ex) settings = settings with { ExtraExpertSteps = ParseSteps(ex, "--extra-steps", ZooBuilder.Skills, "SKILL") };
+            if (pr.GetValue(team) is { } tm)
+            {
+                var steps = new Dictionary<string, int>(settings.TeamSteps);
+                foreach (var (k, v) in ParseSteps(tm, "--team-steps", ZooBuilder.Team.Select(x => x.Name).ToArray(), "MODEL")) steps[k] = v;
+                settings = settings with { TeamSteps = steps };
+            }
             var m = new ZooBuilder(settings, s => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {s}")).Build(outDir, pr.GetValue(resume), ct);
             if (pr.GetValue(notes) is { } n)
                 (m with { Notes = n }).Save(Path.Combine(outDir, "manifest.json"));
@@ -57,14 +64,14 @@ public sealed class ZooCommand : ICliCommand
         return zoo;
     }
 
-    private static Dictionary<string, int> ParseExtra(string text)
+    private static Dictionary<string, int> ParseSteps(string text, string option, string[] valid, string what)
     {
         var d = new Dictionary<string, int>();
         foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var kv = part.Split('=');
-            if (kv.Length != 2 || !ZooBuilder.Skills.Contains(kv[0]) || !int.TryParse(kv[1], out var n) || n < 0)
-                throw new ConsortException($"--extra-steps '{part}': expected SKILL=STEPS with SKILL one of {string.Join(", ", ZooBuilder.Skills)}");
+            if (kv.Length != 2 || !valid.Contains(kv[0]) || !int.TryParse(kv[1], out var n) || n < 0)
+                throw new ConsortException($"{option} '{part}': expected {what}=STEPS with {what} one of {string.Join(", ", valid)}");
             d[kv[0]] = n;
         }
         return d;
