@@ -46,3 +46,21 @@ public sealed record ModelDescriptor
             ? null
             : (InputPricePerMillion ?? 0) * inputTokens / 1_000_000m + (OutputPricePerMillion ?? 0) * outputTokens / 1_000_000m;
 }
+
+/// <summary>The shared-vocabulary check of token-level methods.</summary>
+public static class SharedVocabulary
+{
+    /// <summary>Throws when <paramref name="models"/> do not all share one vocabulary, naming both models and their vocabularies.</summary>
+    /// <param name="models">The models, first one as the reference.</param>
+    /// <param name="where">Message prefix (the run and method).</param>
+    public static void Require(IReadOnlyList<ModelDescriptor> models, string where)
+    {
+        var first = models[0];
+        foreach (var other in models.Skip(1))
+        {
+            if (first.Vocabulary is null || other.Vocabulary is null || first.Vocabulary.Hash != other.Vocabulary.Hash || first.Vocabulary.Size != other.Vocabulary.Size)
+                throw new ConfigException($"{where}: combines next-token distributions, so every model must share one vocabulary: " +
+                                          $"'{first.Name}' has {first.Vocabulary?.ToString() ?? "no visible vocabulary"} but '{other.Name}' has {other.Vocabulary?.ToString() ?? "no visible vocabulary"}");
+        }
+    }
+}

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.AI;
 
@@ -84,17 +85,53 @@ public sealed class CallTrace
 public static class ConsortResponseExtensions
 {
     /// <summary>Key of the trace in <see cref="ChatResponse.AdditionalProperties"/>.</summary>
-    public const string TraceKey = "consort.trace";
+    public const string TraceKey = ConsortKeys.Trace;
     /// <summary>Key of the cost in <see cref="ChatResponse.AdditionalProperties"/>.</summary>
-    public const string CostKey = "consort.cost";
+    public const string CostKey = ConsortKeys.Cost;
 
-    /// <summary>The inner calls recorded on the response (empty for a plain model call).</summary>
-    public static IReadOnlyList<TraceEntry> GetTrace(this ChatResponse response) =>
-        response.AdditionalProperties?.TryGetValue(TraceKey, out var v) == true && v is IReadOnlyList<TraceEntry> t ? t : [];
+    // Traces come back from JSON written snake_case (results, the server) or camelCase (MEAI's caches).
+    private static readonly JsonSerializerOptions Snake = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, PropertyNameCaseInsensitive = true };
+    private static readonly JsonSerializerOptions Camel = new(JsonSerializerDefaults.Web);
 
-    /// <summary>The cost recorded on the response, if any.</summary>
+    private static List<TraceEntry> TraceFromJson(JsonElement e)
+    {
+        bool snake = e.EnumerateArray().Any(x => x.ValueKind == JsonValueKind.Object && x.EnumerateObject().Any(p => p.Name.Contains('_')));
+        return e.Deserialize<List<TraceEntry>>(snake ? Snake : Camel) ?? [];
+    }
+
+    /// <summary>The inner calls recorded on the response (empty for a plain model call); also reads a trace that went through JSON.</summary>
+    public static IReadOnlyList<TraceEntry> GetTrace(this ChatResponse response) => ReadTrace(response.AdditionalProperties);
+
+    /// <summary>The trace in a property bag (objects, or the JSON form a cache or server gives back).</summary>
+    public static IReadOnlyList<TraceEntry> ReadTrace(AdditionalPropertiesDictionary? properties)
+    {
+        if (properties?.TryGetValue(TraceKey, out var v) != true) return [];
+        return v switch
+        {
+            IReadOnlyList<TraceEntry> t => t,
+            JsonElement e when e.ValueKind == JsonValueKind.Array => TraceFromJson(e),
+            _ => [],
+        };
+    }
+
+    /// <summary>The cost recorded on the response, if any (also after JSON).</summary>
     public static decimal? GetCost(this ChatResponse response) =>
-        response.AdditionalProperties?.TryGetValue(CostKey, out var v) == true && v is decimal d ? d : null;
+        response.AdditionalProperties?.TryGetValue(CostKey, out var v) == true ? v switch
+        {
+            decimal d => d,
+            double x => (decimal)x,
+            JsonElement { ValueKind: JsonValueKind.Number } e when e.TryGetDecimal(out var d) => d,
+            _ => null,
+        } : null;
+
+    /// <summary>The member that answered (routers, cascades), if recorded.</summary>
+    public static string? GetAnsweredBy(this ChatResponse response) =>
+        response.AdditionalProperties?.TryGetValue(ConsortKeys.AnsweredBy, out var v) == true ? v switch
+        {
+            string s => s,
+            JsonElement { ValueKind: JsonValueKind.String } e => e.GetString(),
+            _ => null,
+        } : null;
 
     /// <summary>Attaches a trace and sets usage and cost to its totals.</summary>
     public static ChatResponse WithTrace(this ChatResponse response, CallTrace trace)
@@ -134,13 +171,25 @@ public static class ConsortResponseExtensions
 public static class TokenLogprobExtensions
 {
     /// <summary>Key in <see cref="ChatResponse.AdditionalProperties"/>: float[] of the generated tokens' log-probabilities.</summary>
-    public const string LogprobsKey = "consort.logprobs";
+    public const string LogprobsKey = ConsortKeys.Logprobs;
     /// <summary>Key in <see cref="ChatOptions.AdditionalProperties"/>: true asks backends that charge for logprobs to return them.</summary>
-    public const string RequestKey = "consort.logprobs";
+    public const string RequestKey = ConsortKeys.Logprobs;
 
-    /// <summary>The generated tokens' log-probabilities, or null when the backend gave none.</summary>
-    public static float[]? GetTokenLogprobs(this ChatResponse response) =>
-        response.AdditionalProperties?.TryGetValue(LogprobsKey, out var v) == true && v is float[] f ? f : null;
+    /// <summary>The generated tokens' log-probabilities, or null when the backend gave none (also reads the JSON form).</summary>
+    public static float[]? GetTokenLogprobs(this ChatResponse response) => ReadLogprobs(response.AdditionalProperties);
+
+    /// <summary>Log-probabilities in a property bag (float[], a number list, or a JSON array).</summary>
+    public static float[]? ReadLogprobs(AdditionalPropertiesDictionary? properties)
+    {
+        if (properties?.TryGetValue(LogprobsKey, out var v) != true) return null;
+        return v switch
+        {
+            float[] f => f,
+            IEnumerable<double> d => d.Select(x => (float)x).ToArray(),
+            JsonElement e when e.ValueKind == JsonValueKind.Array => e.EnumerateArray().Select(x => x.GetSingle()).ToArray(),
+            _ => null,
+        };
+    }
 
     /// <summary>Attaches per-token log-probabilities.</summary>
     public static ChatResponse WithTokenLogprobs(this ChatResponse response, float[] logprobs)
@@ -161,5 +210,5 @@ public static class TokenLogprobExtensions
 
     /// <summary>True when the options ask for token log-probabilities.</summary>
     public static bool WantsLogprobs(this ChatOptions? options) =>
-        options?.AdditionalProperties?.TryGetValue(RequestKey, out var v) == true && v is true;
+        options?.AdditionalProperties?.TryGetValue(RequestKey, out var v) == true && v is true or JsonElement { ValueKind: JsonValueKind.True };
 }

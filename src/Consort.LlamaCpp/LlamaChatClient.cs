@@ -1,4 +1,5 @@
 using System.Text;
+using Consort.Decoding;
 using LLama;
 using Microsoft.Extensions.AI;
 

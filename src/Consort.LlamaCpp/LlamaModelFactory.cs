@@ -1,3 +1,6 @@
+using Consort.Middleware;
+using Microsoft.Extensions.AI;
+
 namespace Consort.LlamaCpp;
 
 /// <summary>Loads GGUF models through llama.cpp as <see cref="ConsortModel"/>s (chat + full-logit token access).</summary>
@@ -24,8 +27,9 @@ public static class LlamaModelFactory
             shared.Release();
             throw;
         }
-        var chat = new LlamaChatClient(tokens, options.Seed);
-        return new ConsortModel(tokens.Descriptor, chat, tokens, owned: [chat, tokens]);
+        var client = new LlamaChatClient(tokens, options.Seed);
+        var chat = new ChatClientBuilder(client).UseConsortCost(tokens.Descriptor).Build();
+        return new ConsortModel(tokens.Descriptor, chat, tokens, owned: [chat, client, tokens]);
     }
 
     /// <summary>Loads a token model alone (the caller disposes it).</summary>

@@ -41,11 +41,6 @@ public sealed class OpenAIChatClient : DelegatingChatClient
             r.WithTokenLogprobs([.. lps.Select(l => l.LogProbability)]);
         long inTok = r.Usage?.InputTokenCount ?? 0, outTok = r.Usage?.OutputTokenCount ?? 0;
         Usage.Add(inTok, outTok, sw.Elapsed);
-        if (_descriptor.CostOf(inTok, outTok) is { } cost)
-        {
-            r.AdditionalProperties ??= new();
-            r.AdditionalProperties[ConsortResponseExtensions.CostKey] = cost;
-        }
         return r;
     }
 
@@ -87,11 +82,6 @@ public sealed class OpenAIChatClient : DelegatingChatClient
                 {
                     long inTok = usage.Details.InputTokenCount ?? 0, outTok = usage.Details.OutputTokenCount ?? 0;
                     Usage.Add(inTok, outTok, TimeSpan.Zero);
-                    if (_descriptor.CostOf(inTok, outTok) is { } cost)
-                    {
-                        u.AdditionalProperties ??= new();
-                        u.AdditionalProperties[ConsortResponseExtensions.CostKey] = cost;
-                    }
                 }
                 yield return u;
             }

@@ -1,5 +1,6 @@
 using System.ClientModel;
 using System.ClientModel.Primitives;
+using Consort.Middleware;
 using Microsoft.Extensions.AI;
 using OpenAI;
 
@@ -18,6 +19,7 @@ public static class OpenAIModelFactory
     {
         ArgumentNullException.ThrowIfNull(o);
         o.Validate();
+        var descriptor = Describe(o);
         string? key = null;
         if (!string.IsNullOrEmpty(o.ApiKeyEnv))
         {
@@ -29,16 +31,6 @@ public static class OpenAIModelFactory
         string credential = key ?? "no-key";
 
         var vocab = o.TopLogprobs > 0 ? StringVocabulary.For(o.Vocabulary ?? o.Model, o.VocabularySize) : null;
-        var descriptor = new ModelDescriptor
-        {
-            Name = o.Name,
-            Access = ModelAccess.Text | (o.TopLogprobs > 0 ? ModelAccess.TopKLogprobs : ModelAccess.None),
-            TopK = o.TopLogprobs > 0 ? o.TopLogprobs : null,
-            Vocabulary = vocab?.Identity,
-            ContextSize = o.ContextSize,
-            InputPricePerMillion = o.InputPricePerMillion,
-            OutputPricePerMillion = o.OutputPricePerMillion,
-        };
 
         var http = ResilientHttp.CreateClient(o);
         var client = new OpenAIClient(new ApiKeyCredential(credential), new OpenAIClientOptions
@@ -49,8 +41,21 @@ public static class OpenAIModelFactory
             // The resilience pipeline owns time; the SDK's own network timeout only backs it up.
             NetworkTimeout = o.EffectiveTotalTimeout + TimeSpan.FromSeconds(5),
         });
-        IChatClient chat = new OpenAIChatClient(client.GetChatClient(o.Model).AsIChatClient(), o, descriptor);
+        IChatClient endpoint = new OpenAIChatClient(client.GetChatClient(o.Model).AsIChatClient(), o, descriptor);
+        IChatClient chat = new ChatClientBuilder(endpoint).UseConsortCost(descriptor).Build();
         var tokens = vocab is null ? null : new EndpointTokenModel(descriptor, new CompletionsClient(http, o, credential), vocab, o.TopLogprobs);
-        return new ConsortModel(descriptor, chat, tokens, owned: [chat, http]);
+        return new ConsortModel(descriptor, chat, tokens, owned: [chat, endpoint, http]);
     }
+
+    /// <summary>What an endpoint model offers, from its options alone (nothing is sent).</summary>
+    public static ModelDescriptor Describe(OpenAIModelOptions o) => new()
+    {
+        Name = o.Name,
+        Access = ModelAccess.Text | (o.TopLogprobs > 0 ? ModelAccess.TopKLogprobs : ModelAccess.None),
+        TopK = o.TopLogprobs > 0 ? o.TopLogprobs : null,
+        Vocabulary = o.TopLogprobs > 0 ? StringVocabulary.IdentityFor(o.Vocabulary ?? o.Model, o.VocabularySize) : null,
+        ContextSize = o.ContextSize,
+        InputPricePerMillion = o.InputPricePerMillion,
+        OutputPricePerMillion = o.OutputPricePerMillion,
+    };
 }

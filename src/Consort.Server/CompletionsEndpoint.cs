@@ -20,8 +20,10 @@ internal static class CompletionsEndpoint
         int maxTokens = state.MaxTokens(body, 16, allowZero: echo);
         int logprobs = body.Int("logprobs") ?? 0;
         if (logprobs is < 0 or > 20) throw new ApiError(400, $"'logprobs' must be 0..20, got {logprobs}", param: "logprobs");
+        int? topK = body.Int("top_k");
+        if (topK is < 0) throw new ApiError(400, $"'top_k' must not be negative, got {topK}", param: "top_k");
         var settings = new CompletionSettings(maxTokens, body.FloatIn("temperature", 0, 2) ?? 1f, body.FloatIn("top_p", 0, 1) ?? 1f,
-            body.Int("seed"), body.Stop(), logprobs, echo);
+            body.Int("seed"), body.Stop(), logprobs, echo, topK is > 0 ? topK : null);
         bool stream = body.Bool("stream") == true;
         bool trace = ServerState.WantsTrace(ctx, body);
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
@@ -45,15 +47,15 @@ internal static class CompletionsEndpoint
             ["choices"] = new JsonArray(new JsonObject { ["text"] = text, ["index"] = 0, ["logprobs"] = lps, ["finish_reason"] = finish }),
         };
 
-        Func<EmittedToken, string, ValueTask>? onToken = null;
+        Func<IReadOnlyList<EmittedToken>, string, ValueTask>? onToken = null;
         int offset = 0;
         if (stream)
         {
             ServerState.StartEventStream(ctx);
-            onToken = async (e, piece) =>
+            onToken = async (done, piece) =>
             {
-                var lps = logprobs > 0 ? LegacyLogprobs([e], offset) : null;
-                offset += piece.Length;
+                var lps = logprobs > 0 ? LegacyLogprobs(done, offset) : null;
+                offset += done.Sum(e => e.Text.Length);
                 await ServerState.WriteEventAsync(ctx, Chunk(piece, lps, null), ct);
             };
         }

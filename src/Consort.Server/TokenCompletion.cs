@@ -1,7 +1,9 @@
+using Consort.Decoding;
+
 namespace Consort.Server;
 
 /// <summary>Settings of one raw-prompt completion run on a token model.</summary>
-internal sealed record CompletionSettings(int MaxTokens, float Temperature, float TopP, int? Seed, IList<string>? Stop, int Logprobs, bool Echo);
+internal sealed record CompletionSettings(int MaxTokens, float Temperature, float TopP, int? Seed, IList<string>? Stop, int Logprobs, bool Echo, int? TopK = null);
 
 /// <summary>One emitted token with its text and log-probabilities.</summary>
 internal sealed record EmittedToken(int Id, string Text, float? Logprob, IReadOnlyList<(string Text, float Logprob)>? Top);
@@ -10,13 +12,19 @@ internal sealed record EmittedToken(int Id, string Text, float? Logprob, IReadOn
 internal sealed record CompletionOutput(string Text, IReadOnlyList<EmittedToken> PromptTokens, IReadOnlyList<EmittedToken> Tokens, int PromptTokenCount, string FinishReason);
 
 /// <summary>
-/// Decodes a raw prompt on an <see cref="ITokenModel"/> (greedy at temperature 0, otherwise seeded sampling with top-p),
-/// reporting each token's log-probability and the top alternatives, for <c>/v1/completions</c>.
+/// Decodes a raw prompt on an <see cref="ITokenModel"/> with the shared decode loop (<see cref="TokenGenerator"/>:
+/// greedy at temperature 0, otherwise seeded sampling with top-k and top-p; stop strings never leak into streamed
+/// text), reporting each token's log-probability and the top alternatives, for <c>/v1/completions</c>.
 /// </summary>
 internal static class TokenCompletion
 {
+    /// <param name="model">The model.</param>
+    /// <param name="prompt">Raw prompt text.</param>
+    /// <param name="s">Settings.</param>
+    /// <param name="onPiece">Receives each piece of text as it becomes final, with the tokens it completes.</param>
+    /// <param name="ct">Cancels the run.</param>
     public static async Task<CompletionOutput> RunAsync(ITokenModel model, string prompt, CompletionSettings s,
-        Func<EmittedToken, string, ValueTask>? onToken, CancellationToken ct)
+        Func<IReadOnlyList<EmittedToken>, string, ValueTask>? onPiece, CancellationToken ct)
     {
         var tok = model.Tokenizer;
         int[] promptIds = tok.Encode(prompt, addBos: tok.Bos is not null);
@@ -48,45 +56,56 @@ internal static class TokenCompletion
             }
         }
 
-        var rng = s.Seed is { } seed ? new Random(seed) : new Random();
+        var decode = new DecodeSettings(s.MaxTokens, s.Temperature, s.TopK, s.TopP < 1 ? s.TopP : null, s.Seed, s.Stop?.ToArray());
         var all = new List<int>(promptIds);
-        var emitted = new List<EmittedToken>();
-        var text = new System.Text.StringBuilder();
-        string finish = "length";
-        using var seq = await model.StartAsync(promptIds, ct).ConfigureAwait(false);
-        for (int step = 0; step < s.MaxTokens; step++)
+        var tokens = new List<EmittedToken>();
+        int reported = 0, released = 0, tokenTextEnd = 0;
+        GenerationResult? result = null;
+        try
         {
-            ct.ThrowIfCancellationRequested();
-            var dist = seq.Next;
-            float[] lp = dist.LogProbabilities();
-            int t = s.Temperature <= 0 ? dist.ArgMax() : Sample(lp, s.Temperature, s.TopP, rng);
-            if (tok.EndTokens.Contains(t)) { finish = "stop"; break; }
-            all.Add(t);
-            string piece = Piece(tok, all, all.Count - 1);
-            var top = s.Logprobs > 0 ? TopK(dist, lp, s.Logprobs, tok, all) : null;
-            var e = new EmittedToken(t, piece, lp[t], top);
-            int before = text.Length;
-            text.Append(piece);
-            if (s.Stop is { Count: > 0 } stops && FindStop(text, stops, before) is { } cut)
+            await foreach (var ev in TokenGenerator.GenerateAsync(model, promptIds, decode, ct).ConfigureAwait(false))
             {
-                // The stop sequence and anything after it are not returned.
-                string kept = text.ToString(before, Math.Max(0, cut - before));
-                text.Length = cut;
-                if (kept.Length > 0)
+                if (ev.Token is { } t)
                 {
-                    var partial = e with { Text = kept };
-                    emitted.Add(partial);
-                    if (onToken is not null) await onToken(partial, kept).ConfigureAwait(false);
+                    all.Add(t);
+                    float[] lp = ev.Distribution!.LogProbabilities();
+                    var top = s.Logprobs > 0 ? TopK(ev.Distribution, lp, s.Logprobs, tok, all) : null;
+                    tokens.Add(new EmittedToken(t, Piece(tok, all, all.Count - 1), ev.Logprob, top));
                 }
-                finish = "stop";
-                break;
+                if (ev.Result is { } r) result = r;
+                if (ev.Piece is { Length: > 0 } piece)
+                {
+                    released += piece.Length;
+                    // Report the tokens whose text lies inside what has been released.
+                    var done = new List<EmittedToken>();
+                    while (reported < tokens.Count && tokenTextEnd + tokens[reported].Text.Length <= released)
+                    {
+                        tokenTextEnd += tokens[reported].Text.Length;
+                        done.Add(tokens[reported++]);
+                    }
+                    if (onPiece is not null) await onPiece(done, piece).ConfigureAwait(false);
+                }
             }
-            emitted.Add(e);
-            if (onToken is not null) await onToken(e, piece).ConfigureAwait(false);
-            if (step + 1 < s.MaxTokens) await seq.AppendAsync([t], ct).ConfigureAwait(false);
         }
+        finally
+        {
+            result?.Sequence.Dispose();
+        }
+        string text = result!.Text;
+        // Tokens past the end of the text (a stop string) are not returned; the last kept one is cut to fit.
+        var kept = new List<EmittedToken>();
+        int at = 0;
+        foreach (var e in tokens)
+        {
+            if (at >= text.Length && e.Text.Length > 0) break;
+            var piece = e.Text.Length > text.Length - at ? e with { Text = text[at..] } : e;
+            kept.Add(piece);
+            at += piece.Text.Length;
+        }
+        if (onPiece is not null && reported < kept.Count) await onPiece(kept.Skip(reported).ToList(), "").ConfigureAwait(false);
         string prefix = s.Echo ? string.Concat(echoed.Select(x => x.Text)) : "";
-        return new CompletionOutput(prefix + text, echoed, emitted, promptIds.Length, finish);
+        string finish = result.Finish == Microsoft.Extensions.AI.ChatFinishReason.Stop ? "stop" : "length";
+        return new CompletionOutput(prefix + text, echoed, kept, promptIds.Length, finish);
     }
 
     // Text of token i, decoded after a few tokens of context so that SentencePiece's leading space survives.
@@ -98,19 +117,6 @@ internal static class TokenCompletion
         string before = tok.Decode(ctx);
         string with = tok.Decode([.. ctx, ids[i]]);
         return with.StartsWith(before, StringComparison.Ordinal) ? with[before.Length..] : tok.Decode([ids[i]]);
-    }
-
-    private static int? FindStop(System.Text.StringBuilder text, IList<string> stops, int newFrom)
-    {
-        string s = text.ToString();
-        int best = -1;
-        foreach (var stop in stops)
-        {
-            int start = Math.Max(0, newFrom - stop.Length + 1);
-            int at = s.IndexOf(stop, start, StringComparison.Ordinal);
-            if (at >= 0 && (best < 0 || at < best)) best = at;
-        }
-        return best < 0 ? null : best;
     }
 
     private static List<(string, float)> TopK(TokenDistribution dist, float[] lp, int k, ITokenizer tok, List<int> all)
@@ -140,26 +146,5 @@ internal static class TokenCompletion
         }
         all[last] = chosen;
         return result;
-    }
-
-    private static int Sample(float[] lp, float temperature, float topP, Random rng)
-    {
-        var p = new double[lp.Length];
-        double max = double.NegativeInfinity;
-        for (int i = 0; i < lp.Length; i++) max = Math.Max(max, lp[i] / temperature);
-        double sum = 0;
-        for (int i = 0; i < lp.Length; i++) sum += p[i] = Math.Exp(lp[i] / temperature - max);
-        if (topP < 1)
-        {
-            var order = Enumerable.Range(0, p.Length).OrderByDescending(i => p[i]).ToArray();
-            double acc = 0, keep = topP * sum;
-            int cut = order.Length;
-            for (int j = 0; j < order.Length; j++) { acc += p[order[j]]; if (acc >= keep) { cut = j + 1; break; } }
-            for (int j = cut; j < order.Length; j++) p[order[j]] = 0;
-            sum = acc;
-        }
-        double r = rng.NextDouble() * sum;
-        for (int i = 0; i < p.Length; i++) { r -= p[i]; if (r <= 0 && p[i] > 0) return i; }
-        return Array.FindLastIndex(p, x => x > 0);
     }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Consort.Config;
 using Consort.LlamaCpp;
 using Consort.Methods.Weight;
 using Consort.Testing;
@@ -23,8 +24,8 @@ public class WeightMergeMethodTests
             ["model_parameters"] = new JsonArray(new JsonObject { ["weight"] = 0.25 }, new JsonObject { ["weight"] = 0.75 }),
             ["output"] = dir.File("m.gguf"),
         };
-        var ctx = new MethodContext { Name = "soup", Models = [a, b], Hyperparameters = new Hyperparameters("weight_merge", hp), BaseDirectory = dir.Path };
-        using var merged = await new WeightMergeMethod().CreateAsync(ctx);
+        using var loader = new ModelSession();
+        using var merged = await MethodHarness.CreateAsync(new WeightMergeMethod(), [a, b], hp.ToJsonString(), name: "soup", loader: loader, baseDirectory: dir.Path);
         Assert.Equal("soup", merged.Name);
         Assert.Equal("weight_merge", merged.Method);
         Assert.Equal(2, merged.Members.Count);
@@ -54,18 +55,20 @@ public class WeightMergeMethodTests
         Environment.SetEnvironmentVariable("CONSORT_CACHE", cache);
         try
         {
-            var ctx = new MethodContext { Name = "ties", Models = [a], Hyperparameters = new Hyperparameters("weight_merge", new JsonObject { ["config"] = "m.yml" }), BaseDirectory = dir.Path };
-            using (var m = await new WeightMergeMethod().CreateAsync(ctx))
+            using var loader = new ModelSession();
+            Task<ConsortModel> Build() => MethodHarness.CreateAsync(new WeightMergeMethod(), [a], """{"config": "m.yml"}""", name: "ties", loader: loader, baseDirectory: dir.Path);
+            using (var m = await Build())
                 Assert.False(string.IsNullOrWhiteSpace(await Greedy(m)));
             var files = Directory.GetFiles(Path.Combine(cache, "merges"), "*.gguf");
             Assert.Single(files);
             var stamp = File.GetLastWriteTimeUtc(files[0]);
-            using (var again = await new WeightMergeMethod().CreateAsync(ctx))
+            using (var again = await Build())
                 Assert.Equal(stamp, File.GetLastWriteTimeUtc(files[0])); // reused, not merged again
 
-            var bad = new MethodContext { Name = "x", Models = [a], Hyperparameters = new Hyperparameters("weight_merge",
-                new JsonObject { ["merge_method"] = "ties", ["model_parameters"] = new JsonArray(new JsonObject { ["weight"] = 1 }, new JsonObject()) }) };
-            Assert.Contains("model_parameters has 2 entries for 1 models", (await Assert.ThrowsAsync<ConfigException>(() => new WeightMergeMethod().CreateAsync(bad))).Message);
+            // Checked when the config is validated, before any merge.
+            var e = Assert.Throws<ConfigException>(() => MethodHarness.Plan(new WeightMergeMethod(), [a.Descriptor],
+                """{"merge_method": "ties", "model_parameters": [{"weight": 1}, {}]}"""));
+            Assert.Contains("model_parameters has 2 entries for 1 models", e.Message);
         }
         finally { Environment.SetEnvironmentVariable("CONSORT_CACHE", null); }
     }

@@ -50,7 +50,7 @@ public sealed class BenchDecodeCommand : IBenchCommand
     {
         using var a = LlamaModelFactory.Load(new LlamaModelOptions { Path = pathA, MaxSequences = 1, Threads = threads });
         using var b = LlamaModelFactory.Load(new LlamaModelOptions { Path = pathB, MaxSequences = 1, Threads = threads });
-        LogitFusionMethod.CheckSharedVocabulary([a.Descriptor, b.Descriptor]);
+        SharedVocabulary.Require([a.Descriptor, b.Descriptor], "bench decode");
         using var fused = new FusedTokenModel("fused", [a.Tokens!, b.Tokens!], [0.5, 0.5], FusionCombine.Prob);
         var ids = a.Tokens!.Tokenizer.Encode(prompt, addBos: true);
         int room = Math.Min(a.Descriptor.ContextSize, b.Descriptor.ContextSize) - ids.Length;

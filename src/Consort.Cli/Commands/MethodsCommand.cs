@@ -6,49 +6,119 @@ using Spectre.Console;
 
 namespace Consort.Cli.Commands;
 
-/// <summary><c>consort methods</c>: every method, its level, what it needs and its hyperparameters.</summary>
+/// <summary><c>consort methods</c>: every method, its level, MoCo names, what it needs and its hyperparameters,
+/// all read from the methods' declarations (attributes and options classes).</summary>
 public sealed class MethodsCommand : ICliCommand
 {
     /// <inheritdoc />
     public Command Build()
     {
         var json = new Option<bool>("--json") { Description = "Print JSON." };
-        var cmd = new Command("methods", "List collaboration methods: level, requirements, hyperparameters and defaults.") { json };
+        var markdown = new Option<bool>("--markdown") { Description = "Print the reference as Markdown (docs/methods.md is this output)." };
+        var name = new Argument<string?>("method") { Description = "Show one method in full.", Arity = ArgumentArity.ZeroOrOne };
+        var cmd = new Command("methods", "List collaboration methods: level, MoCo names, requirements, hyperparameters and defaults.") { name, json, markdown };
         cmd.SetAction(pr =>
         {
-            var methods = MethodRegistry.Methods;
+            var methods = pr.GetValue(name) is { } n ? [MethodRegistry.Get(n)] : MethodRegistry.Methods;
             if (pr.GetValue(json))
             {
-                var arr = new JsonArray(methods.Select(m => (JsonNode)new JsonObject
-                {
-                    ["name"] = m.Name, ["level"] = m.Level.ToString().ToLowerInvariant(), ["description"] = m.Description,
-                    ["requires"] = m.Requires.Describe(), ["shared_vocabulary"] = m.RequiresSharedVocabulary,
-                    ["min_models"] = m.MinModels, ["max_models"] = m.MaxModels == int.MaxValue ? null : m.MaxModels,
-                    ["aliases"] = new JsonArray(MethodRegistry.Aliases.Where(a => a.Value == m.Name).Select(a => (JsonNode)JsonValue.Create(a.Key)!).ToArray()),
-                    ["hyperparameters"] = new JsonArray(m.Hyperparameters.Select(h => (JsonNode)new JsonObject
-                    {
-                        ["name"] = h.Name, ["type"] = h.Type, ["default"] = h.Default, ["description"] = h.Description,
-                    }).ToArray()),
-                }).ToArray());
-                Console.WriteLine(arr.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                Console.WriteLine(new JsonArray(methods.Select(m => (JsonNode)Json(m)).ToArray()).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
                 return 0;
             }
+            if (pr.GetValue(markdown))
+            {
+                Console.Write(Markdown(methods));
+                return 0;
+            }
+            bool detail = methods.Count == 1;
             var table = new Table().Border(TableBorder.Rounded).Title("Consort methods");
             foreach (var c in new[] { "method", "level", "needs", "models", "hyperparameters (default)" }) table.AddColumn(c);
             foreach (var m in methods)
             {
-                string needs = m.Requires.Describe() + (m.RequiresSharedVocabulary ? ", shared vocabulary" : "");
-                string count = m.MaxModels == int.MaxValue ? $"{m.MinModels}+" : m.MinModels == m.MaxModels ? $"{m.MinModels}" : $"{m.MinModels}-{m.MaxModels}";
-                string hp = m.Hyperparameters.Count == 0 ? "-" : string.Join("\n", m.Hyperparameters.Select(h => $"{h.Name} = {h.Default ?? "(auto)"}"));
-                var aliases = MethodRegistry.Aliases.Where(a => a.Value == m.Name).Select(a => a.Key).ToList();
-                table.AddRow(Markup.Escape(m.Name + (aliases.Count > 0 ? $"\n(MoCo: {string.Join(", ", aliases)})" : "") + "\n" + m.Description),
-                    m.Level.ToString().ToLowerInvariant(), Markup.Escape(needs), count, Markup.Escape(hp));
+                var md = m.Metadata;
+                string needs = md.Requires.Describe() + (md.SharedVocabulary ? ", shared vocabulary" : "");
+                var own = m.Options.Where(o => !IsCommon(o)).ToList();
+                string hp = own.Count == 0 ? "-" : string.Join("\n", own.Select(h => $"{h.Name} = {h.Default}" + (detail ? $"\n  {h.Type}{(h.RangeText() is { } r ? " " + r : "")}: {h.Description}" : "")));
+                table.AddRow(Markup.Escape(md.Name + (md.Aliases.Count > 0 ? $"\n(MoCo: {string.Join(", ", md.Aliases)})" : "") + "\n" + md.Description +
+                                           (detail && md.Reference is { } refText ? "\n" + refText : "")),
+                    md.Level.ToString().ToLowerInvariant(), Markup.Escape(needs), md.ModelCountText, Markup.Escape(hp));
             }
             AnsiConsole.Write(table);
-            AnsiConsole.MarkupLine("[grey]Descriptions of each hyperparameter: consort methods --json[/]");
-            AnsiConsole.MarkupLine($"[grey]Every method also accepts: {Markup.Escape(string.Join(", ", MethodRegistry.Common.Select(c => $"{c.Name} ({c.Default})")))}[/]");
+            AnsiConsole.MarkupLine("[grey]One method in full: consort methods NAME; everything: consort methods --json[/]");
+            var common = methods[0].Options.Where(IsCommon);
+            AnsiConsole.MarkupLine($"[grey]Every method also accepts: {Markup.Escape(string.Join(", ", common.Select(c => $"{c.Name} ({c.Default})")))}[/]");
             return 0;
         });
         return cmd;
+    }
+
+    private static readonly HashSet<string> CommonNames = OptionBinder.Describe(typeof(MethodOptions)).Select(o => o.Name).ToHashSet();
+
+    private static bool IsCommon(OptionInfo o) => CommonNames.Contains(o.Name);
+
+    /// <summary>The method reference as Markdown, rendered from the methods' declarations (docs/methods.md).</summary>
+    public static string Markdown(IReadOnlyList<ICollaborationMethod> methods)
+    {
+        static string Cell(string s) => s.Replace("|", "\\|").Replace("\n", " ");
+        var sb = new System.Text.StringBuilder();
+        sb.AppendLine("# Methods reference");
+        sb.AppendLine();
+        sb.AppendLine("Generated by `./consort methods --markdown` from each method's declaration (its `[CollaborationMethod]` attribute and");
+        sb.AppendLine("options class); a test checks that this file is current. Every method also accepts the common generation settings");
+        sb.AppendLine("listed at the end.");
+        sb.AppendLine();
+        sb.AppendLine("| method | level | MoCo name | needs | models | description |");
+        sb.AppendLine("| --- | --- | --- | --- | --- | --- |");
+        foreach (var m in methods)
+        {
+            var md = m.Metadata;
+            sb.AppendLine($"| [`{md.Name}`](#{md.Name}) | {md.Level.ToString().ToLowerInvariant()} | {(md.Aliases.Count == 0 ? "-" : string.Join(", ", md.Aliases.Select(a => $"`{a}`")))} | " +
+                          $"{Cell(md.Requires.Describe())}{(md.SharedVocabulary ? ", shared vocabulary" : "")} | {md.ModelCountText} | {Cell(md.Description)} |");
+        }
+        foreach (var m in methods)
+        {
+            var md = m.Metadata;
+            sb.AppendLine();
+            sb.AppendLine($"## {md.Name}");
+            sb.AppendLine();
+            sb.AppendLine(md.Description);
+            if (md.Reference is { } r) { sb.AppendLine(); sb.AppendLine($"Reference: {r}"); }
+            var own = m.Options.Where(o => !IsCommon(o)).ToList();
+            sb.AppendLine();
+            if (own.Count == 0) { sb.AppendLine("No hyperparameters of its own."); continue; }
+            sb.AppendLine("| hyperparameter | type | default | range | description |");
+            sb.AppendLine("| --- | --- | --- | --- | --- |");
+            foreach (var o in own)
+                sb.AppendLine($"| `{o.Name}`{(o.Aliases.Count > 0 ? " (" + string.Join(", ", o.Aliases.Select(a => $"`{a}`")) + ")" : "")} | {Cell(o.Type)} | `{Cell(o.Default)}` | {Cell(o.RangeText() ?? "-")} | {Cell(o.Description)} |");
+        }
+        sb.AppendLine();
+        sb.AppendLine("## Common generation settings (every method)");
+        sb.AppendLine();
+        sb.AppendLine("| hyperparameter | type | default | range | description |");
+        sb.AppendLine("| --- | --- | --- | --- | --- |");
+        foreach (var o in OptionBinder.Describe(typeof(MethodOptions)))
+            sb.AppendLine($"| `{o.Name}`{(o.Aliases.Count > 0 ? " (" + string.Join(", ", o.Aliases.Select(a => $"`{a}`")) + ")" : "")} | {Cell(o.Type)} | {Cell(o.Default)} | {Cell(o.RangeText() ?? "-")} | {Cell(o.Description)} |");
+        return sb.ToString();
+    }
+
+    /// <summary>A method as JSON (the same data the docs are written from).</summary>
+    public static JsonObject Json(ICollaborationMethod m)
+    {
+        var md = m.Metadata;
+        return new JsonObject
+        {
+            ["name"] = md.Name, ["level"] = md.Level.ToString().ToLowerInvariant(), ["description"] = md.Description,
+            ["aliases"] = new JsonArray(md.Aliases.Select(a => (JsonNode)JsonValue.Create(a)!).ToArray()),
+            ["reference"] = md.Reference,
+            ["requires"] = md.Requires.Describe(), ["shared_vocabulary"] = md.SharedVocabulary,
+            ["min_models"] = md.MinModels, ["max_models"] = md.MaxModels == int.MaxValue ? null : md.MaxModels,
+            ["hyperparameters"] = new JsonArray(m.Options.Select(h => (JsonNode)new JsonObject
+            {
+                ["name"] = h.Name, ["aliases"] = new JsonArray(h.Aliases.Select(a => (JsonNode)JsonValue.Create(a)!).ToArray()),
+                ["type"] = h.Type, ["default"] = h.Default, ["min"] = h.Min, ["max"] = h.Max,
+                ["allowed"] = h.Allowed is null ? null : new JsonArray(h.Allowed.Select(a => (JsonNode)JsonValue.Create(a)!).ToArray()),
+                ["common"] = IsCommon(h), ["ignored"] = h.Ignored, ["description"] = h.Description,
+            }).ToArray()),
+        };
     }
 }

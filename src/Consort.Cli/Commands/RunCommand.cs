@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Consort.Config;
 using Consort.Evaluation;
+using Consort.Methods;
 using Spectre.Console;
 
 namespace Consort.Cli.Commands;
@@ -56,9 +57,9 @@ public sealed class RunCommand : ICliCommand
         await ModelSession.PrepareAsync(runs.Select(r => r.Model), Log, ct);
         using var session = new ModelSession
         {
-            BaseDirectory = config.BaseDirectory, Dev = dev, Seed = config.Seed, MaxConcurrency = concurrency ?? config.Concurrency, Log = Log,
+            BaseDirectory = config.BaseDirectory, Dev = dev, Seed = config.Seed, MaxConcurrency = concurrency ?? config.Concurrency, Log = Log, Answers = task.Answers,
         };
-        // Validate everything (files, capabilities, vocabularies, hyperparameters) before any work starts.
+        // Validate every run (files, capabilities, vocabularies, every hyperparameter value) before any model loads.
         foreach (var r in runs) session.Describe(r.Model);
 
         var summaries = new List<(RunEntry Run, EvalSummary Summary, string? Method)>();

@@ -1,23 +1,28 @@
 using System.Runtime.CompilerServices;
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using Consort.Formats.Gguf;
-using Consort.LlamaCpp;
 using Consort.Methods;
-using Consort.OpenAI;
 
 namespace Consort.Config;
 
 /// <summary>
-/// Builds models from specs: validates everything first (<see cref="Describe"/>: files, capabilities,
-/// vocabularies, hyperparameters), then loads each model once and owns it until disposed.
+/// Builds models from specs through the host's <see cref="IModelProvider"/>s: validates everything first
+/// (<see cref="Describe"/>: files, capabilities, vocabularies, every hyperparameter value), then loads each model once
+/// and owns it until disposed. Collaborations are built by their methods, which load further models through this
+/// session as their <see cref="IModelLoader"/>.
 /// </summary>
-public sealed class ModelSession : IDisposable
+public sealed class ModelSession : IDisposable, IModelLoader
 {
     private readonly Dictionary<ModelSpec, Task<ConsortModel>> _built = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<ModelSpec, ModelDescriptor> _described = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<ModelSpec, MethodOptions> _options = new(ReferenceEqualityComparer.Instance);
     private readonly List<ConsortModel> _owned = [];
     private readonly Lock _lock = new();
+    private readonly IReadOnlyList<IModelProvider> _providers;
+
+    /// <summary>A session over <paramref name="providers"/> (default: <see cref="ModelProviders.Default"/>).</summary>
+    public ModelSession(IEnumerable<IModelProvider>? providers = null)
+    {
+        _providers = providers?.ToList() ?? ModelProviders.Default;
+    }
 
     /// <summary>Folder for relative paths in hyperparameters.</summary>
     public string BaseDirectory { get; init; } = Environment.CurrentDirectory;
@@ -29,6 +34,10 @@ public sealed class ModelSession : IDisposable
     public int MaxConcurrency { get; init; } = 4;
     /// <summary>Progress messages.</summary>
     public Action<string>? Log { get; init; }
+    /// <summary>The task's answer extractor, for calls that carry none.</summary>
+    public AnswerExtractor Answers { get; init; } = AnswerExtractor.Generic;
+    /// <summary>Host services methods may ask for (embedding generators, trainers).</summary>
+    public IServiceProvider? Services { get; init; }
 
     /// <summary>Downloads every <c>hf:</c> model the specs reference that is not yet cached.</summary>
     public static async Task PrepareAsync(IEnumerable<ModelSpec> specs, Action<string>? log = null, CancellationToken cancellationToken = default)
@@ -45,77 +54,33 @@ public sealed class ModelSession : IDisposable
         specs.SelectMany(s => s is CollaborationSpec c ? Flatten(c.Members).Prepend(s) : [s]);
 
     /// <summary>
-    /// What a spec offers, validated without loading weights: GGUF files are opened and checked in
-    /// managed code; collaborations check their method's needs against their members.
+    /// What a spec offers, validated without loading weights: model entries by their provider (files opened and
+    /// checked in managed code), collaborations by their method (members, every hyperparameter value, cross-checks).
     /// </summary>
+    /// <exception cref="ConfigException">Anything that would fail later, named: run, method, model, key, value.</exception>
     public ModelDescriptor Describe(ModelSpec spec)
     {
         lock (_lock)
             if (_described.TryGetValue(spec, out var known)) return known;
-        var d = spec switch
-        {
-            GgufModelSpec g => DescribeGguf(g),
-            EndpointModelSpec e => DescribeEndpoint(e),
-            CollaborationSpec c => DescribeCollaboration(c),
-            _ => throw new ConfigException($"unsupported model spec {spec.GetType().Name}"),
-        };
+        var d = spec is CollaborationSpec c ? DescribeCollaboration(c) : ProviderOf(spec).Describe(spec);
         lock (_lock) _described[spec] = d;
         return d;
     }
 
-    private static ModelDescriptor DescribeGguf(GgufModelSpec g)
-    {
-        if (!File.Exists(g.Path))
-            throw new ConfigException($"model '{g.Name}': file not found: {g.Path}" + (g.Reference != g.Path ? $" (from '{g.Reference}')" : ""));
-        using var f = GgufFile.Open(g.Path);
-        if (f.FileKind == "adapter") throw new ConfigException($"model '{g.Name}': {g.Path} is a LoRA adapter; list it under \"lora\" of its base model");
-        foreach (var (path, _) in Adapters(g))
-            if (!File.Exists(path)) throw new ConfigException($"model '{g.Name}': LoRA adapter not found: {path}");
-        return new ModelDescriptor
-        {
-            Name = g.Name,
-            Access = ModelAccess.Text | ModelAccess.FullLogits | ModelAccess.Weights,
-            Vocabulary = f.Vocabulary ?? throw new ModelFileException(g.Path, "no tokenizer (tokenizer.ggml.tokens is missing)"),
-            ContextSize = f.ContextLength,
-            Architecture = f.Architecture,
-            Parameters = f.ParameterCount,
-            WeightsPath = g.Path,
-        };
-    }
-
-    private static ModelDescriptor DescribeEndpoint(EndpointModelSpec e)
-    {
-        var o = OpenAIModelOptions.FromJson(e.Entry, e.Name);
-        return new ModelDescriptor
-        {
-            Name = o.Name,
-            Access = ModelAccess.Text | (o.TopLogprobs > 0 ? ModelAccess.TopKLogprobs : ModelAccess.None),
-            TopK = o.TopLogprobs > 0 ? o.TopLogprobs : null,
-            Vocabulary = o.TopLogprobs > 0 ? new VocabularyIdentity(o.VocabularySize, "endpoint:" + (o.Vocabulary ?? o.Model), "endpoint") : null,
-            ContextSize = o.ContextSize,
-            InputPricePerMillion = o.InputPricePerMillion,
-            OutputPricePerMillion = o.OutputPricePerMillion,
-        };
-    }
+    private IModelProvider ProviderOf(ModelSpec spec) =>
+        _providers.FirstOrDefault(p => p.Handles(spec))
+        ?? throw new ConfigException($"model '{spec.Name}': no backend handles {spec.GetType().Name} (providers: {string.Join(", ", _providers.Select(p => p.GetType().Name))})");
 
     private ModelDescriptor DescribeCollaboration(CollaborationSpec c)
     {
         var method = MethodRegistry.Get(c.Method);
         var members = c.Members.Select(Describe).ToList();
-        MethodRegistry.Validate(method, members, new Hyperparameters(method.Name, c.Hyperparameters));
-        var access = method.Level switch
-        {
-            CollaborationLevel.Logit => ModelAccess.Text | ModelAccess.FullLogits,
-            CollaborationLevel.Weight => ModelAccess.Text | ModelAccess.FullLogits | ModelAccess.Weights,
-            _ => ModelAccess.Text,
-        };
-        return new ModelDescriptor
-        {
-            Name = c.Name,
-            Access = access,
-            Vocabulary = access.HasFlag(ModelAccess.FullLogits) ? members[0].Vocabulary : null,
-            ContextSize = members.Min(m => m.ContextSize),
-        };
+        string where = $"run '{Limits.ForMessage(c.Name)}' (method {method.Metadata.Name})";
+        var options = method.Bind(c.Hyperparameters, where);
+        var plan = new MethodPlan { Name = c.Name, Method = method.Metadata, Members = members, HasDev = Dev is not null, BaseDirectory = BaseDirectory, Loader = this };
+        var d = method.Plan(plan, options);
+        lock (_lock) _options[c] = options;
+        return d;
     }
 
     /// <summary>Builds (once) the model for a spec.</summary>
@@ -131,78 +96,43 @@ public sealed class ModelSession : IDisposable
 
     private async Task<ConsortModel> BuildCoreAsync(ModelSpec spec, CancellationToken ct)
     {
-        Describe(spec); // validation first, always
+        var descriptor = Describe(spec); // validation first, always
         ConsortModel model;
-        switch (spec)
+        if (spec is CollaborationSpec c)
         {
-            case GgufModelSpec g:
-                model = await Task.Run(() => LlamaModelFactory.Load(new LlamaModelOptions
-                {
-                    Path = g.Path,
-                    Name = g.Name,
-                    ContextSize = Opt<int?>(g, "context_size"),
-                    Threads = Opt<int?>(g, "threads"),
-                    MaxSequences = Opt<int?>(g, "max_sequences") ?? 4,
-                    Seed = Opt<int?>(g, "seed") ?? Seed,
-                    Adapters = Adapters(g).Select(a => new LoraAdapterOption(a.Path, a.Scale)).ToList(),
-                }), ct).ConfigureAwait(false);
-                break;
-            case EndpointModelSpec e:
-                model = OpenAIModelFactory.Create(OpenAIModelOptions.FromJson(e.Entry, e.Name));
-                break;
-            case CollaborationSpec c:
-                var members = new List<ConsortModel>();
-                foreach (var m in c.Members) members.Add(await BuildAsync(m, ct).ConfigureAwait(false));
-                var method = MethodRegistry.Get(c.Method);
-                Log?.Invoke($"building '{c.Name}' ({method.Name} of {string.Join(", ", members.Select(m => m.Name))})");
-                model = await method.CreateAsync(new MethodContext
-                {
-                    Name = c.Name,
-                    Models = members,
-                    Hyperparameters = new Hyperparameters(method.Name, c.Hyperparameters),
-                    Dev = Dev,
-                    Seed = Seed,
-                    MaxConcurrency = MaxConcurrency,
-                    Log = Log,
-                    BaseDirectory = BaseDirectory,
-                }, ct).ConfigureAwait(false);
-                break;
-            default:
-                throw new ConfigException($"unsupported model spec {spec.GetType().Name}");
+            var members = new List<ConsortModel>();
+            foreach (var m in c.Members) members.Add(await BuildAsync(m, ct).ConfigureAwait(false));
+            var method = MethodRegistry.Get(c.Method);
+            MethodOptions options;
+            lock (_lock) options = _options[c];
+            Log?.Invoke($"building '{c.Name}' ({method.Metadata.Name} of {string.Join(", ", members.Select(m => m.Name))})");
+            model = await method.CreateAsync(new MethodContext
+            {
+                Name = c.Name,
+                Models = members,
+                Options = options,
+                Descriptor = descriptor,
+                Dev = Dev,
+                Seed = Seed,
+                MaxConcurrency = MaxConcurrency,
+                Log = Log,
+                BaseDirectory = BaseDirectory,
+                Loader = this,
+                Services = Services,
+                Answers = Answers,
+            }, ct).ConfigureAwait(false);
         }
+        else model = await ProviderOf(spec).CreateAsync(spec, new ModelBuildContext { Seed = Seed, Log = Log }, ct).ConfigureAwait(false);
         lock (_lock) _owned.Add(model);
         return model;
     }
 
-    private static T? Opt<T>(GgufModelSpec g, string key)
+    /// <summary>Loads a further model for a method (validated first); the caller owns it.</summary>
+    async Task<ConsortModel> IModelLoader.LoadAsync(ModelSpec spec, CancellationToken cancellationToken)
     {
-        if (g.Options[key] is not { } node) return default;
-        try { return node.Deserialize<T>(); }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
-        {
-            throw new ConfigException($"model '{g.Name}': '{key}' has the wrong type ({node.ToJsonString()})", e);
-        }
-    }
-
-    private static IEnumerable<(string Path, float Scale)> Adapters(GgufModelSpec g)
-    {
-        if (g.Options["lora"] is not { } node) yield break;
-        var items = node as JsonArray ?? new JsonArray(node.DeepClone());
-        var baseDir = Path.GetDirectoryName(g.Path) ?? ".";
-        foreach (var item in items)
-        {
-            switch (item)
-            {
-                case JsonValue v when v.TryGetValue<string>(out var p):
-                    yield return (Path.GetFullPath(p, baseDir), 1f);
-                    break;
-                case JsonObject o when o["path"]?.GetValue<string>() is { } p2:
-                    yield return (Path.GetFullPath(p2, baseDir), o["scale"]?.GetValue<float>() ?? 1f);
-                    break;
-                default:
-                    throw new ConfigException($"model '{g.Name}': each 'lora' entry is a path or {{\"path\": ..., \"scale\": ...}}, got {item?.ToJsonString()}");
-            }
-        }
+        if (spec is CollaborationSpec) throw new ArgumentException("a method loads models, not collaborations");
+        ProviderOf(spec).Describe(spec);
+        return await ProviderOf(spec).CreateAsync(spec, new ModelBuildContext { Seed = Seed, Log = Log }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Disposes every model built, collaborations first.</summary>

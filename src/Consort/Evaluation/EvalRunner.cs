@@ -136,8 +136,8 @@ public static class EvalRunner
                 return (record, lr.Score.Score, false);
             }
 
-            // Voting methods count equal answers together with the task's own normalizer.
-            var chatOptions = Consort.Methods.AnswerNormalizer.With(task.BuildChatOptions(), output => task.Type.NormalizeAnswer(output, item));
+            // Voting methods count equal answers together with the task's own extractor.
+            var chatOptions = task.AnswersFor(item).AttachTo(task.BuildChatOptions());
             var response = await model.Chat.GetResponseAsync(task.BuildMessages(item), chatOptions, ct).ConfigureAwait(false);
             sw.Stop();
             var output = response.Text ?? "";

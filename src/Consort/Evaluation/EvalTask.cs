@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Consort.Methods;
 using Microsoft.Extensions.AI;
 
 namespace Consort.Evaluation;
@@ -119,6 +120,12 @@ public sealed class EvalTask
         return null;
     }
 
+    /// <summary>The task's answer extractor for one item (voting and ranking compare answers this way).</summary>
+    public AnswerExtractor AnswersFor(EvalItem item) => new(output => Type.NormalizeAnswer(output, item));
+
+    /// <summary>The task's answer extractor without an item (server calls, fitting defaults).</summary>
+    public AnswerExtractor Answers => new(output => Type.NormalizeAnswer(output, null));
+
     /// <summary>Scores an output for an item.</summary>
     public ItemScore Score(EvalItem item, string output) => Type.Score(item, output);
 
@@ -126,12 +133,18 @@ public sealed class EvalTask
     public IFitData BuildFitData(string split = "dev", int? limit = null)
     {
         // The task's own "limit" is for the evaluated split; fitting takes the whole split unless told otherwise.
+        var options = BuildChatOptions();
         var examples = GetItems(split, limit ?? int.MaxValue, out _).Select(item => new FitExample(
             item.Key,
             BuildMessages(item),
             Type.Gold(item),
             output => Type.Score(item, output).Score,
-            output => Type.NormalizeAnswer(output, item))).ToList();
+            output => Type.NormalizeAnswer(output, item))
+        {
+            // Fit on outputs generated the way the run generates them.
+            Options = AnswersFor(item).AttachTo(options),
+            Group = GroupOf(item),
+        }).ToList();
         return new FitData(examples);
     }
 

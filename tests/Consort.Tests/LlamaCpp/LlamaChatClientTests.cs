@@ -1,3 +1,4 @@
+using Consort.Decoding;
 using Consort.LlamaCpp;
 using Microsoft.Extensions.AI;
 using Xunit;

@@ -1,4 +1,5 @@
 using Consort.Formats.Gguf;
+using Consort.Decoding;
 using Consort.LlamaCpp;
 using Consort.Testing;
 using Microsoft.Extensions.AI;

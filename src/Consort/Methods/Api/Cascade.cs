@@ -2,75 +2,79 @@ using Microsoft.Extensions.AI;
 
 namespace Consort.Methods.Api;
 
+/// <summary>Options of <see cref="CascadeMethod"/>.</summary>
+public sealed class CascadeOptions : MethodOptions
+{
+    /// <summary>Confidence threshold per stage but the last; null = calibrated on dev.</summary>
+    [Option("Confidence threshold per stage but the last; when absent, calibrated on dev.", DefaultText = "calibrated on dev")]
+    public double[]? Thresholds { get; set; }
+
+    /// <summary>Target share of queries each stage defers, for calibration.</summary>
+    [Option("Target share of queries each stage defers, for calibration.", Min = 0, Max = 1)]
+    public double DeferralRate { get; set; } = 0.5;
+
+    /// <summary>Confidence measure.</summary>
+    [Option("Confidence measure: mean (geometric-mean token probability), min, first, sum.")]
+    public ConfidenceMeasure Confidence { get; set; } = ConfidenceMeasure.Mean;
+
+    /// <summary>Dev examples used for calibration.</summary>
+    [Option("Dev examples used for calibration.", Min = 1, Max = 100_000)]
+    public int CalibrationSize { get; set; } = 32;
+}
+
 /// <summary>
 /// <c>cascade</c>: models are tried cheapest first; a model's answer is kept when its confidence
 /// (from its token probabilities) reaches that stage's threshold, otherwise the query is deferred to
-/// the next model. Thresholds are given, or calibrated on the dev split so that a target share of
-/// queries is deferred at each stage.
+/// the next model. Thresholds are given, or calibrated on the dev split (with the task's own generation
+/// settings) so that a target share of queries is deferred at each stage.
 /// </summary>
-public sealed class CascadeMethod : ICollaborationMethod, IMemberRequirements
+[CollaborationMethod("cascade", CollaborationLevel.Api,
+    "Cheapest model first; defer to the next when token-probability confidence is under a calibrated threshold.",
+    Aliases = ["api_cascade"], Reference = "FrugalGPT (Chen et al., 2023), https://arxiv.org/abs/2305.05176",
+    Requires = ModelAccess.Text | ModelAccess.Tokens, MinModels = 2)]
+public sealed class CascadeMethod : CollaborationMethod<CascadeOptions>
 {
-    /// <inheritdoc />
-    public string Name => "cascade";
-    /// <inheritdoc />
-    public CollaborationLevel Level => CollaborationLevel.Api;
-    /// <inheritdoc />
-    public string Description => "Cheapest model first; defer to the next when token-probability confidence is under a calibrated threshold.";
-    /// <inheritdoc />
-    public ModelAccess Requires => ModelAccess.Text | ModelAccess.Tokens;
-    /// <inheritdoc />
-    public bool RequiresSharedVocabulary => false;
-    /// <inheritdoc />
-    public int MinModels => 2;
-    /// <inheritdoc />
-    public int MaxModels => int.MaxValue;
-    /// <inheritdoc />
-    public IReadOnlyList<HyperparameterSpec> Hyperparameters =>
-    [
-        new("thresholds", "float[]", null, "Confidence threshold per stage but the last; when absent, calibrated on dev."),
-        new("deferral_rate", "float", "0.5", "Target share of queries each stage defers, for calibration."),
-        new("confidence", "string", "\"mean\"", "Confidence measure: mean (geometric-mean token probability), min, first, sum."),
-        new("calibration_size", "int", "32", "Dev examples used for calibration."),
-    ];
-
     /// <summary>Every stage but the last must expose token probabilities; the last only answers.</summary>
-    public ModelAccess RequiresOf(int index, int count) => index < count - 1 ? Requires : ModelAccess.Text;
+    protected override ModelAccess RequiresOf(int index, int count, CascadeOptions options) => index < count - 1 ? Metadata.Requires : ModelAccess.Text;
 
     /// <inheritdoc />
-    public async Task<ConsortModel> CreateAsync(MethodContext context, CancellationToken cancellationToken = default)
+    protected override void Validate(CascadeOptions options, MethodPlan plan)
     {
-        var h = context.Hyperparameters;
-        var settings = GenerationSettings.From(h);
-        string measure = Confidence.Validate(h.Get("confidence", "mean"), Name);
+        if (options.Thresholds is { } t)
+        {
+            if (t.Length != plan.Members.Count - 1)
+                throw plan.Error("thresholds", $"needs {plan.Members.Count - 1} value(s) (one per model but the last), got {t.Length}");
+        }
+        else if (!plan.HasDev)
+            throw plan.Error("needs 'thresholds' or a task with a dev split to calibrate them on");
+    }
+
+    /// <inheritdoc />
+    protected override async Task<ConsortModel> CreateAsync(MethodContext context, CascadeOptions options, CancellationToken cancellationToken)
+    {
         var models = context.Models;
         double[] thresholds;
-        if (h.Has("thresholds"))
-        {
-            thresholds = h.Get<double[]>("thresholds", []);
-            if (thresholds.Length != models.Count - 1)
-                throw new ConfigException($"method '{Name}': 'thresholds' needs {models.Count - 1} value(s) (one per model but the last), got {thresholds.Length}");
-        }
+        if (options.Thresholds is { } given) thresholds = given;
         else
         {
-            double rate = h.Get("deferral_rate", 0.5);
-            if (rate is < 0 or > 1) throw new ConfigException($"method '{Name}': deferral_rate must be within [0, 1], got {rate}");
-            if (context.Dev is null || context.Dev.Examples.Count == 0)
+            if (context.Dev is not { Examples.Count: > 0 } dev)
                 throw new ConfigException($"method '{Name}' needs 'thresholds' or a task with a dev split to calibrate them on");
-            var examples = context.Dev.Examples.Take(Math.Max(1, h.Get("calibration_size", 32))).ToList();
+            var examples = dev.Examples.Take(options.CalibrationSize).ToList();
             thresholds = new double[models.Count - 1];
             for (int i = 0; i < models.Count - 1; i++)
             {
                 var confidences = await CollaborationChatClient.ParallelAsync(examples, context.MaxConcurrency, async (ex, _, ct) =>
                 {
-                    var r = await models[i].Chat.GetResponseAsync(ex.Messages, settings.Apply(null).RequestingLogprobs(), ct).ConfigureAwait(false);
-                    return Confidence.Of(r, measure) ?? throw new ConsortException($"model '{models[i].Name}' returned no token log-probabilities, which cascade needs");
+                    // Calibrate on outputs made the way test outputs will be made (the task's length, stop strings).
+                    var r = await models[i].Chat.GetResponseAsync(ex.Messages, options.Apply(ex.Options).RequestingLogprobs(), ct).ConfigureAwait(false);
+                    return Methods.Confidence.Of(r, options.Confidence) ?? throw new ConsortException($"model '{models[i].Name}' returned no token log-probabilities, which cascade needs");
                 }, cancellationToken).ConfigureAwait(false);
-                thresholds[i] = Quantile(confidences, rate);
-                context.Log?.Invoke($"cascade: stage {i + 1} ('{models[i].Name}') threshold {thresholds[i]:G4} defers {rate:P0} of {examples.Count} dev examples");
+                thresholds[i] = Quantile(confidences, options.DeferralRate);
+                context.Log?.Invoke($"cascade: stage {i + 1} ('{models[i].Name}') threshold {thresholds[i]:G4} defers {options.DeferralRate:P0} of {examples.Count} dev examples");
             }
         }
-        var descriptor = new ModelDescriptor { Name = context.Name, Access = ModelAccess.Text, ContextSize = models.Min(m => m.Descriptor.ContextSize) };
-        return new ConsortModel(descriptor, new Client(descriptor, models, thresholds, measure, settings), null, models, Name);
+        var descriptor = DescriptorOf(context, options);
+        return new ConsortModel(descriptor, new Client(descriptor, models, thresholds, options), null, models, Name);
     }
 
     /// <summary>The value below which a share <paramref name="q"/> of <paramref name="values"/> lies
@@ -87,7 +91,7 @@ public sealed class CascadeMethod : ICollaborationMethod, IMemberRequirements
         return (sorted[idx - 1] + sorted[idx]) / 2;
     }
 
-    private sealed class Client(ModelDescriptor descriptor, IReadOnlyList<ConsortModel> models, double[] thresholds, string measure, GenerationSettings settings)
+    private sealed class Client(ModelDescriptor descriptor, IReadOnlyList<ConsortModel> models, double[] thresholds, CascadeOptions settings)
         : CollaborationChatClient(descriptor)
     {
         protected override async Task<ChatResponse> AnswerAsync(IReadOnlyList<ChatMessage> messages, ChatOptions? options, CallTrace trace, CancellationToken ct)
@@ -100,15 +104,10 @@ public sealed class CascadeMethod : ICollaborationMethod, IMemberRequirements
                 double? confidence = null;
                 var response = await CallAsync(models[i], messages, o, trace, last ? "final" : $"stage {i + 1}", ct, r =>
                 {
-                    confidence = last ? null : Confidence.Of(r, measure);
+                    confidence = last ? null : Confidence.Of(r, settings.Confidence);
                     return last ? null : new() { ["confidence"] = confidence, ["threshold"] = thresholds[i], ["deferred"] = !(confidence >= thresholds[i]) };
                 }).ConfigureAwait(false);
-                if (last || confidence >= thresholds[i])
-                {
-                    var answer = Answer(response.Text);
-                    answer.AdditionalProperties = new() { ["consort.answered_by"] = models[i].Name };
-                    return answer;
-                }
+                if (last || confidence >= thresholds[i]) return AnswerFrom(response.Text, models[i].Name);
             }
         }
     }

@@ -1,6 +1,19 @@
+using Consort.Decoding;
 using Microsoft.Extensions.AI;
 
 namespace Consort.Methods.Api;
+
+/// <summary>Options of <see cref="LikelihoodRouterMethod"/>.</summary>
+public sealed class LikelihoodRouterOptions : MethodOptions
+{
+    /// <summary>Subtract each model's mean dev score.</summary>
+    [Option("Subtract each model's mean dev score (needs a dev split; skipped without one).")]
+    public bool Calibrate { get; set; } = true;
+
+    /// <summary>Dev examples used for calibration.</summary>
+    [Option("Dev examples used for calibration.", Min = 1, Max = 100_000)]
+    public int CalibrationSize { get; set; } = 32;
+}
 
 /// <summary>
 /// <c>likelihood_router</c>: each query goes to the model that finds the query itself most likely
@@ -8,40 +21,20 @@ namespace Consort.Methods.Api;
 /// the query resembles. With a dev split, each model's average score there is subtracted first so
 /// that a model that finds everything likely does not win every query.
 /// </summary>
-public sealed class LikelihoodRouterMethod : ICollaborationMethod
+[CollaborationMethod("likelihood_router", CollaborationLevel.Api, "Route each query to the model that assigns it the highest likelihood.",
+    Requires = ModelAccess.Text | ModelAccess.Tokens, MinModels = 2)]
+public sealed class LikelihoodRouterMethod : CollaborationMethod<LikelihoodRouterOptions>
 {
     /// <inheritdoc />
-    public string Name => "likelihood_router";
-    /// <inheritdoc />
-    public CollaborationLevel Level => CollaborationLevel.Api;
-    /// <inheritdoc />
-    public string Description => "Route each query to the model that assigns it the highest likelihood.";
-    /// <inheritdoc />
-    public ModelAccess Requires => ModelAccess.Text | ModelAccess.Tokens;
-    /// <inheritdoc />
-    public bool RequiresSharedVocabulary => false;
-    /// <inheritdoc />
-    public int MinModels => 2;
-    /// <inheritdoc />
-    public int MaxModels => int.MaxValue;
-    /// <inheritdoc />
-    public IReadOnlyList<HyperparameterSpec> Hyperparameters =>
-    [
-        new("calibrate", "bool", "true", "Subtract each model's mean dev score (needs a dev split; skipped without one)."),
-        new("calibration_size", "int", "32", "Dev examples used for calibration."),
-    ];
-
-    /// <inheritdoc />
-    public async Task<ConsortModel> CreateAsync(MethodContext context, CancellationToken cancellationToken = default)
+    protected override async Task<ConsortModel> CreateAsync(MethodContext context, LikelihoodRouterOptions options, CancellationToken cancellationToken)
     {
-        var h = context.Hyperparameters;
         var models = context.Models;
         foreach (var m in models)
             if (m.Tokens is null) throw new ConfigException($"method '{Name}' needs token access to score queries, but model '{m.Name}' has none");
         var offsets = new double[models.Count];
-        if (h.Get("calibrate", true) && context.Dev is { Examples.Count: > 0 } dev)
+        if (options.Calibrate && context.Dev is { Examples.Count: > 0 } dev)
         {
-            var prompts = dev.Examples.Take(Math.Max(1, h.Get("calibration_size", 32))).Select(e => PromptText(e.Messages)).ToList();
+            var prompts = dev.Examples.Take(options.CalibrationSize).Select(e => PlainPrompt.Render(e.Messages)).ToList();
             for (int i = 0; i < models.Count; i++)
             {
                 var scores = await CollaborationChatClient.ParallelAsync(prompts, context.MaxConcurrency,
@@ -50,12 +43,9 @@ public sealed class LikelihoodRouterMethod : ICollaborationMethod
                 context.Log?.Invoke($"likelihood_router: '{models[i].Name}' mean dev score {offsets[i]:F3}");
             }
         }
-        var descriptor = new ModelDescriptor { Name = context.Name, Access = ModelAccess.Text, ContextSize = models.Min(m => m.Descriptor.ContextSize) };
-        return new ConsortModel(descriptor, new Client(descriptor, models, offsets, GenerationSettings.From(h)), null, models, Name);
+        var descriptor = DescriptorOf(context, options);
+        return new ConsortModel(descriptor, new Client(descriptor, models, offsets, options), null, models, Name);
     }
-
-    /// <summary>The text a model is scored on: the messages' texts joined, as a base model would see them.</summary>
-    public static string PromptText(IReadOnlyList<ChatMessage> messages) => string.Join("\n", messages.Select(m => m.Text));
 
     /// <summary>Mean log-probability per token of <paramref name="text"/> (after BOS where the model has one).</summary>
     public static async Task<double> ScoreAsync(ITokenModel model, string text, CancellationToken ct)
@@ -71,12 +61,12 @@ public sealed class LikelihoodRouterMethod : ICollaborationMethod
         return lp.Average(x => (double)x);
     }
 
-    private sealed class Client(ModelDescriptor descriptor, IReadOnlyList<ConsortModel> models, double[] offsets, GenerationSettings settings)
+    private sealed class Client(ModelDescriptor descriptor, IReadOnlyList<ConsortModel> models, double[] offsets, MethodOptions settings)
         : CollaborationChatClient(descriptor)
     {
         protected override async Task<ChatResponse> AnswerAsync(IReadOnlyList<ChatMessage> messages, ChatOptions? options, CallTrace trace, CancellationToken ct)
         {
-            var text = PromptText(messages);
+            var text = PlainPrompt.Render(messages);
             var scores = new double[models.Count];
             await Task.WhenAll(models.Select(async (m, i) =>
             {
@@ -84,17 +74,13 @@ public sealed class LikelihoodRouterMethod : ICollaborationMethod
                 scores[i] = await ScoreAsync(m.Tokens!, text, ct).ConfigureAwait(false) - offsets[i];
                 trace.Add(new TraceEntry
                 {
-                    Model = m.Name, Role = "score query", Input = CallerText(messages), LatencyMs = sw.Elapsed.TotalMilliseconds,
+                    Model = m.Name, Role = "score query", Input = LastUserText(messages), LatencyMs = sw.Elapsed.TotalMilliseconds,
                     InputTokens = m.Tokens!.Tokenizer.Encode(text).Length, Data = new() { ["score"] = scores[i] },
                 });
             })).ConfigureAwait(false);
             int best = Array.IndexOf(scores, scores.Max());
             var response = await CallAsync(models[best], messages, settings.Apply(options), trace, "answer", ct).ConfigureAwait(false);
-            var answer = Answer(response.Text);
-            answer.AdditionalProperties = new() { ["consort.answered_by"] = models[best].Name };
-            return answer;
+            return AnswerFrom(response.Text, models[best].Name);
         }
-
-        private static string? CallerText(IReadOnlyList<ChatMessage> messages) => LastUserText(messages);
     }
 }

@@ -3,36 +3,27 @@ using Microsoft.Extensions.AI;
 
 namespace Consort.Methods.Api;
 
-/// <summary><c>single_model</c>: one model on its own, the baseline every collaboration is compared with.</summary>
-public sealed class SingleModelMethod : ICollaborationMethod
+/// <summary>Options of <see cref="SingleModelMethod"/>: only the common generation settings.</summary>
+public sealed class SingleModelOptions : MethodOptions;
+
+/// <summary><c>single_model</c>: one model on its own, the baseline every collaboration is compared with.
+/// It offers what its member offers (a nested single model keeps token access).</summary>
+[CollaborationMethod("single_model", CollaborationLevel.Api, "One model answers alone (the baseline).",
+    Aliases = ["single"], MinModels = 1, MaxModels = 1)]
+public sealed class SingleModelMethod : CollaborationMethod<SingleModelOptions>
 {
     /// <inheritdoc />
-    public string Name => "single_model";
-    /// <inheritdoc />
-    public CollaborationLevel Level => CollaborationLevel.Api;
-    /// <inheritdoc />
-    public string Description => "One model answers alone (the baseline).";
-    /// <inheritdoc />
-    public ModelAccess Requires => ModelAccess.Text;
-    /// <inheritdoc />
-    public bool RequiresSharedVocabulary => false;
-    /// <inheritdoc />
-    public int MinModels => 1;
-    /// <inheritdoc />
-    public int MaxModels => 1;
-    /// <inheritdoc />
-    public IReadOnlyList<HyperparameterSpec> Hyperparameters => [];
+    protected override ModelDescriptor Describe(SingleModelOptions options, MethodPlan plan) => plan.Members[0] with { Name = plan.Name };
 
     /// <inheritdoc />
-    public Task<ConsortModel> CreateAsync(MethodContext context, CancellationToken cancellationToken = default)
+    protected override Task<ConsortModel> CreateAsync(MethodContext context, SingleModelOptions options, CancellationToken cancellationToken)
     {
         var member = context.Models[0];
-        var settings = GenerationSettings.From(context.Hyperparameters);
-        var descriptor = member.Descriptor with { Name = context.Name };
-        return Task.FromResult(new ConsortModel(descriptor, new Client(descriptor, member, settings), member.Tokens, [member], Name));
+        var descriptor = DescriptorOf(context, options);
+        return Task.FromResult(new ConsortModel(descriptor, new Client(descriptor, member, options), member.Tokens, [member], Name));
     }
 
-    private sealed class Client(ModelDescriptor descriptor, ConsortModel member, GenerationSettings settings) : CollaborationChatClient(descriptor)
+    private sealed class Client(ModelDescriptor descriptor, ConsortModel member, MethodOptions settings) : CollaborationChatClient(descriptor)
     {
         protected override Task<ChatResponse> AnswerAsync(IReadOnlyList<ChatMessage> messages, ChatOptions? options, CallTrace trace, CancellationToken ct) =>
             CallAsync(member, messages, settings.Apply(options), trace, "answer", ct);

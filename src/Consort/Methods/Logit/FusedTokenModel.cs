@@ -7,8 +7,10 @@ namespace Consort.Methods.Logit;
 public enum FusionCombine
 {
     /// <summary>Weighted mixture of probabilities: p(v) = sum_i w_i p_i(v) (weights normalized to sum 1).</summary>
+    [OptionValue("prob", "probability", "mixture")]
     Prob,
     /// <summary>Weighted product of experts: p(v) ∝ exp(sum_i w_i log p_i(v)).</summary>
+    [OptionValue("logprob", "log_prob", "product")]
     LogProb,
 }
 

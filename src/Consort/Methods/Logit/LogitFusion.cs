@@ -1,8 +1,24 @@
 using System.Diagnostics;
-using Consort.LlamaCpp;
+using Consort.Decoding;
 using Microsoft.Extensions.AI;
 
 namespace Consort.Methods.Logit;
+
+/// <summary>Options of <see cref="LogitFusionMethod"/>.</summary>
+public sealed class LogitFusionOptions : MethodOptions
+{
+    /// <summary>One weight per model.</summary>
+    [Option("One weight per model (default uniform).", Min = 0, DefaultText = "uniform")]
+    public double[]? Weights { get; set; }
+
+    /// <summary>How distributions are combined.</summary>
+    [Option("prob: weighted mixture of probabilities; logprob: weighted sum of log-probabilities (product of experts).")]
+    public FusionCombine Combine { get; set; } = FusionCombine.Prob;
+
+    /// <summary>Fit the weights on the dev split.</summary>
+    [Option("Fit the weights on the dev split to minimize the loss of the gold answers (EM for prob, a grid for logprob).")]
+    public bool FitWeights { get; set; }
+}
 
 /// <summary>
 /// <c>logit_fusion</c>: decode with a weighted combination of the members' next-token distributions
@@ -10,62 +26,47 @@ namespace Consort.Methods.Logit;
 /// be fitted on dev data to minimize the fused model's loss on the gold answers. The result offers chat
 /// and token access, so fusions nest and can be scored.
 /// </summary>
-public sealed class LogitFusionMethod : ICollaborationMethod
+[CollaborationMethod("logit_fusion", CollaborationLevel.Logit, "Decode with a weighted mixture (or product) of the members' next-token distributions.",
+    Aliases = ["logit_logit_fusion"], Requires = ModelAccess.Tokens, SharedVocabulary = true, MinModels = 2)]
+public sealed class LogitFusionMethod : CollaborationMethod<LogitFusionOptions>
 {
     /// <inheritdoc />
-    public string Name => "logit_fusion";
-    /// <inheritdoc />
-    public CollaborationLevel Level => CollaborationLevel.Logit;
-    /// <inheritdoc />
-    public string Description => "Decode with a weighted mixture (or product) of the members' next-token distributions.";
-    /// <inheritdoc />
-    public ModelAccess Requires => ModelAccess.Tokens;
-    /// <inheritdoc />
-    public bool RequiresSharedVocabulary => true;
-    /// <inheritdoc />
-    public int MinModels => 2;
-    /// <inheritdoc />
-    public int MaxModels => int.MaxValue;
-    /// <inheritdoc />
-    public IReadOnlyList<HyperparameterSpec> Hyperparameters =>
-    [
-        new("weights", "float[]", null, "One weight per model (default uniform)."),
-        new("combine", "string", "\"prob\"", "\"prob\": weighted mixture of probabilities; \"logprob\": weighted sum of log-probabilities (product of experts)."),
-        new("fit_weights", "bool", "false", "Fit the weights on the dev split to minimize the loss of the gold answers (EM for \"prob\", a grid for \"logprob\")."),
-        new("max_tokens", "int", "256", "Most tokens generated per call."),
-    ];
+    protected override void Validate(LogitFusionOptions options, MethodPlan plan)
+    {
+        if (options.Weights is { } w)
+        {
+            if (w.Length != plan.Members.Count)
+                throw plan.Error("weights", $"has {w.Length} values for {plan.Members.Count} models ({string.Join(", ", plan.Members.Select(m => m.Name))})");
+            if (w.Sum() <= 0) throw plan.Error("weights", "sum to zero");
+        }
+        if (options.FitWeights && !plan.HasDev)
+            throw plan.Error("fit_weights", "needs dev examples (run it with a task that has a dev split)");
+    }
 
     /// <inheritdoc />
-    public async Task<ConsortModel> CreateAsync(MethodContext context, CancellationToken cancellationToken = default)
+    protected override ModelDescriptor Describe(LogitFusionOptions options, MethodPlan plan) => new()
+    {
+        Name = plan.Name,
+        Access = ModelAccess.Text | (plan.Members.All(m => m.Access.HasFlag(ModelAccess.FullLogits)) ? ModelAccess.FullLogits : ModelAccess.TopKLogprobs),
+        TopK = plan.Members.All(m => m.Access.HasFlag(ModelAccess.FullLogits)) ? null : plan.Members.Where(m => m.TopK is not null).Select(m => m.TopK).Min(),
+        Vocabulary = plan.Members[0].Vocabulary,
+        ContextSize = plan.MinContextSize,
+        Architecture = "fusion",
+    };
+
+    /// <inheritdoc />
+    protected override async Task<ConsortModel> CreateAsync(MethodContext context, LogitFusionOptions options, CancellationToken cancellationToken)
     {
         var models = context.Models;
-        var h = context.Hyperparameters;
-        if (models.Count < MinModels) throw new ConfigException($"method '{Name}' needs at least {MinModels} models, got {models.Count}");
         foreach (var m in models)
             if (m.Tokens is null)
                 throw new ConfigException($"method '{Name}' needs token distributions from model '{m.Name}', which offers only {m.Descriptor.AccessDescription}");
-        CheckSharedVocabulary(models.Select(m => m.Descriptor).ToList());
-
-        var combine = h.Get("combine", "prob").ToLowerInvariant() switch
-        {
-            "prob" or "probability" or "mixture" => FusionCombine.Prob,
-            "logprob" or "log_prob" or "product" => FusionCombine.LogProb,
-            var other => throw new ConfigException($"method '{Name}': combine must be \"prob\" or \"logprob\", got \"{other}\""),
-        };
-        double[] weights;
-        if (h.Has("weights"))
-        {
-            weights = h.Get<double[]>("weights", []);
-            if (weights.Length != models.Count)
-                throw new ConfigException($"method '{Name}': 'weights' has {weights.Length} values for {models.Count} models ({string.Join(", ", models.Select(m => m.Name))})");
-        }
-        else weights = Enumerable.Repeat(1.0 / models.Count, models.Count).ToArray();
-
+        double[] weights = options.Weights ?? Enumerable.Repeat(1.0 / models.Count, models.Count).ToArray();
         var members = models.Select(m => m.Tokens!).ToList();
         var encoder = models[0].Chat.GetService(typeof(IChatPromptEncoder)) as IChatPromptEncoder
                       ?? new PlainPromptEncoder(members[0].Tokenizer, members[0].Tokenizer.Bos is not null);
 
-        if (h.Get("fit_weights", false))
+        if (options.FitWeights)
         {
             if (context.Dev is not { Examples.Count: > 0 } dev)
                 throw new ConfigException($"method '{Name}': fit_weights needs dev examples (run it with a task that has a dev split)");
@@ -78,30 +79,17 @@ public sealed class LogitFusionMethod : ICollaborationMethod
             }
             if (data.Count == 0) throw new ConfigException($"method '{Name}': fit_weights found no dev example with a non-empty gold answer");
             var sw = Stopwatch.StartNew();
-            weights = await FitWeightsAsync(members, data, combine, cancellationToken).ConfigureAwait(false);
+            weights = await FitWeightsAsync(members, data, options.Combine, cancellationToken).ConfigureAwait(false);
             context.Log?.Invoke($"{context.Name}: fitted weights [{string.Join(", ", weights.Select(w => w.ToString("0.###")))}] on {data.Count} dev examples in {sw.Elapsed.TotalSeconds:0.0}s");
         }
 
-        var fused = new FusedTokenModel(context.Name, members, weights, combine);
-        var settings = GenerationSettings.From(h);
-        var chat = new FusionChatClient(fused, encoder, settings, models, context.Seed);
+        var fused = new FusedTokenModel(context.Name, members, weights, options.Combine);
+        var chat = new FusionChatClient(fused, encoder, options, models, context.Seed);
         return new ConsortModel(fused.Descriptor, chat, fused, models, Name, fused);
     }
 
     /// <summary>Most dev examples and gold tokens used for fitting (bounds time and memory).</summary>
     public const int MaxFitExamples = 64, MaxFitTokens = 64;
-
-    /// <summary>Throws the shared-vocabulary error naming both models, their vocabularies and the method.</summary>
-    public static void CheckSharedVocabulary(IReadOnlyList<ModelDescriptor> members)
-    {
-        var first = members[0];
-        foreach (var m in members.Skip(1))
-        {
-            if (first.Vocabulary is null || m.Vocabulary is null || first.Vocabulary.Hash != m.Vocabulary.Hash || first.Vocabulary.Size != m.Vocabulary.Size)
-                throw new ConfigException($"logit_fusion needs models that share one vocabulary: '{first.Name}' has {first.Vocabulary?.ToString() ?? "no visible vocabulary"}, " +
-                                          $"'{m.Name}' has {m.Vocabulary?.ToString() ?? "no visible vocabulary"}");
-        }
-    }
 
     /// <summary>
     /// Fits weights that minimize the fused negative log-likelihood of each continuation after its prompt.
@@ -204,14 +192,35 @@ public sealed class LogitFusionMethod : ICollaborationMethod
     }
 
     /// <summary>Chat over the fused token model; traces one entry per member plus the combined output.</summary>
-    private sealed class FusionChatClient(FusedTokenModel fused, IChatPromptEncoder encoder, GenerationSettings settings,
+    private sealed class FusionChatClient(FusedTokenModel fused, IChatPromptEncoder encoder, MethodOptions settings,
         IReadOnlyList<ConsortModel> models, int seed) : TokenChatClient(fused, encoder, seed)
     {
         protected override ChatOptions? PrepareOptions(ChatOptions? options) => settings.Apply(options);
 
         protected override void OnCompleted(ChatResponse response, GenerationResult result)
         {
-            if (result.Sequence is not FusedSequence seq) return;
+            if (Trace(result) is not { } trace) return;
+            var usage = response.Usage;
+            response.WithTrace(trace);
+            // Keep the fused call's own token counts visible next to the members' totals.
+            response.AdditionalProperties![ConsortKeys.FusedUsage] = usage;
+        }
+
+        // A stream reports what a response reports: the members' work as usage, the trace, the fused counts.
+        protected override void OnStreamCompleted(ChatResponseUpdate final, GenerationResult result)
+        {
+            if (Trace(result) is not { } trace) return;
+            var fusedUsage = final.Contents.OfType<UsageContent>().FirstOrDefault()?.Details;
+            final.Contents = [.. final.Contents.Where(c => c is not UsageContent), new UsageContent(trace.ToUsage())];
+            final.AdditionalProperties ??= new();
+            final.AdditionalProperties[ConsortKeys.Trace] = trace.Entries;
+            if (trace.Cost is { } c) final.AdditionalProperties[ConsortKeys.Cost] = c;
+            final.AdditionalProperties[ConsortKeys.FusedUsage] = fusedUsage;
+        }
+
+        private CallTrace? Trace(GenerationResult result)
+        {
+            if (result.Sequence is not FusedSequence seq) return null;
             var trace = new CallTrace();
             for (int i = 0; i < models.Count; i++)
             {
@@ -235,10 +244,7 @@ public sealed class LogitFusionMethod : ICollaborationMethod
                 LatencyMs = result.Elapsed.TotalMilliseconds,
                 Data = new() { ["tokens"] = result.Tokens.Count },
             });
-            var usage = response.Usage;
-            response.WithTrace(trace);
-            // Keep the fused call's own token counts visible next to the members' totals.
-            response.AdditionalProperties!["consort.fused_usage"] = usage;
+            return trace;
         }
     }
 }

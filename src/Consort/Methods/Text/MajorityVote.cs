@@ -2,63 +2,54 @@ using Microsoft.Extensions.AI;
 
 namespace Consort.Methods.Text;
 
+/// <summary>Options of <see cref="MajorityVoteMethod"/>.</summary>
+public sealed class MajorityVoteOptions : MethodOptions
+{
+    /// <summary>Sampling is the point of voting: its temperature applies even when the caller asks for greedy decoding.</summary>
+    public MajorityVoteOptions() { Temperature = 0.7f; }
+
+    /// <summary>Answers sampled per model.</summary>
+    [Option("Answers sampled per model (k).", Min = 1, Max = Limits.MaxRepeats)]
+    public int Samples { get; set; } = 3;
+
+    /// <summary>Base seed.</summary>
+    [Option("Base seed; sample j of a model uses seed + j.", DefaultText = "run seed")]
+    public int? Seed { get; set; }
+}
+
 /// <summary>
 /// <c>majority_vote</c>: every model samples k answers; the normalized answer with most votes wins
 /// (ties go to the answer whose voters were most confident, then to config order).
 /// </summary>
-public sealed class MajorityVoteMethod : ICollaborationMethod
+[CollaborationMethod("majority_vote", CollaborationLevel.Text, "Each model samples k answers; the most common normalized answer wins.",
+    Aliases = ["text_majority_vote"], Reference = "Self-consistency (Wang et al., 2023), https://arxiv.org/abs/2203.11171")]
+public sealed class MajorityVoteMethod : CollaborationMethod<MajorityVoteOptions>
 {
     /// <inheritdoc />
-    public string Name => "majority_vote";
-    /// <inheritdoc />
-    public CollaborationLevel Level => CollaborationLevel.Text;
-    /// <inheritdoc />
-    public string Description => "Each model samples k answers; the most common normalized answer wins.";
-    /// <inheritdoc />
-    public ModelAccess Requires => ModelAccess.Text;
-    /// <inheritdoc />
-    public bool RequiresSharedVocabulary => false;
-    /// <inheritdoc />
-    public int MinModels => 1;
-    /// <inheritdoc />
-    public int MaxModels => int.MaxValue;
-    /// <inheritdoc />
-    public IReadOnlyList<HyperparameterSpec> Hyperparameters =>
-    [
-        new("samples", "int", "3", "Answers sampled per model (k)."),
-        new("temperature", "float", "0.7", "Sampling temperature (0 makes the k samples of a model identical)."),
-        new("seed", "int", "run seed", "Base seed; sample j of a model uses seed + j."),
-    ];
-
-    /// <inheritdoc />
-    public Task<ConsortModel> CreateAsync(MethodContext context, CancellationToken cancellationToken = default)
+    protected override Task<ConsortModel> CreateAsync(MethodContext context, MajorityVoteOptions options, CancellationToken cancellationToken)
     {
-        var h = context.Hyperparameters;
-        int k = h.Get("samples", 3);
-        if (k < 1) throw new ConfigException($"method '{Name}': samples must be at least 1, got {k}");
-        // Sampling is the point of voting: its temperature applies even when the caller asks for greedy decoding.
-        var settings = GenerationSettings.From(h) with { Temperature = h.Get("temperature", 0.7f) };
-        var descriptor = new ModelDescriptor { Name = context.Name, Access = ModelAccess.Text, ContextSize = context.Models.Min(m => m.Descriptor.ContextSize) };
-        var client = new Client(descriptor, context.Models, k, settings, h.Get("seed", context.Seed), context.MaxConcurrency);
+        var descriptor = DescriptorOf(context, options);
+        var client = new Client(descriptor, context.Models, options, options.Seed ?? context.Seed, context.MaxConcurrency, context.Answers);
         return Task.FromResult(new ConsortModel(descriptor, client, null, context.Models, Name));
     }
 
-    private sealed class Client(ModelDescriptor descriptor, IReadOnlyList<ConsortModel> models, int k, GenerationSettings settings, int seed, int parallelism)
+    private sealed class Client(ModelDescriptor descriptor, IReadOnlyList<ConsortModel> models, MajorityVoteOptions settings, int seed, int parallelism, AnswerExtractor answers)
         : CollaborationChatClient(descriptor)
     {
         protected override async Task<ChatResponse> AnswerAsync(IReadOnlyList<ChatMessage> messages, ChatOptions? options, CallTrace trace, CancellationToken ct)
         {
-            var normalize = AnswerNormalizer.From(options);
+            var extractor = AnswerExtractor.From(options, answers);
+            int k = settings.Samples;
             var jobs = models.SelectMany((m, mi) => Enumerable.Range(0, k).Select(j => (Model: m, Index: mi, Sample: j))).ToList();
-            var answers = await ParallelAsync(jobs, parallelism, async (job, _, token) =>
+            var results = await ParallelAsync(jobs, parallelism, async (job, _, token) =>
             {
                 var o = settings.Apply(options, seed: (options?.Seed is long s ? (int)s : seed) + job.Sample);
                 var response = await CallAsync(job.Model, messages, o, trace, $"sample {job.Sample + 1}", token,
-                    r => new() { ["answer"] = normalize(r.Text) }).ConfigureAwait(false);
-                return (job.Index, Text: response.Text, Answer: normalize(response.Text), Confidence: Confidence.Of(response) ?? 0);
+                    r => new() { ["answer"] = extractor.Normalize(r.Text) }).ConfigureAwait(false);
+                return (job.Index, Text: response.Text, Answer: extractor.Normalize(response.Text), Confidence: Confidence.Of(response) ?? 0);
             }, ct).ConfigureAwait(false);
 
-            var winner = answers
+            var winner = results
                 .Select((a, order) => (a, order))
                 .GroupBy(x => x.a.Answer)
                 .OrderByDescending(g => g.Count())
@@ -67,7 +58,7 @@ public sealed class MajorityVoteMethod : ICollaborationMethod
                 .First();
             var chosen = winner.OrderBy(x => x.order).First().a;
             var response = Answer(chosen.Text);
-            response.AdditionalProperties = new() { ["consort.votes"] = winner.Count(), ["consort.voters"] = answers.Length };
+            response.AdditionalProperties = new() { [ConsortKeys.Votes] = winner.Count(), [ConsortKeys.Voters] = results.Length };
             return response;
         }
     }

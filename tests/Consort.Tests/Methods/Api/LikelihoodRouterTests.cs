@@ -1,40 +1,49 @@
 using Consort.Methods.Api;
-using Consort.Tests.Fakes;
+using Consort.Testing;
 using Microsoft.Extensions.AI;
 
 namespace Consort.Tests.Methods.Api;
 
 public class LikelihoodRouterTests
 {
-    private static ConsortModel Expert(string name, string topic) =>
-        new(new ModelDescriptor { Name = name, Access = ModelAccess.Text | ModelAccess.FullLogits }, new FakeChat((_, _, _) => ($"{name} answers", null)),
-            new FixedScoreTokenModel(name, text => text.Contains(topic) ? -0.5f : -3f));
+    private static readonly string[] Math = ["q: 7+48= a: 55", "q: 3+21= a: 24", "q: 9+10= a: 19", "q: 2+35= a: 37"];
+    private static readonly string[] Facts = ["q: where does bexor live? a: tulmar", "q: where does kima live? a: rone", "q: where does olt live? a: vass"];
+
+    // A table model that knows one topic, answering with its own name.
+    private static ConsortModel Expert(string name, IEnumerable<string> corpus, double smoothing = 0.05)
+    {
+        var tokens = new TableTokenModel(name, corpus, smoothing: smoothing);
+        return new ConsortModel(tokens.Descriptor, new ScriptedChatClient(_ => $"{name} answers"), tokens);
+    }
 
     [Fact]
     public async Task RoutesEachQueryToTheModelThatFindsItMostLikely()
     {
-        var router = await new LikelihoodRouterMethod().CreateAsync(new()
-        {
-            Name = "r", Models = [Expert("math", "+"), Expert("facts", "live")], Hyperparameters = new("likelihood_router", null),
-        });
-        var m = await router.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "Q: 7+48= A:")]);
-        var f = await router.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "Q: Where does Bexor live? A:")]);
+        var router = await MethodHarness.CreateAsync(new LikelihoodRouterMethod(), [Expert("math", Math), Expert("facts", Facts)]);
+        var m = await router.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "q: 4+12= a:")]);
+        var f = await router.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "q: where does uma live? a:")]);
         Assert.Equal("math answers", m.Text);
         Assert.Equal("facts answers", f.Text);
         Assert.Equal(3, m.GetTrace().Count); // two scores and one answer
+        Assert.Equal("facts", f.GetAnsweredBy());
     }
 
     [Fact]
     public async Task CalibrationRemovesAModelsGeneralBias()
     {
-        // "loud" finds everything likely; after subtracting its dev mean it only wins where it is relatively better.
-        var loud = new ConsortModel(new ModelDescriptor { Name = "loud", Access = ModelAccess.Text | ModelAccess.FullLogits }, new FakeChat((_, _, _) => ("loud", null)),
-            new FixedScoreTokenModel("loud", t => t.Contains("+") ? -0.4f : -0.45f));
-        var quiet = new ConsortModel(new ModelDescriptor { Name = "quiet", Access = ModelAccess.Text | ModelAccess.FullLogits }, new FakeChat((_, _, _) => ("quiet", null)),
-            new FixedScoreTokenModel("quiet", t => t.Contains("live") ? -1f : -3f));
-        var dev = new FakeDev(["1+2", "Where does X live", "3+4", "Where does Y live"]);
-        var router = await new LikelihoodRouterMethod().CreateAsync(new() { Name = "r", Models = [loud, quiet], Dev = dev, Hyperparameters = new("likelihood_router", null) });
-        Assert.Equal("quiet", (await router.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "Where does Z live")])).Text);
-        Assert.Equal("loud", (await router.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "5+6")])).Text);
+        // "loud" knows both topics sharply and finds every query likely; "quiet" knows only facts, with flat
+        // distributions. Raw scores send everything to loud; after subtracting each model's dev mean, quiet wins
+        // where it is relatively better.
+        var loud = Expert("loud", [.. Math, .. Facts], smoothing: 0.001);
+        var quiet = Expert("quiet", Facts, smoothing: 2);
+        // Queries and dev prompts from the corpus itself, so no unseen character skews a score.
+        var queries = new[] { "q: where does kima live? a:", "q: 9+10= a:" };
+        var raw = await MethodHarness.CreateAsync(new LikelihoodRouterMethod(), [loud, quiet], """{"calibrate": false}""");
+        Assert.All(queries, q => Assert.Equal("loud answers", raw.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, q)]).Result.Text));
+
+        var dev = TestFitData.FromPrompts(["q: 7+48= a:", "q: where does bexor live? a:", "q: 3+21= a:", "q: where does olt live? a:"]);
+        var router = await MethodHarness.CreateAsync(new LikelihoodRouterMethod(), [loud, quiet], dev: dev);
+        Assert.Equal("quiet answers", (await router.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, queries[0])])).Text);
+        Assert.Equal("loud answers", (await router.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, queries[1])])).Text);
     }
 }

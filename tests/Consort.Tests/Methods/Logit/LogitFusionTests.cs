@@ -1,4 +1,4 @@
-using System.Text.Json.Nodes;
+using Consort.Methods;
 using Consort.LlamaCpp;
 using Consort.Methods.Logit;
 using Consort.Testing;
@@ -28,14 +28,6 @@ public sealed class LogitFusionTests(LlamaFixture fx, Xunit.Abstractions.ITestOu
         ("There was a big tree in the garden.", " The children liked to sit under the tree and read books."),
     ];
 
-    private static MethodContext Context(IReadOnlyList<ConsortModel> models, string json, IFitData? dev = null) => new()
-    {
-        Name = "fused",
-        Models = models,
-        Hyperparameters = new Hyperparameters("logit_fusion", JsonNode.Parse(json)!.AsObject()),
-        Dev = dev,
-    };
-
     private static async Task<double> MeanLoss(ITokenModel m, (string Prefix, string Tail)[] texts)
     {
         double sum = 0; int n = 0;
@@ -57,16 +49,12 @@ public sealed class LogitFusionTests(LlamaFixture fx, Xunit.Abstractions.ITestOu
     public async Task Fusion_LowersLossBelowTheWorseModel_AndFittedWeightsReachTheBetter()
     {
         double a = await MeanLoss(fx.Stories.Tokens!, HeldOut), b = await MeanLoss(fx.Xs.Tokens!, HeldOut);
-        using var uniform = await new LogitFusionMethod().CreateAsync(Context([fx.Stories, fx.Xs], "{}"));
+        using var uniform = await MethodHarness.CreateAsync(new LogitFusionMethod(), [fx.Stories, fx.Xs], "{}");
         double u = await MeanLoss(uniform.Tokens!, HeldOut);
         Assert.True(u < Math.Max(a, b), $"uniform fusion loss {u:0.000} not below the worse model ({a:0.000}, {b:0.000})");
 
         var logs = new List<string>();
-        var ctx = Context([fx.Stories, fx.Xs], """{"fit_weights": true}""", new FitData(Dev));
-        using var fitted = await new LogitFusionMethod().CreateAsync(new MethodContext
-        {
-            Name = ctx.Name, Models = ctx.Models, Hyperparameters = ctx.Hyperparameters, Dev = ctx.Dev, Log = logs.Add,
-        });
+        using var fitted = await MethodHarness.CreateAsync(new LogitFusionMethod(), [fx.Stories, fx.Xs], """{"fit_weights": true}""", new FitData(Dev), name: "fused", log: logs.Add);
         double f = await MeanLoss(fitted.Tokens!, HeldOut);
         var w = ((FusedTokenModel)fitted.Tokens!).Weights;
         output.WriteLine($"held-out mean NLL/token: stories260k {a:0.000}, llama2xs {b:0.000}, uniform mixture {u:0.000}, fitted mixture {f:0.000} (weights {w[0]:0.000}/{w[1]:0.000})");
@@ -78,7 +66,7 @@ public sealed class LogitFusionTests(LlamaFixture fx, Xunit.Abstractions.ITestOu
     [Fact]
     public async Task ProductOfExperts_FitsOnAGrid_AndScoresLikeStepwiseDecoding()
     {
-        using var poe = await new LogitFusionMethod().CreateAsync(Context([fx.Stories, fx.Xs], """{"combine": "logprob", "weights": [0.7, 0.3]}"""));
+        using var poe = await MethodHarness.CreateAsync(new LogitFusionMethod(), [fx.Stories, fx.Xs], """{"combine": "logprob", "weights": [0.7, 0.3]}""");
         var tok = poe.Tokens!;
         var prompt = tok.Tokenizer.Encode("Once upon a time", addBos: true);
         var cont = tok.Tokenizer.Encode("there was a little girl named Lily.");
@@ -105,7 +93,7 @@ public sealed class LogitFusionTests(LlamaFixture fx, Xunit.Abstractions.ITestOu
     [Fact]
     public async Task MixtureDistribution_IsTheWeightedAverage_AndScoreMatchesSteps()
     {
-        using var mix = await new LogitFusionMethod().CreateAsync(Context([fx.Stories, fx.Xs], """{"weights": [3, 1]}"""));
+        using var mix = await MethodHarness.CreateAsync(new LogitFusionMethod(), [fx.Stories, fx.Xs], """{"weights": [3, 1]}""");
         var tok = mix.Tokens!;
         var prompt = tok.Tokenizer.Encode("The cat sat on the", addBos: true);
         using var f = await tok.StartAsync(prompt);
@@ -134,7 +122,7 @@ public sealed class LogitFusionTests(LlamaFixture fx, Xunit.Abstractions.ITestOu
     [Fact]
     public async Task FusedChat_DecodesGreedily_WithTraceAndLogprobs_AndFusionsNest()
     {
-        using var fused = await new LogitFusionMethod().CreateAsync(Context([fx.Stories, fx.Xs], """{"max_tokens": 20}"""));
+        using var fused = await MethodHarness.CreateAsync(new LogitFusionMethod(), [fx.Stories, fx.Xs], """{"max_tokens": 20}""");
         var r = await fused.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "Once upon a time")]);
         Assert.StartsWith(", there was a little girl named Lily", r.Text);
         var trace = r.GetTrace();
@@ -153,7 +141,7 @@ public sealed class LogitFusionTests(LlamaFixture fx, Xunit.Abstractions.ITestOu
         Assert.Equal(r.Text, string.Concat(pieces));
 
         // A fusion of a fusion and a model is itself a valid token model.
-        using var nested = await new LogitFusionMethod().CreateAsync(Context([fused, fx.Stories], """{"max_tokens": 8}"""));
+        using var nested = await MethodHarness.CreateAsync(new LogitFusionMethod(), [fused, fx.Stories], """{"max_tokens": 8}""");
         var n = await nested.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "Once upon a time")]);
         Assert.StartsWith(", there was", n.Text);
     }
@@ -162,7 +150,7 @@ public sealed class LogitFusionTests(LlamaFixture fx, Xunit.Abstractions.ITestOu
     public async Task ManyConcurrentFusedChats_ShareMemberSlotsWithoutDeadlock()
     {
         // Members have 4 sequence slots each; 10 concurrent fused chats must queue, not deadlock.
-        using var fused = await new LogitFusionMethod().CreateAsync(Context([fx.Stories, fx.Xs], """{"max_tokens": 12, "temperature": 0.7}"""));
+        using var fused = await MethodHarness.CreateAsync(new LogitFusionMethod(), [fx.Stories, fx.Xs], """{"max_tokens": 12, "temperature": 0.7}""");
         var tasks = Enumerable.Range(0, 10).Select(i => fused.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "Once upon a time")],
             new ChatOptions { Seed = i }));
         var all = await Task.WhenAll(tasks).WaitAsync(TimeSpan.FromSeconds(90));
@@ -193,8 +181,8 @@ public sealed class LogitFusionTests(LlamaFixture fx, Xunit.Abstractions.ITestOu
     public async Task DifferentVocabulary_IsRefusedNamingBothModels()
     {
         using var other = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.TinyStories656K, Name = "tinystories-656k", ContextSize = 64, MaxSequences = 1 });
-        var e = await Assert.ThrowsAsync<ConfigException>(() => new LogitFusionMethod().CreateAsync(Context([fx.Stories, other], "{}")));
-        Assert.Contains("logit_fusion needs models that share one vocabulary", e.Message);
+        var e = await Assert.ThrowsAsync<ConfigException>(() => MethodHarness.CreateAsync(new LogitFusionMethod(), [fx.Stories, other], "{}"));
+        Assert.Contains("(method logit_fusion): combines next-token distributions, so every model must share one vocabulary", e.Message);
         Assert.Contains("'stories260k' has llama:512:", e.Message);
         Assert.Contains("'tinystories-656k' has", e.Message);
         Assert.Contains(":2048:", e.Message);
@@ -203,10 +191,10 @@ public sealed class LogitFusionTests(LlamaFixture fx, Xunit.Abstractions.ITestOu
     [Fact]
     public async Task BadHyperparameters_AreConfigErrors()
     {
-        await Assert.ThrowsAsync<ConfigException>(() => new LogitFusionMethod().CreateAsync(Context([fx.Stories, fx.Xs], """{"weights": [1]}""")));
-        await Assert.ThrowsAsync<ConfigException>(() => new LogitFusionMethod().CreateAsync(Context([fx.Stories, fx.Xs], """{"combine": "max"}""")));
-        await Assert.ThrowsAsync<ConfigException>(() => new LogitFusionMethod().CreateAsync(Context([fx.Stories, fx.Xs], """{"weights": [1, -1]}""")));
-        var e = await Assert.ThrowsAsync<ConfigException>(() => new LogitFusionMethod().CreateAsync(Context([fx.Stories, fx.Xs], """{"fit_weights": true}""")));
+        await Assert.ThrowsAsync<ConfigException>(() => MethodHarness.CreateAsync(new LogitFusionMethod(), [fx.Stories, fx.Xs], """{"weights": [1]}"""));
+        await Assert.ThrowsAsync<ConfigException>(() => MethodHarness.CreateAsync(new LogitFusionMethod(), [fx.Stories, fx.Xs], """{"combine": "max"}"""));
+        await Assert.ThrowsAsync<ConfigException>(() => MethodHarness.CreateAsync(new LogitFusionMethod(), [fx.Stories, fx.Xs], """{"weights": [1, -1]}"""));
+        var e = await Assert.ThrowsAsync<ConfigException>(() => MethodHarness.CreateAsync(new LogitFusionMethod(), [fx.Stories, fx.Xs], """{"fit_weights": true}"""));
         Assert.Contains("dev", e.Message);
     }
 }

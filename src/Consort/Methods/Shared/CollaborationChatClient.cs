@@ -54,6 +54,14 @@ public abstract class CollaborationChatClient(ModelDescriptor descriptor) : ICha
     public static ChatResponse Answer(string text, string? finishReason = null) =>
         new(new ChatMessage(ChatRole.Assistant, text)) { FinishReason = finishReason is null ? ChatFinishReason.Stop : new ChatFinishReason(finishReason) };
 
+    /// <summary>A response holding <paramref name="text"/>, recording which member answered (routers, cascades).</summary>
+    public static ChatResponse AnswerFrom(string text, string member)
+    {
+        var r = Answer(text);
+        r.AdditionalProperties = new() { [ConsortKeys.AnsweredBy] = member };
+        return r;
+    }
+
     /// <inheritdoc />
     public object? GetService(Type serviceType, object? serviceKey = null) =>
         serviceKey is null && serviceType.IsInstanceOfType(this) ? this : null;

@@ -5,7 +5,7 @@ namespace Consort.Config;
 /// <summary>
 /// A model as a config names it, before anything is loaded: a GGUF file (path, <c>hf:</c> or
 /// <c>zoo:</c> reference), an OpenAI-compatible endpoint, or a nested collaboration.
-/// <see cref="ModelFactory.Describe"/> reads what it offers cheaply, so configs are validated before work starts.
+/// <see cref="IModelProvider.Describe"/> reads what it offers cheaply, so configs are validated before work starts.
 /// </summary>
 public abstract record ModelSpec(string Name);
 

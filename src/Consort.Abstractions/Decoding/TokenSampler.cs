@@ -1,4 +1,4 @@
-namespace Consort.Sampling;
+namespace Consort.Decoding;
 
 /// <summary>
 /// Picks the next token from a distribution: greedy at temperature 0, otherwise softmax(logprob / T)
