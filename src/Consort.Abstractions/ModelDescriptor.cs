@@ -34,6 +34,12 @@ public sealed record ModelDescriptor
     public decimal? InputPricePerMillion { get; init; }
     /// <summary>Price per million output tokens, for cost accounting.</summary>
     public decimal? OutputPricePerMillion { get; init; }
+    /// <summary>
+    /// What makes this model's outputs what they are, as a short text: a file digest ("gguf:sha256:..."), an endpoint
+    /// and model name ("endpoint:URL#model"), or a digest of a collaboration's definition. Call caches and run
+    /// definitions key on it; null when unknown (such a model is not cached).
+    /// </summary>
+    public string? Identity { get; init; }
     /// <summary>Describes the access in words (with k for top-k access).</summary>
     public string AccessDescription =>
         string.Join(", ", Enum.GetValues<ModelAccess>()

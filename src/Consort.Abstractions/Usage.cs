@@ -90,8 +90,16 @@ public static class ConsortResponseExtensions
     public const string CostKey = ConsortKeys.Cost;
 
     // Traces come back from JSON written snake_case (results, the server) or camelCase (MEAI's caches).
-    private static readonly JsonSerializerOptions Snake = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, PropertyNameCaseInsensitive = true };
-    private static readonly JsonSerializerOptions Camel = new(JsonSerializerDefaults.Web);
+    // Numbers may be written as strings or as NaN/Infinity literals (caches keep such values intact).
+    private static readonly JsonSerializerOptions Snake = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, PropertyNameCaseInsensitive = true,
+        NumberHandling = JsonNumberHandling.AllowReadingFromString | JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+    private static readonly JsonSerializerOptions Camel = new(JsonSerializerDefaults.Web)
+    {
+        NumberHandling = JsonNumberHandling.AllowReadingFromString | JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
 
     private static List<TraceEntry> TraceFromJson(JsonElement e)
     {

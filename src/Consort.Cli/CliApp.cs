@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using System.Reflection;
 
 namespace Consort.Cli;
@@ -15,6 +16,8 @@ public static class CliApp
                      .Where(t => typeof(ICliCommand).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false })
                      .OrderBy(t => t.Name))
             root.Subcommands.Add(((ICliCommand)Activator.CreateInstance(type)!).Build());
+        // `consort` alone prints the help rather than an error.
+        root.SetAction(pr => { new HelpAction().Invoke(pr); return 0; });
         return root;
     }
 }

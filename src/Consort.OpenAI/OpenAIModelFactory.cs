@@ -57,5 +57,6 @@ public static class OpenAIModelFactory
         ContextSize = o.ContextSize,
         InputPricePerMillion = o.InputPricePerMillion,
         OutputPricePerMillion = o.OutputPricePerMillion,
+        Identity = $"endpoint:{o.BaseUrl.TrimEnd('/')}#{o.Model}",
     };
 }

@@ -15,6 +15,9 @@ public sealed class ApiError(int status, string message, string type = "invalid_
     /// <summary>Machine-readable code, if any.</summary>
     public string? Code { get; } = code;
 
+    /// <summary>Seconds the client should wait before retrying (sent as <c>Retry-After</c>), if any.</summary>
+    public int? RetryAfterSeconds { get; init; }
+
     /// <summary>The JSON body.</summary>
     public JsonObject ToJson() => new()
     {
@@ -26,6 +29,7 @@ public sealed class ApiError(int status, string message, string type = "invalid_
     {
         if (response.HasStarted) return;
         response.StatusCode = Status;
+        if (RetryAfterSeconds is { } ra) response.Headers.RetryAfter = ra.ToString(System.Globalization.CultureInfo.InvariantCulture);
         response.ContentType = "application/json";
         await response.WriteAsync(ToJson().ToJsonString());
     }

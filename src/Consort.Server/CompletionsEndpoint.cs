@@ -10,12 +10,24 @@ namespace Consort.Server;
 /// </summary>
 internal static class CompletionsEndpoint
 {
+    private static readonly string[] Known = ["model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "logprobs", "echo", "stream", "stream_options", "n", "user", "consort_trace"];
+
+    private static readonly Dictionary<string, Func<JsonNode?, bool>> Unsupported = new()
+    {
+        ["suffix"] = v => v is JsonValue sv && sv.TryGetValue<string>(out var s) && s.Length == 0,
+        ["best_of"] = v => v is JsonValue bv && bv.TryGetValue<int>(out var b) && b == 1,
+        ["logit_bias"] = v => v is JsonObject { Count: 0 },
+        ["frequency_penalty"] = v => v is JsonValue fv && fv.TryGetValue<double>(out var d) && d == 0,
+        ["presence_penalty"] = v => v is JsonValue pv && pv.TryGetValue<double>(out var d) && d == 0,
+    };
+
     public static async Task HandleAsync(HttpContext ctx, ServerState state, CancellationToken ct)
     {
         var body = await RequestBody.ReadAsync(ctx.Request, state.Options.MaxBodyBytes, ct);
-        var model = state.Resolve(body.RequireString("model"));
+        body.CheckFields(Known, Unsupported, "/v1/completions");
+        var model = state.Resolve(ctx, body.RequireString("model"));
         string prompt = Prompt(body);
-        ServerState.RequireSingleChoice(body);
+        if (state.Choices(body) != 1) throw new ApiError(400, "'n' > 1 is supported on /v1/chat/completions; /v1/completions answers one choice", param: "n", code: "unsupported_parameter");
         bool echo = body.Bool("echo") == true;
         int maxTokens = state.MaxTokens(body, 16, allowZero: echo);
         int logprobs = body.Int("logprobs") ?? 0;
@@ -24,6 +36,8 @@ internal static class CompletionsEndpoint
         if (topK is < 0) throw new ApiError(400, $"'top_k' must not be negative, got {topK}", param: "top_k");
         var settings = new CompletionSettings(maxTokens, body.FloatIn("temperature", 0, 2) ?? 1f, body.FloatIn("top_p", 0, 1) ?? 1f,
             body.Int("seed"), body.Stop(), logprobs, echo, topK is > 0 ? topK : null);
+        if (body.Json["stream_options"] is { } so && (so is not JsonObject soo || soo.Any(kv => kv.Key != "include_usage")))
+            throw new ApiError(400, "'stream_options' may only hold 'include_usage'", param: "stream_options");
         bool stream = body.Bool("stream") == true;
         bool trace = ServerState.WantsTrace(ctx, body);
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
@@ -61,6 +75,7 @@ internal static class CompletionsEndpoint
         }
         var output = await TokenCompletion.RunAsync(model.Tokens, prompt, settings, onToken, ct);
         var usage = ServerState.Usage(output.PromptTokenCount, output.Tokens.Count);
+        ServerState.Record(ctx, model.Name, output.PromptTokenCount, output.Tokens.Count, model.Descriptor.CostOf(output.PromptTokenCount, output.Tokens.Count));
         if (stream)
         {
             var last = Chunk("", null, output.FinishReason);
@@ -99,7 +114,10 @@ internal static class CompletionsEndpoint
                 if (u.Text.Length > 0) await ServerState.WriteEventAsync(ctx, Chunk(u.Text, null), ct);
             }
             var merged = updates.ToChatResponse();
-            var (p, c) = ChatEndpoint.UsageOf(model, messages, merged.Usage, merged.Text);
+            if (merged.FinishReason is null)
+                throw new ApiError(502, $"the stream of model '{model.Name}' ended without a finish reason; the answer is incomplete", "server_error", code: "stream_incomplete");
+            var (p, c) = ChatEndpoint.UsageOf(model, messages, merged, merged.Text);
+            ServerState.Record(ctx, model.Name, p, c, ChatEndpoint.CostOf(model, merged, p, c));
             var last = Chunk("", ChatEndpoint.FinishReason(merged.FinishReason));
             last["usage"] = ServerState.Usage(p, c);
             await ServerState.WriteEventAsync(ctx, last, ct);
@@ -107,7 +125,8 @@ internal static class CompletionsEndpoint
             return;
         }
         var r = await model.Chat.GetResponseAsync(messages, options, ct);
-        var (pt, cpt) = ChatEndpoint.UsageOf(model, messages, r.Usage, r.Text);
+        var (pt, cpt) = ChatEndpoint.UsageOf(model, messages, r, r.Text);
+        ServerState.Record(ctx, model.Name, pt, cpt, ChatEndpoint.CostOf(model, r, pt, cpt));
         var json = Chunk(r.Text, ChatEndpoint.FinishReason(r.FinishReason));
         json["usage"] = ServerState.Usage(pt, cpt);
         ChatEndpoint.AddConsortFields(json, r, trace);

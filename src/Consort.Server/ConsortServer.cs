@@ -1,32 +1,41 @@
-using System.Security.Cryptography;
-using System.Text;
-using System.Text.Json;
+using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Consort.Gateway;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
 
 namespace Consort.Server;
 
 /// <summary>
 /// An OpenAI-compatible HTTP server over Consort models and collaborations: <c>GET /v1/models</c>,
 /// <c>POST /v1/chat/completions</c> (JSON or SSE), <c>POST /v1/completions</c> (logprobs where the model has token
-/// access) and <c>GET /health</c>. Models are built by the caller and stay loaded for the server's lifetime.
+/// access), <c>POST /v1/embeddings</c>, <c>GET /health</c>, <c>GET /metrics</c> (Prometheus) and <c>GET /admin/keys</c>.
+/// Models are built by the caller and stay loaded for the server's lifetime.
 /// </summary>
 public static class ConsortServer
 {
+    /// <summary>Response header carrying the request id (the client's own <c>X-Request-Id</c> when it sent a valid one).</summary>
+    public const string RequestIdHeader = "X-Request-Id";
+
     /// <summary>
     /// Builds (does not start) the server. Call <c>StartAsync</c>/<c>RunAsync</c> on the result; with port 0 in
     /// <see cref="ServerOptions.Urls"/> read the bound address from <see cref="BoundUrls"/> after starting.
+    /// <paramref name="embedders"/> answer <c>/v1/embeddings</c> under their model names.
     /// </summary>
-    public static WebApplication Build(ServerOptions options, IReadOnlyList<ConsortModel> models)
+    public static WebApplication Build(ServerOptions options, IReadOnlyList<ConsortModel> models,
+        IReadOnlyDictionary<string, IEmbeddingGenerator<string, Embedding<float>>>? embedders = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(models);
         options.Validate();
-        if (models.Count == 0) throw new ConfigException("server: no models to serve");
+        embedders ??= new Dictionary<string, IEmbeddingGenerator<string, Embedding<float>>>();
+        if (models.Count == 0 && embedders.Count == 0) throw new ConfigException("server: no models to serve");
         var dup = models.GroupBy(m => m.Name).FirstOrDefault(g => g.Count() > 1);
         if (dup is not null) throw new ConfigException($"server: two models are named '{dup.Key}'");
 
@@ -36,45 +45,136 @@ public static class ConsortServer
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
-            // Our own reader answers oversized bodies with an OpenAI-shaped 400; Kestrel's limit is only a backstop.
-            k.Limits.MaxRequestBodySize = options.MaxBodyBytes + 65536;
+            // Our own reader answers oversized bodies with an OpenAI-shaped 400 and drains them, so the client reads the
+            // answer; Kestrel's limit is the backstop for bodies too large to drain (it closes the connection).
+            k.Limits.MaxRequestBodySize = RequestBody.DrainLimit(options.MaxBodyBytes);
         });
+        // Kestrel drains in-flight requests on stop; our own deadline cancels what is left a little earlier.
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.ShutdownTimeout + TimeSpan.FromSeconds(5));
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        if (options.ExtraLogger is { } extra) builder.Logging.AddProvider(extra);
         builder.Logging.SetMinimumLevel(options.MinimumLogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        // A failed bind is reported once, as one line, by the caller; Kestrel and the host would log it with a stack trace.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Server.Kestrel", LogLevel.None);
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
+        if (options.Metrics)
+            builder.Services.AddOpenTelemetry().WithMetrics(m => m
+                .AddMeter(ServerMetrics.MeterName, GatewayMetrics.MeterName, ServerMetrics.CoreMeterName)
+                .AddPrometheusExporter(p => p.ScrapeResponseCacheDurationMilliseconds = 0)); // every scrape is current
 
         var app = builder.Build();
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Consort.Server");
-        var state = new ServerState(options, models, log);
+        var state = new ServerState(options, models, embedders, log);
+        var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
+        lifetime.ApplicationStopping.Register(state.BeginShutdown);
+        lifetime.ApplicationStopped.Register(state.Dispose);
         if (state.Keys.Count == 0)
             log.LogWarning("no API keys configured (CONSORT_API_KEYS or a keys file): the server accepts every request");
+        if (state.Redis is not null) log.LogInformation("shared state in redis (counters and cache)");
 
         app.Use(async (ctx, next) =>
         {
-            if (ctx.Request.Path.StartsWithSegments("/v1") && !state.Authorized(ctx.Request))
+            var sw = Stopwatch.StartNew();
+            var info = new RequestInfo { Id = RequestId(ctx.Request) };
+            ctx.Items[typeof(RequestInfo)] = info;
+            ctx.Response.Headers[RequestIdHeader] = info.Id;
+            try
             {
-                await new ApiError(401, "invalid or missing API key (send 'Authorization: Bearer KEY')", "invalid_request_error", code: "invalid_api_key")
-                    .WriteAsync(ctx.Response);
+                await next(ctx);
+            }
+            catch (BadHttpRequestException e)
+            {
+                await ServerState.WriteErrorAsync(ctx, new ApiError(e.StatusCode, $"bad request: {e.Message}", code: "bad_request"));
+            }
+            catch (Exception e) when (!ctx.RequestAborted.IsCancellationRequested)
+            {
+                log.LogError(e, "{RequestId} unhandled", info.Id);
+                await ServerState.WriteErrorAsync(ctx, new ApiError(500, $"internal error: {e.GetType().Name}", "server_error"));
+            }
+            catch (OperationCanceledException) { }
+            int status = ctx.RequestAborted.IsCancellationRequested ? 499 : ctx.Response.StatusCode;
+            if (info.Endpoint.Length > 0) ServerMetrics.Answered(info.Model, info.Endpoint, status, sw.Elapsed);
+            // One structured line per request; the key appears by its name only.
+            if (ctx.Request.Path != "/metrics" && ctx.Request.Path != "/health")
+                log.LogInformation("{RequestId} {Method} {Path} {Status} model={Model} key={Key} {DurationMs:0.0} ms queue={QueueMs:0.0} ms tokens={PromptTokens}+{CompletionTokens}",
+                    info.Id, ctx.Request.Method, ctx.Request.Path.Value, status, info.Model ?? "-", info.Key?.Name ?? "-", sw.Elapsed.TotalMilliseconds,
+                    info.QueueWait.TotalMilliseconds, info.PromptTokens, info.CompletionTokens);
+        });
+        // Every status without a body (404 of an unknown path, 405 of a wrong method) gets the OpenAI error shape.
+        app.UseStatusCodePages(async sc =>
+        {
+            var ctx = sc.HttpContext;
+            var e = ctx.Response.StatusCode switch
+            {
+                404 => new ApiError(404, $"no such endpoint: {ctx.Request.Method} {ctx.Request.Path}; see GET /v1/models, POST /v1/chat/completions, /v1/completions, /v1/embeddings", code: "not_found"),
+                405 => new ApiError(405, $"method {ctx.Request.Method} is not allowed on {ctx.Request.Path}", code: "method_not_allowed"),
+                var s => new ApiError(s, $"HTTP {s}", s >= 500 ? "server_error" : "invalid_request_error"),
+            };
+            ctx.Response.ContentType = "application/json";
+            await ctx.Response.WriteAsync(e.ToJson().ToJsonString());
+        });
+        app.Use(async (ctx, next) =>
+        {
+            bool guarded = ctx.Request.Path.StartsWithSegments("/v1") || ctx.Request.Path.StartsWithSegments("/admin");
+            if (guarded && state.Keys.Count > 0)
+            {
+                var key = state.Keys.Find(ServerState.Bearer(ctx.Request));
+                if (key is null)
+                {
+                    await new ApiError(401, "invalid or missing API key (send 'Authorization: Bearer KEY')", "invalid_request_error", code: "invalid_api_key").WriteAsync(ctx.Response);
+                    return;
+                }
+                RequestInfo.Of(ctx).Key = key;
+            }
+            if (ctx.Request.Path.StartsWithSegments("/admin") && RequestInfo.Of(ctx).Key is not { Admin: true })
+            {
+                await new ApiError(403, "the admin endpoints need a key with \"admin\": true in the keys file", "permission_error", code: "admin_only").WriteAsync(ctx.Response);
                 return;
             }
             await next(ctx);
         });
 
-        app.MapGet("/health", (HttpContext ctx) => ctx.Response.WriteAsync(
-            new JsonObject { ["status"] = "ok", ["models"] = models.Count, ["in_flight"] = state.InFlight }.ToJsonString()));
+        app.MapGet("/health", (HttpContext ctx) => WriteJson(ctx, new JsonObject
+        {
+            ["status"] = state.Stopping ? "stopping" : "ok", ["models"] = models.Count, ["in_flight"] = state.Gate.InFlight, ["queued"] = state.Gate.Waiting,
+            ["state"] = state.Redis is null ? "local" : state.Redis.Up ? "redis" : "local (redis unavailable)",
+        }));
         app.MapGet("/v1/models", (HttpContext ctx) => WriteJson(ctx, new JsonObject
         {
             ["object"] = "list",
-            ["data"] = new JsonArray([.. models.Select(m => (JsonNode)ModelJson(m))]),
+            ["data"] = new JsonArray([.. state.Allowed(ctx).Select(n => (JsonNode)ModelJson(state.Models[n])), .. EmbedderJson(ctx, state)]),
         }));
         app.MapGet("/v1/models/{id}", (HttpContext ctx, string id) =>
-            state.Models.TryGetValue(id, out var m)
-                ? WriteJson(ctx, ModelJson(m))
-                : new ApiError(404, $"model '{id}' not found", param: "model", code: "model_not_found").WriteAsync(ctx.Response));
-        app.MapPost("/v1/chat/completions", ctx => state.RunAsync(ctx, ChatEndpoint.HandleAsync));
-        app.MapPost("/v1/completions", ctx => state.RunAsync(ctx, CompletionsEndpoint.HandleAsync));
+        {
+            if (!state.Models.TryGetValue(id, out var m))
+                return new ApiError(404, $"model '{id}' not found", param: "model", code: "model_not_found").WriteAsync(ctx.Response);
+            try { ServerState.Allow(ctx, id); }
+            catch (ApiError e) { return e.WriteAsync(ctx.Response); }
+            return WriteJson(ctx, ModelJson(m));
+        });
+        app.MapPost("/v1/chat/completions", ctx => state.RunAsync(ctx, "chat", ChatEndpoint.HandleAsync));
+        app.MapPost("/v1/completions", ctx => state.RunAsync(ctx, "completions", CompletionsEndpoint.HandleAsync));
+        app.MapPost("/v1/embeddings", ctx => state.RunAsync(ctx, "embeddings", EmbeddingsEndpoint.HandleAsync));
+        app.MapGet("/admin/keys", async (HttpContext ctx) =>
+        {
+            var list = new JsonArray();
+            foreach (var k in state.Keys.Keys) list.Add(await state.Limiter.UsageAsync(k, ctx.RequestAborted));
+            await WriteJson(ctx, new JsonObject { ["object"] = "list", ["state"] = state.Limiter.Store.Where, ["data"] = list });
+        });
+        if (options.Metrics) app.MapPrometheusScrapingEndpoint("/metrics");
         return app;
+    }
+
+    // A client's own id is echoed when it is short and plain; otherwise the server makes one.
+    private static string RequestId(HttpRequest request)
+    {
+        string? given = request.Headers[RequestIdHeader];
+        if (given is { Length: > 0 and <= 128 } && given.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or ':'))
+            return given;
+        return "req-" + Guid.NewGuid().ToString("N")[..20];
     }
 
     /// <summary>
@@ -98,6 +198,15 @@ public static class ConsortServer
         return ctx.Response.WriteAsync(json.ToJsonString(), ctx.RequestAborted);
     }
 
+    private static IEnumerable<JsonNode> EmbedderJson(HttpContext ctx, ServerState state)
+    {
+        foreach (var name in state.Embedders.Keys.Where(n => !state.Models.ContainsKey(n)))
+        {
+            if (RequestInfo.Of(ctx).Key?.Limits.Models is { } allowed && !allowed.Contains(name)) continue;
+            yield return new JsonObject { ["id"] = name, ["object"] = "model", ["created"] = 0, ["owned_by"] = "consort", ["consort"] = new JsonObject { ["embeddings"] = true } };
+        }
+    }
+
     private static JsonObject ModelJson(ConsortModel m) => new()
     {
         ["id"] = m.Name,
@@ -110,155 +219,9 @@ public static class ConsortServer
             ["method"] = m.Method,
             ["members"] = new JsonArray([.. m.Members.Select(x => (JsonNode)JsonValue.Create(x.Name)!)]),
             ["context_size"] = m.Descriptor.ContextSize,
+            ["deployments"] = m.Chat.GetService(typeof(DeploymentChatClient)) is DeploymentChatClient d
+                ? new JsonArray([.. d.Pool.Deployments.Select((x, i) => (JsonNode)new JsonObject { ["name"] = x.Name, ["cooling"] = d.Pool.IsCooling(i), ["in_flight"] = d.Pool.InFlight(i) })])
+                : null,
         },
-    };
-}
-
-/// <summary>Shared per-server state: models, keys, the concurrency gate and error mapping.</summary>
-internal sealed class ServerState
-{
-    private readonly SemaphoreSlim _gate;
-    private readonly byte[][] _keyHashes;
-    private int _inFlight;
-
-    public ServerState(ServerOptions options, IReadOnlyList<ConsortModel> models, ILogger log)
-    {
-        Options = options; Log = log;
-        Models = models.ToDictionary(m => m.Name, StringComparer.Ordinal);
-        Keys = options.LoadKeys();
-        _keyHashes = [.. Keys.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k)))];
-        _gate = new SemaphoreSlim(options.MaxConcurrentRequests, options.MaxConcurrentRequests);
-    }
-
-    public ServerOptions Options { get; }
-    public ILogger Log { get; }
-    public Dictionary<string, ConsortModel> Models { get; }
-    public HashSet<string> Keys { get; }
-    public int InFlight => Volatile.Read(ref _inFlight);
-
-    public static readonly JsonSerializerOptions TraceJson = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
-    };
-
-    public bool Authorized(HttpRequest request)
-    {
-        if (_keyHashes.Length == 0) return true;
-        string? auth = request.Headers.Authorization;
-        if (auth is null || !auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return false;
-        // Compare hashes in constant time so timing reveals nothing about the keys.
-        var h = SHA256.HashData(Encoding.UTF8.GetBytes(auth[7..].Trim()));
-        bool ok = false;
-        foreach (var k in _keyHashes) ok |= CryptographicOperations.FixedTimeEquals(h, k);
-        return ok;
-    }
-
-    public ConsortModel Resolve(string name) =>
-        Models.TryGetValue(name, out var m) ? m
-            : throw new ApiError(404, $"model '{name}' not found; available: {string.Join(", ", Models.Keys)}", param: "model", code: "model_not_found");
-
-    /// <summary>Runs a handler under the concurrency gate and the request timeout, mapping failures to OpenAI-shaped errors.</summary>
-    public async Task RunAsync(HttpContext ctx, Func<HttpContext, ServerState, CancellationToken, Task> handler)
-    {
-        if (!_gate.Wait(0))
-        {
-            ctx.Response.Headers.RetryAfter = "1";
-            await new ApiError(429, $"server is busy ({Options.MaxConcurrentRequests} requests in flight); retry later", "rate_limit_error", code: "rate_limit_exceeded")
-                .WriteAsync(ctx.Response);
-            return;
-        }
-        Interlocked.Increment(ref _inFlight);
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
-        cts.CancelAfter(Options.RequestTimeout);
-        try
-        {
-            await handler(ctx, this, cts.Token);
-        }
-        catch (ApiError e)
-        {
-            await WriteErrorAsync(ctx, e);
-        }
-        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
-        {
-            // The client went away: inner calls were cancelled through the token; nothing to answer.
-        }
-        catch (OperationCanceledException) when (cts.IsCancellationRequested)
-        {
-            await WriteErrorAsync(ctx, new ApiError(504, $"request timed out after {Options.RequestTimeout.TotalSeconds:0.###} s", "timeout", code: "timeout"));
-        }
-        catch (ConfigException e)
-        {
-            await WriteErrorAsync(ctx, new ApiError(400, e.Message));
-        }
-        catch (ConsortException e)
-        {
-            Log.LogWarning("request failed: {Message}", e.Message);
-            await WriteErrorAsync(ctx, new ApiError(502, e.Message, "server_error", code: "model_error"));
-        }
-        catch (Exception e)
-        {
-            Log.LogError(e, "request failed");
-            await WriteErrorAsync(ctx, new ApiError(500, $"internal error: {e.GetType().Name}: {e.Message}", "server_error"));
-        }
-        finally
-        {
-            Interlocked.Decrement(ref _inFlight);
-            _gate.Release();
-        }
-    }
-
-    // After an SSE stream has started, the error travels as one more event (what OpenAI's clients read).
-    private static async Task WriteErrorAsync(HttpContext ctx, ApiError e)
-    {
-        if (!ctx.Response.HasStarted) { await e.WriteAsync(ctx.Response); return; }
-        if (ctx.RequestAborted.IsCancellationRequested) return;
-        try
-        {
-            await ctx.Response.WriteAsync("data: " + e.ToJson().ToJsonString() + "\n\n");
-            await ctx.Response.Body.FlushAsync();
-        }
-        catch (Exception) when (ctx.RequestAborted.IsCancellationRequested) { }
-    }
-
-    /// <summary>Validates <c>max_tokens</c> against the server limit.</summary>
-    public int MaxTokens(RequestBody body, int fallback, bool allowZero = false)
-    {
-        int? v = body.Int("max_tokens") ?? body.Int("max_completion_tokens");
-        string param = body.Has("max_tokens") ? "max_tokens" : "max_completion_tokens";
-        if (v is null) return Math.Min(fallback, Options.MaxTokens);
-        if (v < (allowZero ? 0 : 1)) throw new ApiError(400, $"'{param}' must be >= {(allowZero ? 0 : 1)}, got {v}", param: param);
-        if (v > Options.MaxTokens)
-            throw new ApiError(400, $"'{param}' is {v}; this server allows at most {Options.MaxTokens}", param: param, code: "max_tokens_too_large");
-        return v.Value;
-    }
-
-    public static void RequireSingleChoice(RequestBody body)
-    {
-        if (body.Int("n") is { } n && n != 1) throw new ApiError(400, $"'n' must be 1 (got {n})", param: "n");
-    }
-
-    public static bool WantsTrace(HttpContext ctx, RequestBody body) =>
-        body.Bool("consort_trace") == true ||
-        ctx.Request.Headers["X-Consort-Trace"].ToString() is "1" or "true" or "True";
-
-    public static async Task WriteEventAsync(HttpContext ctx, JsonNode json, CancellationToken ct)
-    {
-        await ctx.Response.WriteAsync("data: " + json.ToJsonString() + "\n\n", ct);
-        await ctx.Response.Body.FlushAsync(ct);
-    }
-
-    public static void StartEventStream(HttpContext ctx)
-    {
-        ctx.Response.ContentType = "text/event-stream";
-        ctx.Response.Headers.CacheControl = "no-cache";
-        ctx.Response.Headers["X-Accel-Buffering"] = "no";
-    }
-
-    public static JsonObject Usage(long prompt, long completion) => new()
-    {
-        ["prompt_tokens"] = prompt,
-        ["completion_tokens"] = completion,
-        ["total_tokens"] = prompt + completion,
     };
 }

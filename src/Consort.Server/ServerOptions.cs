@@ -25,16 +25,45 @@ public sealed class ServerOptions
     public int MaxMessages { get; init; } = 256;
     /// <summary>Wall-clock limit of one request; inner calls are cancelled when it passes.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(120);
-    /// <summary>Requests served at once; more are answered 429 at once.</summary>
+    /// <summary>Requests served at once; more wait in the queue.</summary>
     public int MaxConcurrentRequests { get; init; } = 8;
+    /// <summary>Requests that may wait for a slot; beyond it the server answers 429 with Retry-After.</summary>
+    public int MaxQueue { get; init; } = 1024;
+    /// <summary>Longest wait in the queue before the request is answered 503 with Retry-After.</summary>
+    public TimeSpan QueueTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Largest <c>n</c> (choices per request).</summary>
+    public int MaxChoices { get; init; } = 8;
+    /// <summary>On shutdown, how long in-flight requests may finish before they are cancelled (streams get an error event).</summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Redis connection string (e.g. <c>127.0.0.1:6379</c>): rate-limit counters, budgets and the call cache are shared through it. Null: in-process.</summary>
+    public string? Redis { get; init; }
+    /// <summary>Prefix of every Redis key the server writes.</summary>
+    public string RedisPrefix { get; init; } = "consort:";
+    /// <summary>Whether to serve <c>/metrics</c> (Prometheus text format).</summary>
+    public bool Metrics { get; init; } = true;
+    /// <summary>Names of served models that answer <c>/v1/embeddings</c>.</summary>
+    public IReadOnlyList<string> EmbeddingModels { get; init; } = [];
+    /// <summary>Extra log provider (tests capture every line through it).</summary>
+    public ILoggerProvider? ExtraLogger { get; init; }
     /// <summary>Least log level written to the console.</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>These settings on a free loopback port with one generated key (benchmarks and tests).</summary>
+    public ServerOptions ForLoopback(string key, LogLevel logLevel) => new()
+    {
+        Urls = "http://127.0.0.1:0", ApiKeys = [key], ApiKeysFile = null, ReadKeysFromEnvironment = false,
+        MaxBodyBytes = MaxBodyBytes, MaxTokens = MaxTokens, DefaultMaxTokens = DefaultMaxTokens, MaxMessages = MaxMessages,
+        RequestTimeout = RequestTimeout, MaxConcurrentRequests = MaxConcurrentRequests, MaxQueue = MaxQueue, QueueTimeout = QueueTimeout,
+        MaxChoices = MaxChoices, ShutdownTimeout = ShutdownTimeout, Redis = Redis, RedisPrefix = RedisPrefix, Metrics = Metrics,
+        EmbeddingModels = EmbeddingModels, MinimumLogLevel = logLevel,
+    };
 
     /// <summary>Keys accepted by <see cref="FromJson"/>.</summary>
     public static readonly IReadOnlyList<string> JsonKeys =
     [
         "urls", "api_keys_file", "max_body_bytes", "max_tokens", "default_max_tokens", "max_messages", "request_timeout_s",
-        "max_concurrent_requests", "log_level",
+        "max_concurrent_requests", "log_level", "keys_file", "max_queue", "queue_timeout_s", "max_n", "shutdown_timeout_s", "redis", "redis_prefix",
+        "metrics", "embedding_models",
     ];
 
     /// <summary>
@@ -49,7 +78,7 @@ public sealed class ServerOptions
             if (!JsonKeys.Contains(key))
                 throw new ConfigException($"server: unknown key '{key}'; valid keys: {string.Join(", ", JsonKeys)}");
         var d = new ServerOptions();
-        string? keysFile = Get<string>(server, "api_keys_file");
+        string? keysFile = Get<string>(server, "api_keys_file") ?? Get<string>(server, "keys_file");
         var o = new ServerOptions
         {
             Urls = urlsOverride ?? Get<string>(server, "urls") ?? d.Urls,
@@ -60,6 +89,14 @@ public sealed class ServerOptions
             MaxMessages = Get<int?>(server, "max_messages") ?? d.MaxMessages,
             RequestTimeout = Get<double?>(server, "request_timeout_s") is { } t ? TimeSpan.FromSeconds(t) : d.RequestTimeout,
             MaxConcurrentRequests = Get<int?>(server, "max_concurrent_requests") ?? d.MaxConcurrentRequests,
+            MaxQueue = Get<int?>(server, "max_queue") ?? d.MaxQueue,
+            QueueTimeout = Get<double?>(server, "queue_timeout_s") is { } qt ? TimeSpan.FromSeconds(qt) : d.QueueTimeout,
+            MaxChoices = Get<int?>(server, "max_n") ?? d.MaxChoices,
+            ShutdownTimeout = Get<double?>(server, "shutdown_timeout_s") is { } st ? TimeSpan.FromSeconds(st) : d.ShutdownTimeout,
+            Redis = Get<string>(server, "redis"),
+            RedisPrefix = Get<string>(server, "redis_prefix") ?? d.RedisPrefix,
+            Metrics = Get<bool?>(server, "metrics") ?? d.Metrics,
+            EmbeddingModels = Get<string[]>(server, "embedding_models") ?? [],
             MinimumLogLevel = Get<string>(server, "log_level") is { } lvl
                 ? Enum.TryParse<LogLevel>(lvl, true, out var l) ? l : throw new ConfigException($"server: 'log_level' '{lvl}' is not one of {string.Join(", ", Enum.GetNames<LogLevel>())}")
                 : d.MinimumLogLevel,
@@ -87,14 +124,43 @@ public sealed class ServerOptions
         if (MaxMessages < 1) throw new ConfigException("server: max_messages must be >= 1");
         if (RequestTimeout <= TimeSpan.Zero) throw new ConfigException("server: request_timeout_s must be > 0");
         if (MaxConcurrentRequests < 1) throw new ConfigException("server: max_concurrent_requests must be >= 1");
+        if (MaxQueue < 0) throw new ConfigException($"server: max_queue must be >= 0, got {MaxQueue}");
+        if (QueueTimeout <= TimeSpan.Zero) throw new ConfigException("server: queue_timeout_s must be > 0");
+        if (MaxChoices < 1 || MaxChoices > 128) throw new ConfigException($"server: max_n must be 1..128, got {MaxChoices}");
+        if (ShutdownTimeout < TimeSpan.Zero) throw new ConfigException("server: shutdown_timeout_s must be >= 0");
+        if (Redis is { } r && string.IsNullOrWhiteSpace(r)) throw new ConfigException("server: 'redis' is empty; give host:port, e.g. \"127.0.0.1:6379\"");
+        ValidateUrls(Urls);
         if (ApiKeysFile is not null && !File.Exists(ApiKeysFile)) throw new ConfigException($"server: keys file '{ApiKeysFile}' not found");
+    }
+
+    /// <summary>Each listen URL must be http(s)://HOST:PORT with a port of 0..65535 and nothing after it.</summary>
+    public static void ValidateUrls(string urls)
+    {
+        var parts = urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (parts.Length == 0) throw new ConfigException("server: 'urls' is empty; give e.g. http://127.0.0.1:8000");
+        foreach (var u in parts)
+        {
+            // Kestrel's own forms for "every address" are fine; Uri would reject the '*' and '+' hosts.
+            string probe = u.Replace("://*", "://0.0.0.0").Replace("://+", "://0.0.0.0");
+            if (!Uri.TryCreate(probe, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https") || uri.Host.Length == 0
+                || (uri.AbsolutePath.Length > 1) || uri.Query.Length > 0 || !HasPort(probe))
+                throw new ConfigException($"server: listen URL '{u}' is not of the form http://HOST:PORT (e.g. http://127.0.0.1:8000; port 0 picks a free one)");
+        }
+
+        static bool HasPort(string s)
+        {
+            int start = s.IndexOf("://", StringComparison.Ordinal) + 3;
+            string rest = s[start..].TrimEnd('/');
+            int colon = rest.LastIndexOf(':');
+            return colon > 0 && colon > rest.LastIndexOf(']') && int.TryParse(rest[(colon + 1)..], out int port) && port is >= 0 and <= 65535;
+        }
     }
 
     /// <summary>All keys from the options, the keys file and (if enabled) <c>CONSORT_API_KEYS</c>.</summary>
     public HashSet<string> LoadKeys()
     {
         var keys = new HashSet<string>(ApiKeys.Where(k => !string.IsNullOrWhiteSpace(k)).Select(k => k.Trim()), StringComparer.Ordinal);
-        if (ApiKeysFile is not null)
+        if (ApiKeysFile is not null && !Keys.ApiKeyRing.IsJsonFile(ApiKeysFile))
             foreach (var line in File.ReadAllLines(ApiKeysFile))
                 if (line.Trim() is { Length: > 0 } l && !l.StartsWith('#')) keys.Add(l);
         if (ReadKeysFromEnvironment && Environment.GetEnvironmentVariable("CONSORT_API_KEYS") is { Length: > 0 } env)

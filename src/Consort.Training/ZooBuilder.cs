@@ -88,11 +88,16 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
         return d;
     }
 
-    /// <summary>Writes a dataset in the shared layout (dev/test, exact_match).</summary>
+    /// <summary>
+    /// Writes a dataset in the shared layout (dev/test, exact_match), declaring the plain completion prompt the zoo's base
+    /// models need ("Q: 7+48= A:" continued up to the end of the line): a run that names the dataset bare uses it for
+    /// models without a chat template instead of an instruction they cannot follow.
+    /// </summary>
     public static void WriteDataset(string path, SkillData data)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        var obj = new { dataset = "zoo_" + data.Skill, task_type = "exact_match", dev = data.Dev, test = data.Test };
+        var completion = new { prompt = "{input}", max_tokens = 16, stop = new[] { "\n" } };
+        var obj = new { dataset = "zoo_" + data.Skill, task_type = "exact_match", completion, dev = data.Dev, test = data.Test };
         File.WriteAllText(path, JsonSerializer.Serialize(obj, new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n");
     }
 

@@ -9,23 +9,41 @@ internal static class CliHarness
 {
     public static string Dll => Path.Combine(AppContext.BaseDirectory, "consort.dll");
 
-    public static ProcessStartInfo StartInfo(params string[] args)
+    // Each invocation gets its own call cache (unless a test names one), so no test sees another's cached calls.
+    private static readonly TempDir Caches = new();
+
+    public static ProcessStartInfo StartInfo(params string[] args) => StartInfo(null, args);
+
+    public static ProcessStartInfo StartInfo(IReadOnlyDictionary<string, string>? env, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
         psi.ArgumentList.Add(Dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["NO_COLOR"] = "1";
+        psi.Environment["CONSORT_CALL_CACHE"] = Caches.File($"calls-{Guid.NewGuid():N}.sqlite");
+        foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         return psi;
     }
 
-    public static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
+    public static Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => RunWithAsync(null, null, args);
+
+    public static Task<(int Code, string Out, string Err)> RunWithAsync(IReadOnlyDictionary<string, string>? env, string? stdin, params string[] args) =>
+        RunWithAsync(env, stdin, TimeSpan.FromMinutes(10), args); // generous: a loaded shared machine is several times slower
+
+    public static async Task<(int Code, string Out, string Err)> RunWithAsync(IReadOnlyDictionary<string, string>? env, string? stdin, TimeSpan limit, params string[] args)
     {
-        using var p = Process.Start(StartInfo(args))!;
+        using var p = Process.Start(StartInfo(env, args))!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
-        // Generous: a loaded shared machine runs the quick start several times slower than a quiet one.
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(10));
-        await p.WaitForExitAsync(timeout.Token);
+        if (stdin is not null) await p.StandardInput.WriteAsync(stdin);
+        p.StandardInput.Close();
+        using var timeout = new CancellationTokenSource(limit);
+        try { await p.WaitForExitAsync(timeout.Token); }
+        catch (OperationCanceledException)
+        {
+            p.Kill(entireProcessTree: true); // never leave a run behind
+            throw new TimeoutException($"consort {string.Join(' ', args)} ran longer than {limit.TotalMinutes:0} min");
+        }
         return (p.ExitCode, await stdout, await stderr);
     }
 

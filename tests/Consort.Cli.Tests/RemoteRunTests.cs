@@ -40,7 +40,7 @@ public class RemoteRunTests
         File.WriteAllText(run, $$"""
             { "method": "single_model", "task": { "dataset": "stories", "max_tokens": 60 }, "concurrency": 1,
               "models": [ { "name": "remote", "type": "openai", "base_url": "http://127.0.0.1:{{port}}/v1", "model": "s",
-                            "top_logprobs": 0, "timeout_s": 5, "max_retries": 1, "backoff_base_ms": 20 } ] }
+                            "top_logprobs": 0, "timeout_s": 30, "max_retries": 1, "backoff_base_ms": 20 } ] }
             """);
         var outDir = dir.File("out");
         var results = Path.Combine(outDir, "remote", "results.jsonl");

@@ -43,6 +43,7 @@ internal sealed class StubServer : IAsyncDisposable
             int n = Interlocked.Increment(ref stub._attempts);
             using var reader = new StreamReader(ctx.Request.Body);
             string body = await reader.ReadToEndAsync();
+            ctx.Items["body"] = body;
             lock (stub.Bodies) { stub.Bodies.Add(body); stub.AuthHeaders.Add(ctx.Request.Headers.Authorization); stub.Times.Add(DateTime.UtcNow); }
             await handler(ctx, n);
         });
@@ -80,13 +81,14 @@ internal sealed class RunningServer : IAsyncDisposable
     public HttpClient Http { get; }
     public string Url => App.Urls.First();
 
-    public static async Task<RunningServer> StartAsync(IReadOnlyList<ConsortModel> models, ServerOptions? options = null, string? key = "test-key")
+    public static async Task<RunningServer> StartAsync(IReadOnlyList<ConsortModel> models, ServerOptions? options = null, string? key = "test-key",
+        IReadOnlyDictionary<string, IEmbeddingGenerator<string, Embedding<float>>>? embedders = null)
     {
         options ??= new ServerOptions();
         var o = new ServerOptions
         {
             Urls = "http://127.0.0.1:0",
-            ApiKeys = options.ApiKeys.Count > 0 ? options.ApiKeys : key is null ? [] : [key],
+            ApiKeys = options.ApiKeys.Count > 0 ? options.ApiKeys : key is null || options.ApiKeysFile is not null ? [] : [key],
             ReadKeysFromEnvironment = false,
             MaxBodyBytes = options.MaxBodyBytes,
             MaxTokens = options.MaxTokens,
@@ -94,9 +96,16 @@ internal sealed class RunningServer : IAsyncDisposable
             MaxMessages = options.MaxMessages,
             RequestTimeout = options.RequestTimeout,
             MaxConcurrentRequests = options.MaxConcurrentRequests,
-            MinimumLogLevel = LogLevel.Error,
+            MaxQueue = options.MaxQueue,
+            QueueTimeout = options.QueueTimeout,
+            MaxChoices = options.MaxChoices,
+            ShutdownTimeout = options.ShutdownTimeout,
+            Redis = options.Redis,
+            ApiKeysFile = options.ApiKeysFile,
+            ExtraLogger = options.ExtraLogger,
+            MinimumLogLevel = options.ExtraLogger is null ? LogLevel.Error : LogLevel.Information,
         };
-        var app = ConsortServer.Build(o, models);
+        var app = ConsortServer.Build(o, models, embedders);
         await app.StartAsync();
         var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()), Timeout = TimeSpan.FromSeconds(60) };
         if (key is not null) http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
@@ -137,10 +146,20 @@ internal sealed class FakeChatClient(string name) : IChatClient
 {
     public Func<CancellationToken, Task>? Before { get; init; }
     public bool AttachTrace { get; init; }
+    /// <summary>Pause between streamed words.</summary>
+    public TimeSpan WordDelay { get; init; }
+    /// <summary>Calls received.</summary>
+    public int Calls => Volatile.Read(ref _calls);
+    private int _calls;
+    /// <summary>Messages of the last call.</summary>
+    public IReadOnlyList<ChatMessage>? LastMessages { get; private set; }
 
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
+        Interlocked.Increment(ref _calls);
+        LastMessages = [.. messages];
         if (Before is not null) await Before(cancellationToken);
+        if (WordDelay > TimeSpan.Zero) await Task.Delay(WordDelay, cancellationToken);
         string text = Answer(messages, options);
         var r = new ChatResponse(new ChatMessage(ChatRole.Assistant, text))
         {
@@ -161,10 +180,13 @@ internal sealed class FakeChatClient(string name) : IChatClient
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
+        Interlocked.Increment(ref _calls);
+        LastMessages = [.. messages];
         if (Before is not null) await Before(cancellationToken);
         var words = Answer(messages, options).Split(' ');
         for (int i = 0; i < words.Length; i++)
         {
+            if (WordDelay > TimeSpan.Zero) await Task.Delay(WordDelay, cancellationToken);
             await Task.Yield();
             yield return new ChatResponseUpdate(ChatRole.Assistant, i == 0 ? words[i] : " " + words[i]);
         }
@@ -174,6 +196,7 @@ internal sealed class FakeChatClient(string name) : IChatClient
     private string Answer(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         string text = $"{name} says: {messages.Last(m => m.Role == ChatRole.User).Text}";
+        if (options?.Seed is { } seed) text += $" #{seed}";
         if (options?.MaxOutputTokens is { } max) text = string.Join(' ', text.Split(' ').Take(max));
         return text;
     }
@@ -199,4 +222,19 @@ public sealed class StoriesFixture : IDisposable
 
     public ConsortModel Model { get; }
     public void Dispose() => Model.Dispose();
+}
+
+/// <summary>Checks OpenAI's error shape <c>{"error":{"message","type","param","code"}}</c>.</summary>
+internal static class OpenAIErrors
+{
+    public static void Assert(JsonNode? json, string? param = null, string? code = null)
+    {
+        var err = json?["error"]?.AsObject();
+        Xunit.Assert.NotNull(err);
+        Xunit.Assert.False(string.IsNullOrEmpty(err!["message"]?.GetValue<string>()));
+        Xunit.Assert.False(string.IsNullOrEmpty(err["type"]?.GetValue<string>()));
+        Xunit.Assert.True(err.ContainsKey("param") && err.ContainsKey("code"));
+        if (param is not null) Xunit.Assert.Equal(param, err["param"]?.GetValue<string>());
+        if (code is not null) Xunit.Assert.Equal(code, err["code"]?.GetValue<string>());
+    }
 }

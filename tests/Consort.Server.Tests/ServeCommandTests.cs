@@ -60,4 +60,18 @@ public sealed class ServeCommandTests
         Assert.All(r["throughput"]!.AsArray(), t => Assert.True(t!["requests_per_second"]!.GetValue<double>() > 0));
         Assert.StartsWith(",", r["completion"]!.GetValue<string>());
     }
+
+    [Fact]
+    public async Task Load_benchmark_answers_every_request_of_a_burst_without_429()
+    {
+        // The burst of the issue: 200 requests from 32 clients against the example fusion, default queue settings.
+        var r = await BenchServeLoad.RunAsync(Path.Combine(TestPaths.RepoRoot, "examples", "serve.json"), null, requests: 200, clients: 32, maxTokens: 8, streamShare: 0.25, default);
+        Assert.Equal("fusion", r["model"]!.GetValue<string>());
+        Assert.Equal(200, r["ok"]!.GetValue<int>());
+        Assert.Equal(0, r["status_429"]!.GetValue<int>());
+        Assert.Equal(0, r["status_5xx"]!.GetValue<int>());
+        Assert.Equal(0, r["lost"]!.GetValue<int>());
+        Assert.True(r["all_answered"]!.GetValue<bool>());
+        Assert.True(r["p99_ms"]!.GetValue<double>() >= r["p50_ms"]!.GetValue<double>());
+    }
 }

@@ -16,15 +16,7 @@ public sealed class ServerTests
         return o;
     }
 
-    private static void AssertOpenAIError(JsonNode? json, string? param = null)
-    {
-        var err = json?["error"]?.AsObject();
-        Assert.NotNull(err);
-        Assert.False(string.IsNullOrEmpty(err!["message"]?.GetValue<string>()));
-        Assert.False(string.IsNullOrEmpty(err["type"]?.GetValue<string>()));
-        Assert.True(err.ContainsKey("param") && err.ContainsKey("code"));
-        if (param is not null) Assert.Equal(param, err["param"]?.GetValue<string>());
-    }
+    private static void AssertOpenAIError(JsonNode? json, string? param = null) => OpenAIErrors.Assert(json, param);
 
     [Fact]
     public async Task Lists_models_and_answers_health()
@@ -154,22 +146,58 @@ public sealed class ServerTests
     }
 
     [Fact]
-    public async Task Full_server_answers_429()
+    public async Task Requests_beyond_the_slots_wait_in_the_queue_and_a_full_queue_answers_429_with_retry_after()
     {
         var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var slow = new FakeChatClient("slow") { Before = async ct => { entered.TrySetResult(); await release.Task.WaitAsync(ct); } };
-        await using var s = await RunningServer.StartAsync([Fakes.Model("slow", slow)], new ServerOptions { MaxConcurrentRequests = 1 });
+        await using var s = await RunningServer.StartAsync([Fakes.Model("slow", slow)], new ServerOptions { MaxConcurrentRequests = 1, MaxQueue = 1 });
         var first = s.PostAsync("/v1/chat/completions", Chat("slow", "a"));
         await entered.Task.WaitAsync(TimeSpan.FromSeconds(10));
-        var (status, json) = await s.PostAsync("/v1/chat/completions", Chat("slow", "b"));
-        Assert.Equal(429, status);
+        var queued = s.PostAsync("/v1/chat/completions", Chat("slow", "b"));
+        for (int i = 0; i < 100 && JsonNode.Parse(await s.Http.GetStringAsync("/health"))!["queued"]!.GetValue<int>() == 0; i++) await Task.Delay(20);
+        using var third = await s.Http.PostAsync("/v1/chat/completions", new StringContent(Chat("slow", "c").ToJsonString(), Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.TooManyRequests, third.StatusCode);
+        Assert.NotNull(third.Headers.RetryAfter);
+        var json = JsonNode.Parse(await third.Content.ReadAsStringAsync());
         AssertOpenAIError(json);
-        Assert.Equal("rate_limit_error", json!["error"]!["type"]!.GetValue<string>());
+        Assert.Equal("queue_full", json!["error"]!["code"]!.GetValue<string>());
         release.SetResult();
         Assert.Equal(200, (await first).Status);
-        // The slot is free again.
-        Assert.Equal(200, (await s.PostAsync("/v1/chat/completions", Chat("slow", "c"))).Status);
+        Assert.Equal(200, (await queued).Status); // waited instead of being refused
+        Assert.Equal(200, (await s.PostAsync("/v1/chat/completions", Chat("slow", "d"))).Status);
+    }
+
+    [Fact]
+    public async Task A_queue_wait_past_the_timeout_answers_503_with_retry_after()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var slow = new FakeChatClient("slow") { Before = async ct => { entered.TrySetResult(); await release.Task.WaitAsync(ct); } };
+        await using var s = await RunningServer.StartAsync([Fakes.Model("slow", slow)], new ServerOptions { MaxConcurrentRequests = 1, QueueTimeout = TimeSpan.FromMilliseconds(300) });
+        var first = s.PostAsync("/v1/chat/completions", Chat("slow", "a"));
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        using var late = await s.Http.PostAsync("/v1/chat/completions", new StringContent(Chat("slow", "b").ToJsonString(), Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, late.StatusCode);
+        Assert.NotNull(late.Headers.RetryAfter);
+        Assert.Equal("queue_timeout", JsonNode.Parse(await late.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+        release.SetResult();
+        Assert.Equal(200, (await first).Status);
+    }
+
+    [Fact]
+    public async Task A_burst_of_200_requests_from_32_clients_gets_no_429_with_default_settings()
+    {
+        var model = Fakes.Model("busy", new FakeChatClient("busy") { WordDelay = TimeSpan.FromMilliseconds(5) });
+        await using var s = await RunningServer.StartAsync([model], new ServerOptions()); // defaults: 8 slots, queue 1024
+        int next = 0;
+        var statuses = new System.Collections.Concurrent.ConcurrentBag<int>();
+        await Task.WhenAll(Enumerable.Range(0, 32).Select(async _ =>
+        {
+            while (Interlocked.Increment(ref next) <= 200) statuses.Add((await s.PostAsync("/v1/chat/completions", Chat("busy", "x"))).Status);
+        }));
+        Assert.Equal(200, statuses.Count);
+        Assert.All(statuses, st => Assert.Equal(200, st));
     }
 
     [Fact]
@@ -242,5 +270,7 @@ public sealed class ServerTests
         var e = Assert.Throws<ConfigException>(() => ConsortServer.Build(new ServerOptions(), [Fakes.Model("a"), Fakes.Model("a")]));
         Assert.Contains("'a'", e.Message);
         Assert.Throws<ConfigException>(() => ConsortServer.Build(new ServerOptions { ApiKeysFile = "/nonexistent/keys" }, [Fakes.Model("a")]));
+        foreach (var bad in new[] { "foo", "http://127.0.0.1:99999", "ftp://127.0.0.1:80", "http://127.0.0.1", "http://127.0.0.1:80/path" })
+            Assert.Contains("HOST:PORT", Assert.Throws<ConfigException>(() => ConsortServer.Build(new ServerOptions { Urls = bad }, [Fakes.Model("a")])).Message);
     }
 }

@@ -159,7 +159,7 @@ public class LoraTrainingTests(ITestOutputHelper log)
         var root = new RootCommand { new TrainCommand().Build() };
         string adapter = dir.File("facts-lora.gguf"), merged = dir.File("facts-merged.gguf");
         var parsed = root.Parse(["train", "--from", BaseModel, "--lora-rank", "2", "--lora-targets", "attn_q,ffn_down", "--merge-out", merged, "--out", adapter,
-            "--pairs", Path.Combine(TestPaths.RepoRoot, "zoo", "datasets", "facts_a.json"), "--steps", "3", "--batch", "2", "--seq-len", "32", "--threads", "1", "--eval-every", "0"]);
+            "--pairs", Path.Combine(TestPaths.RepoRoot, "zoo", "datasets", "facts_a.json"), "--steps", "3", "--batch", "2", "--seq-len", "48", "--threads", "1", "--eval-every", "0"]);
         Assert.Empty(parsed.Errors);
         Assert.Equal(0, await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
         using (var a = Weights.Lora.LoraAdapter.Open(adapter))

@@ -25,15 +25,32 @@ public sealed class BenchServeCommand : IBenchCommand
     /// <inheritdoc />
     public Command Build()
     {
-        var model = new Option<string?>("--model") { Description = "GGUF to serve (default ../shared/models/stories260k/stories260K.gguf)." };
+        var model = new Option<string?>("--model") { Description = "GGUF to serve (default ../shared/models/stories260k/stories260K.gguf); with --load, the config's model name." };
         var tokens = new Option<int>("--tokens") { Description = "Tokens per completion (greedy).", DefaultValueFactory = _ => 8 };
         var requests = new Option<int>("--requests") { Description = "Timed requests per latency row.", DefaultValueFactory = _ => 200 };
         var load = new Option<int>("--load-requests") { Description = "Requests per concurrency level in the throughput part.", DefaultValueFactory = _ => 160 };
         var json = new Option<bool>("--json") { Description = "Print JSON." };
-        var cmd = new Command("serve", "Latency (p50/p95) in-process vs through the Consort server on loopback, and requests/s at 1, 4 and 16 clients.");
-        foreach (var o in new Option[] { model, tokens, requests, load, json }) cmd.Options.Add(o);
+        var loadConfig = new Option<string?>("--load") { Description = "Load test instead: a serve config whose model (--model NAME, default its first collaboration) gets --load-requests (default 5000) requests from --clients clients." };
+        var clients = new Option<int>("--clients") { Description = "Concurrent clients of the load test.", DefaultValueFactory = _ => 32 };
+        var streamShare = new Option<double>("--stream-share") { Description = "Share of load-test requests that stream (0..1).", DefaultValueFactory = _ => 0.25 };
+        var cmd = new Command("serve", "Latency (p50/p95) in-process vs through the Consort server on loopback, and requests/s at 1, 4 and 16 clients; or, with --load CONFIG, a load test of a served model.");
+        foreach (var o in new Option[] { model, tokens, requests, load, json, loadConfig, clients, streamShare }) cmd.Options.Add(o);
         cmd.SetAction(async (ParseResult pr, CancellationToken ct) =>
         {
+            if (pr.GetValue(loadConfig) is { } cfg)
+            {
+                int total = pr.GetResult(load) is { Implicit: false } ? pr.GetValue(load) : 5000;
+                int c = pr.GetValue(clients), tk = pr.GetResult(tokens) is { Implicit: false } ? pr.GetValue(tokens) : 16;
+                double share = pr.GetValue(streamShare);
+                if (total is < 1 or > 1_000_000) throw new ConsortException($"--load-requests must be 1..1000000, got {total}");
+                if (c is < 1 or > 1024) throw new ConsortException($"--clients must be 1..1024, got {c}");
+                if (share is < 0 or > 1 || double.IsNaN(share)) throw new ConsortException($"--stream-share must be 0..1, got {share}");
+                if (tk is < 1 or > 4096) throw new ConsortException($"--tokens must be 1..4096, got {tk}");
+                var lr = await BenchServeLoad.RunAsync(cfg, pr.GetValue(model), total, c, tk, share, ct);
+                if (pr.GetValue(json)) Console.WriteLine(lr.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+                else BenchServeLoad.Print(lr);
+                return (bool)lr["all_answered"]! ? 0 : 1;
+            }
             int n = pr.GetValue(tokens), reqs = pr.GetValue(requests), loadReqs = pr.GetValue(load);
             if (n is < 1 or > 256) throw new ConsortException($"--tokens must be 1..256, got {n}");
             if (reqs is < 5 or > 100_000) throw new ConsortException($"--requests must be 5..100000, got {reqs}");

@@ -20,14 +20,14 @@ public sealed class InspectCommand : ICliCommand
     /// <inheritdoc />
     public Command Build()
     {
-        var model = new Argument<string>("model") { Description = "A .gguf model or LoRA adapter file." };
+        var model = new Argument<string>("model") { Description = "A .gguf model or LoRA adapter file, zoo:NAME or hf:owner/repo/file.gguf." };
         var json = new Option<bool>("--json") { Description = "Print JSON." };
         var cmd = new Command("inspect", "Show a GGUF file's architecture, size, vocabulary, tensors and what Consort can do with it.");
         cmd.Arguments.Add(model);
         cmd.Options.Add(json);
         cmd.SetAction(pr =>
         {
-            var report = Inspect(pr.GetValue(model)!);
+            var report = Inspect(Consort.Config.ModelReferenceResolver.Resolve(pr.GetValue(model)!));
             if (pr.GetValue(json))
                 Console.WriteLine(report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             else

@@ -18,8 +18,10 @@ public sealed class MergeCommand : ICliCommand
         cmd.Options.Add(output);
         cmd.SetAction((ParseResult pr, CancellationToken ct) =>
         {
-            var cfg = MergeConfig.Load(pr.GetValue(config)!);
-            var result = Run(cfg, pr.GetValue(output)!, ct);
+            var cfg = MergeConfig.Load(pr.GetValue(config)!, Consort.Config.ModelReferenceResolver.ResolveReference);
+            var to = pr.GetValue(output)!;
+            OutputPaths.CheckModelOutput(to, "--out");
+            var result = Run(cfg, to, ct);
             PrintSummary(result);
             return Task.FromResult(0);
         });

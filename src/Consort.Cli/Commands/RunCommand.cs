@@ -1,10 +1,10 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Text.Json;
 using System.Text.Json.Nodes;
+using Consort.Caching;
 using Consort.Config;
 using Consort.Evaluation;
-using Consort.Methods;
+using Consort.Cli.Reports;
 using Spectre.Console;
 
 namespace Consort.Cli.Commands;
@@ -15,111 +15,212 @@ public sealed class RunCommand : ICliCommand
     /// <inheritdoc />
     public Command Build()
     {
-        var config = new Argument<string>("config") { Description = "Run config (JSON)." };
-        var outDir = new Option<string?>("--out") { Description = "Output folder (default: runs/<config name>). Rerunning into it resumes." };
+        var config = new Argument<string?>("config") { Description = "Run config (JSON).", Arity = ArgumentArity.ZeroOrOne };
+        var outDir = new Option<string?>("--out") { Description = "Output folder (default: runs/<config name>). Rerunning into it resumes when the run's definition is unchanged." };
         var split = new Option<string?>("--split") { Description = "dev or test (default: the config's, else test)." };
-        var limit = new Option<int?>("--limit") { Description = "Evaluate only the first N items." };
+        var limit = new Option<int?>("--limit") { Description = "Evaluate a seeded random sample of N items (stratified by the items' domain when they have one; a larger N contains a smaller one, so a rerun reuses what matches)." };
         var concurrency = new Option<int?>("--concurrency") { Description = "Items evaluated at once (default: the config's, else 4)." };
         var only = new Option<string[]>("--only") { Description = "Evaluate only these runs (by name).", AllowMultipleArgumentsPerToken = true };
-        var cmd = new Command("run", "Evaluate a model or collaboration (and baselines) on a task; writes results.jsonl and summary.json per run.")
+        var fresh = new Option<bool>("--fresh") { Description = "Delete the output folder's earlier results of these runs and start over." };
+        var allowErrors = new Option<bool>("--allow-errors") { Description = "Exit 0 even when items failed (they are counted and shown either way)." };
+        var noCache = new Option<bool>("--no-cache") { Description = "Do not read or write the call cache (CONSORT_CACHE/calls.sqlite)." };
+        var noReport = new Option<bool>("--no-report") { Description = "Do not write report.html / report.md at the end." };
+        var shard = new Option<string?>("--shard") { Description = "Evaluate shard i of n (i/n) of the items; run the others elsewhere and join them with --merge-shards." };
+        var merge = new Option<string[]>("--merge-shards") { Description = "Join the output folders of shard runs (DIR...) into --out: one summary as if unsharded.", AllowMultipleArgumentsPerToken = true };
+        var otlp = new Option<string?>("--otlp") { Description = "Export spans and metrics over OTLP to this endpoint (e.g. http://127.0.0.1:4318; also OTEL_EXPORTER_OTLP_ENDPOINT)." };
+        var cmd = new Command("run", "Evaluate a model or collaboration (and baselines) on a task; writes results.jsonl and summary.json per run, comparison.json and a report.")
         {
-            config, outDir, split, limit, concurrency, only,
+            config, outDir, split, limit, concurrency, only, fresh, allowErrors, noCache, noReport, shard, merge, otlp,
         };
-        cmd.SetAction(async (pr, ct) => await RunAsync(pr.GetValue(config)!, pr.GetValue(outDir), pr.GetValue(split), pr.GetValue(limit),
-            pr.GetValue(concurrency), pr.GetValue(only) ?? [], ct));
+        cmd.SetAction(async (pr, ct) =>
+        {
+            using var telemetry = TelemetrySetup.Start(pr.GetValue(otlp), "consort run");
+            var flags = new RunFlags(pr.GetValue(fresh), pr.GetValue(allowErrors), pr.GetValue(noCache), pr.GetValue(noReport));
+            if (pr.GetValue(merge) is { Length: > 0 } dirs)
+            {
+                if (pr.GetValue(config) is not null) throw new ConfigException("--merge-shards joins finished shard folders; give no config with it");
+                return MergeShards(dirs, pr.GetValue(outDir) ?? throw new ConfigException("--merge-shards needs --out (the folder for the joined runs)"), flags);
+            }
+            var request = new RunRequest
+            {
+                ConfigPath = pr.GetValue(config) ?? throw new ConfigException("run needs a config file: consort run CONFIG.json (or --merge-shards DIR...)"),
+                OutDir = pr.GetValue(outDir), Split = pr.GetValue(split), Limit = pr.GetValue(limit), Concurrency = pr.GetValue(concurrency),
+                Only = pr.GetValue(only) ?? [], Shard = pr.GetValue(shard) is { } s ? ShardSpec.Parse(s) : null,
+            };
+            return await RunAsync(request, flags, ct);
+        });
         return cmd;
     }
 
-    private static async Task<int> RunAsync(string configPath, string? outDir, string? split, int? limit, int? concurrency, string[] only, CancellationToken ct)
+    private sealed record RunFlags(bool Fresh, bool AllowErrors, bool NoCache, bool NoReport);
+
+    private static async Task<int> RunAsync(RunRequest request, RunFlags flags, CancellationToken ct)
     {
         var wall = Stopwatch.StartNew();
-        var config = RunConfig.Load(configPath);
-        if (config.Task is null) throw new ConfigException($"{Path.GetFileName(configPath)}: 'task' is required for run (a dataset name or path, or an object)");
-        split ??= config.Split;
-        limit ??= config.Limit;
-        if (split is not null and not ("dev" or "test")) throw new ConfigException($"--split must be dev or test, got '{split}'");
-        if (limit is <= 0) throw new ConfigException($"--limit must be positive, got {limit}");
-        var runs = config.Runs;
-        if (runs.Count == 0) throw new ConfigException($"{Path.GetFileName(configPath)}: nothing to run: give a 'method' (with 'models'), 'runs', or 'baselines': true");
-        if (only.Length > 0)
-        {
-            var unknown = only.Where(o => runs.All(r => r.Name != o)).ToList();
-            if (unknown.Count > 0) throw new ConfigException($"--only: no run named {string.Join(", ", unknown.Select(u => $"'{u}'"))}; runs: {string.Join(", ", runs.Select(r => r.Name))}");
-            runs = runs.Where(r => only.Contains(r.Name)).ToList();
-        }
-
-        var task = EvalTask.Create(DatasetSearch.Normalize(config.Task), DatasetSearch.Folders(config.BaseDirectory));
-        IFitData? dev = task.Dataset.SplitNames.Contains("dev") ? task.BuildFitData("dev") : null;
-        outDir = Path.GetFullPath(outDir ?? Path.Combine("runs", config.Name));
         var log = new List<string>();
         void Log(string message) { lock (log) log.Add(message); AnsiConsole.MarkupLine($"[grey]{Markup.Escape(message)}[/]"); }
 
-        await ModelSession.PrepareAsync(runs.Select(r => r.Model), Log, ct);
-        using var session = new ModelSession
-        {
-            BaseDirectory = config.BaseDirectory, Dev = dev, Seed = config.Seed, MaxConcurrency = concurrency ?? config.Concurrency, Log = Log, Answers = task.Answers,
-        };
-        // Validate every run (files, capabilities, vocabularies, every hyperparameter value) before any model loads.
-        foreach (var r in runs) session.Describe(r.Model);
+        var plan = await RunPlan.PrepareAsync(request, Log, download: true, ct);
+        var task = plan.Task!;
+        using var cache = flags.NoCache ? null : new SqliteDistributedCache(Environment.GetEnvironmentVariable("CONSORT_CALL_CACHE") is { Length: > 0 } p ? p : SqliteDistributedCache.DefaultPath);
+        using var session = plan.CreateSession(cache, Log);
 
-        var summaries = new List<(RunEntry Run, EvalSummary Summary, string? Method)>();
-        var items = task.GetItems(split ?? task.DefaultSplit, limit).Count;
-        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(config.Name)}[/]: {runs.Count} run(s) on [bold]{Markup.Escape(task.Name)}[/] ({Markup.Escape(split ?? task.DefaultSplit)}, {items} items) -> {Markup.Escape(outDir)}");
-        foreach (var run in runs)
+        string shardText = plan.Shard is { } sh ? $", shard {sh} ({plan.Items.Count} of {plan.Selected})" : "";
+        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(plan.Config.Name)}[/]: {plan.Runs.Count} run(s) on [bold]{Markup.Escape(task.Name)}[/] " +
+                               $"({Markup.Escape(plan.Split)}, {plan.Selected} items{Markup.Escape(shardText)}; prompt: {task.PromptStyle}) -> {Markup.Escape(plan.OutDir)}");
+        var summaries = new List<(string Name, EvalSummary Summary)>();
+        foreach (var run in plan.Runs)
         {
             ct.ThrowIfCancellationRequested();
+            var counters = new CacheCounters();
+            using var scope = CacheCounters.Scope(counters);
             var model = await session.BuildAsync(run.Model, ct);
             var options = new EvalRunOptions
             {
-                OutputDirectory = Path.Combine(outDir, Safe(run.Name)),
-                Split = split,
-                Limit = limit,
-                Concurrency = concurrency ?? config.Concurrency,
+                OutputDirectory = Path.Combine(plan.OutDir, Safe(run.Name)),
+                Split = plan.Split,
+                Limit = plan.Limit,
+                Concurrency = plan.Concurrency,
                 Method = model.Method ?? "single_model",
-                Config = config.Raw,
+                Config = plan.Config.Raw,
+                Definition = plan.Definitions[run.Name],
+                Fresh = flags.Fresh,
+                Shard = plan.Shard,
+                Cache = counters,
             };
-            var summary = await ProgressView.RunAsync(run.Name, items, p => EvalRunner.RunAsync(model, task, options, p, ct));
-            summaries.Add((run, summary, model.Method));
+            var summary = await ProgressView.RunAsync(run.Name, plan.Items.Count, p => EvalRunner.RunAsync(model, task, options, p, ct));
+            summaries.Add((run.Name, summary));
         }
+        return Finish(plan.Config.FilePath, task.Name, plan.Split, plan.OutDir, summaries, log, wall.Elapsed, flags);
+    }
 
-        var table = new Table().Border(TableBorder.Rounded).Title($"{task.Name} ({split ?? task.DefaultSplit})");
-        foreach (var col in new[] { "model", "method", "score", "95% CI", "n", "tokens in/out", "seconds" }) table.AddColumn(col);
-        double best = summaries.Max(s => s.Summary.Score);
-        foreach (var (run, s, method) in summaries)
+    /// <summary>Prints the table, writes comparison.json and the report, warns, and picks the exit code.</summary>
+    private static int Finish(string? configPath, string taskName, string split, string outDir, IReadOnlyList<(string Name, EvalSummary Summary)> summaries,
+        IReadOnlyList<string> log, TimeSpan wall, RunFlags flags)
+    {
+        AnsiConsole.Write(ResultTable(taskName, split, summaries));
+        Directory.CreateDirectory(outDir);
+        var comparison = ComparisonJson.Build(configPath, taskName, split, summaries, wall, log);
+        OutputPaths.WriteAtomically(Path.Combine(outDir, "comparison.json"), comparison.ToJsonString(EvalJson.Indented));
+        if (!flags.NoReport)
         {
-            string score = s.Score.ToString("F3");
-            table.AddRow(Markup.Escape(run.Name), Markup.Escape(method ?? "single_model"), s.Score == best ? $"[bold green]{score}[/]" : score,
-                s.Ci is { } ci ? $"[[{ci.Low:F3}, {ci.High:F3}]]" : "-", $"{s.N}/{s.Total}", $"{s.InputTokens}/{s.OutputTokens}", s.WallSeconds.ToString("F1"));
-        }
-        AnsiConsole.Write(table);
-        var comparison = new JsonObject
-        {
-            ["config"] = config.FilePath,
-            ["task"] = task.Name,
-            ["split"] = split ?? task.DefaultSplit,
-            ["runs"] = new JsonArray(summaries.Select(s => (JsonNode)new JsonObject
+            try
             {
-                ["name"] = s.Run.Name, ["method"] = s.Method ?? "single_model", ["score"] = s.Summary.Score,
-                ["ci_low"] = s.Summary.Ci?.Low, ["ci_high"] = s.Summary.Ci?.High, ["n"] = s.Summary.N, ["total"] = s.Summary.Total,
-                ["input_tokens"] = s.Summary.InputTokens, ["output_tokens"] = s.Summary.OutputTokens, ["seconds"] = s.Summary.WallSeconds,
-                ["folder"] = s.Summary.OutputDirectory,
-            }).ToArray()),
-            ["wall_seconds"] = wall.Elapsed.TotalSeconds,
-            ["log"] = new JsonArray(log.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray()),
-        };
-        File.WriteAllText(Path.Combine(outDir, "comparison.json"), comparison.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        AnsiConsole.MarkupLine($"[grey]results in {Markup.Escape(outDir)} ({wall.Elapsed.TotalSeconds:F1} s)[/]");
-        var incomplete = summaries.Where(s => !s.Summary.Complete).ToList();
+                var written = ReportWriter.Write(outDir);
+                AnsiConsole.MarkupLine($"[grey]report: {Markup.Escape(written.Html)}[/]");
+            }
+            catch (Exception e) when (e is IOException or ConsortException or InvalidOperationException or DllNotFoundException or TypeInitializationException)
+            {
+                Console.Error.WriteLine($"warning: the report could not be written ({e.Message}); the results are complete; try `consort report {outDir}`");
+            }
+        }
+        AnsiConsole.MarkupLine($"[grey]results in {Markup.Escape(outDir)} ({wall.TotalSeconds:F1} s)[/]");
+
+        foreach (var (name, s) in summaries)
+        {
+            int answered = s.N - s.Errors;
+            if (answered > 0 && s.NoAnswer * 2 > answered)
+                Console.Error.WriteLine($"warning: run '{name}': {s.NoAnswer} of {answered} outputs held no extractable answer (prompt: {s.PromptStyle ?? "?"}); " +
+                                        $"e.g. {s.NoAnswerExample}; check the task's \"prompt\" (base models need a completion prompt such as \"{{input}}\") or the model");
+        }
+        var incomplete = summaries.Where(s => !s.Summary.Complete && s.Summary.Errors == 0).ToList();
         if (incomplete.Count > 0)
         {
-            Console.Error.WriteLine($"error: {incomplete.Count} run(s) incomplete: {string.Join(", ", incomplete.Select(s => s.Run.Name))}; rerun the same command to resume");
-            return 1;
+            Console.Error.WriteLine($"error: {incomplete.Count} run(s) incomplete: {string.Join(", ", incomplete.Select(s => s.Name))}; rerun the same command to resume");
+            return ExitCodes.Error;
         }
-        return 0;
+        var failed = summaries.Where(s => s.Summary.Errors > 0).ToList();
+        if (failed.Count > 0)
+        {
+            var first = failed[0].Summary.FirstError;
+            string text = $"{failed.Sum(f => f.Summary.Errors)} item(s) failed in {string.Join(", ", failed.Select(f => $"'{f.Name}' ({f.Summary.Errors} of {f.Summary.Total})"))}; first: {first}";
+            if (flags.AllowErrors)
+            {
+                Console.Error.WriteLine($"warning: {text} (--allow-errors: exit 0)");
+                return ExitCodes.Ok;
+            }
+            Console.Error.WriteLine($"error: {text}; rerun to retry the failed items, or pass --allow-errors");
+            return ExitCodes.ItemErrors;
+        }
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>The printed comparison table: score with its interval, items, errors, a column per domain, tokens, cache, time.</summary>
+    public static Table ResultTable(string taskName, string split, IReadOnlyList<(string Name, EvalSummary Summary)> summaries)
+    {
+        var groups = summaries.SelectMany(s => s.Summary.Groups?.Keys ?? []).Distinct().Order(StringComparer.Ordinal).ToList();
+        bool anyCost = summaries.Any(s => s.Summary.Cost is not null);
+        bool anyCache = summaries.Any(s => s.Summary.Cache is not null);
+        var table = new Table().Border(TableBorder.Rounded).Title(Markup.Escape($"{taskName} ({split})"));
+        var cols = new List<string> { "model", "method", "score", "95% CI", "n", "errors" };
+        cols.AddRange(groups);
+        cols.Add("tokens in/out");
+        if (anyCost) cols.Add("cost");
+        if (anyCache) cols.Add("cache hit/miss");
+        cols.Add("seconds");
+        foreach (var c in cols) table.AddColumn(Markup.Escape(c));
+        double best = summaries.Count == 0 ? 0 : summaries.Max(s => s.Summary.Score);
+        foreach (var (name, s) in summaries)
+        {
+            string score = s.Score.ToString("F3");
+            var row = new List<string>
+            {
+                Markup.Escape(name), Markup.Escape(s.Method),
+                s.Score == best && s.N > 0 ? $"[bold green]{score}[/]" : score,
+                s.Ci is { } ci ? $"[[{ci.Low:F3}, {ci.High:F3}]]" : "-",
+                $"{s.N}/{s.Total}",
+                s.Errors > 0 ? $"[red]{s.Errors}[/]" : "0",
+            };
+            foreach (var g in groups) row.Add(s.Groups?.TryGetValue(g, out var gs) == true ? gs.Score.ToString("F3") : "-");
+            row.Add($"{s.InputTokens}/{s.OutputTokens}");
+            if (anyCost) row.Add(s.Cost is { } cost ? cost.ToString("0.######") : "-");
+            if (anyCache) row.Add(s.Cache is { } cc ? $"{cc.Hits}/{cc.Misses}" : "-");
+            row.Add(s.WallSeconds.ToString("F1"));
+            table.AddRow(row.ToArray());
+        }
+        return table;
+    }
+
+    /// <summary>Joins shard folders into <paramref name="outDir"/>.</summary>
+    private static int MergeShards(IReadOnlyList<string> dirs, string outDir, RunFlags flags)
+    {
+        var wall = Stopwatch.StartNew();
+        outDir = OutputPaths.CheckFolder(outDir, "--out");
+        var merged = ShardMerger.Merge(dirs, outDir);
+        AnsiConsole.MarkupLine($"[grey]joined {dirs.Count} shard folder(s): {merged.Count} run(s) -> {Markup.Escape(outDir)}[/]");
+        var first = merged[0].Summary;
+        return Finish(null, first.Task, first.Split, outDir, merged, [$"joined shards: {string.Join(", ", dirs)}"], wall.Elapsed, flags);
     }
 
     /// <summary>A run name as a folder name.</summary>
     public static string Safe(string name) => string.Concat(name.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' or '.' or '+' ? c : '_'));
+}
+
+/// <summary>comparison.json: the runs of one invocation side by side.</summary>
+public static class ComparisonJson
+{
+    /// <summary>Builds the document.</summary>
+    public static JsonObject Build(string? configPath, string taskName, string split, IReadOnlyList<(string Name, EvalSummary Summary)> summaries, TimeSpan wall, IReadOnlyList<string> log) => new()
+    {
+        ["config"] = configPath,
+        ["task"] = taskName,
+        ["split"] = split,
+        ["runs"] = new JsonArray(summaries.Select(x => (JsonNode)Row(x.Name, x.Summary)).ToArray()),
+        ["wall_seconds"] = wall.TotalSeconds,
+        ["log"] = new JsonArray(log.Select(l => (JsonNode)JsonValue.Create(l)!).ToArray()),
+    };
+
+    private static JsonObject Row(string name, EvalSummary s) => new()
+    {
+        ["name"] = name, ["method"] = s.Method, ["score"] = s.Score,
+        ["ci_low"] = s.Ci?.Low, ["ci_high"] = s.Ci?.High, ["n"] = s.N, ["total"] = s.Total,
+        ["errors"] = s.Errors, ["first_error"] = s.FirstError, ["no_answer"] = s.NoAnswer, ["prompt"] = s.PromptStyle,
+        ["groups"] = s.Groups is null ? null : new JsonObject(s.Groups.Select(g => KeyValuePair.Create(g.Key, (JsonNode?)new JsonObject { ["n"] = g.Value.N, ["score"] = g.Value.Score }))),
+        ["input_tokens"] = s.InputTokens, ["output_tokens"] = s.OutputTokens, ["cost"] = s.Cost, ["seconds"] = s.WallSeconds,
+        ["cache"] = s.Cache is { } c ? new JsonObject { ["hits"] = c.Hits, ["misses"] = c.Misses, ["skipped"] = c.Skipped } : null,
+        ["shard"] = s.Shard,
+        ["folder"] = s.OutputDirectory,
+    };
 }
 
 /// <summary>Where dataset names are looked up.</summary>

@@ -2,7 +2,9 @@ using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Consort.Config;
+using Consort.LlamaCpp;
 using Consort.Server;
+using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Hosting;
 
 namespace Consort.Cli.Commands;
@@ -20,17 +22,27 @@ public sealed class ServeCommand : ICliCommand
         cmd.Options.Add(urls);
         cmd.SetAction(async (ParseResult pr, CancellationToken ct) =>
         {
+            // The listen address is checked before any model loads.
+            if (pr.GetValue(urls) is { } u) ServerOptions.ValidateUrls(u);
             await using var loaded = await ServeConfig.LoadAsync(pr.GetValue(config)!, pr.GetValue(urls), Console.Error.WriteLine, ct);
-            var app = ConsortServer.Build(loaded.Options, loaded.Models);
-            await app.StartAsync(ct);
-            Console.WriteLine($"serving {string.Join(", ", loaded.Models.Select(m => m.Name))} at {string.Join(", ", ConsortServer.BoundUrls(app))} (Ctrl+C stops)");
+            var app = ConsortServer.Build(loaded.Options, loaded.Models, loaded.Embedders);
+            try
+            {
+                await app.StartAsync(ct);
+            }
+            catch (IOException e)
+            {
+                await app.DisposeAsync();
+                throw new ConsortException($"cannot listen on {loaded.Options.Urls}: {e.Message.TrimEnd('.')}", e);
+            }
+            Console.WriteLine($"serving {string.Join(", ", loaded.Models.Select(m => m.Name).Concat(loaded.Embedders.Keys).Distinct())} at {string.Join(", ", ConsortServer.BoundUrls(app))} (Ctrl+C or SIGTERM stops)");
             try
             {
                 await app.WaitForShutdownAsync(ct);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested) { }
-            using var stopCts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            await app.StopAsync(stopCts.Token);
+            // Stop drains: no new requests, in-flight ones get server.shutdown_timeout_s, the rest end with an error.
+            await app.StopAsync(CancellationToken.None);
             await app.DisposeAsync();
             return 0;
         });
@@ -46,19 +58,25 @@ public sealed class ServeConfig : IAsyncDisposable
 {
     /// <summary>Top-level keys of a serve config.</summary>
     public static readonly string[] Keys = ["name", "description", "models", "collaborations", "server", "seed", "concurrency"];
-    private static readonly string[] CollaborationKeys = ["method", "models", "hyperparameters"];
+    /// <summary>Keys that make a config a run config; served as well (its models and runs), the task is not run.</summary>
+    private static readonly string[] RunKeys = ["task", "task_type", "method", "runs", "baselines", "hyperparameters", "model_names", "split", "limit", "gpu_ids"];
+    private static readonly string[] CollaborationKeys = ["method", "models", "hyperparameters", .. GatewaySpec.Keys];
 
     private readonly ModelSession _session;
+    private readonly List<IDisposable> _owned;
 
-    private ServeConfig(ServerOptions options, IReadOnlyList<ConsortModel> models, ModelSession session)
+    private ServeConfig(ServerOptions options, IReadOnlyList<ConsortModel> models, IReadOnlyDictionary<string, IEmbeddingGenerator<string, Embedding<float>>> embedders,
+        ModelSession session, List<IDisposable> owned)
     {
-        Options = options; Models = models; _session = session;
+        Options = options; Models = models; Embedders = embedders; _session = session; _owned = owned;
     }
 
     /// <summary>Server settings.</summary>
     public ServerOptions Options { get; }
     /// <summary>Models to serve.</summary>
     public IReadOnlyList<ConsortModel> Models { get; }
+    /// <summary>Models that answer /v1/embeddings (server.embedding_models).</summary>
+    public IReadOnlyDictionary<string, IEmbeddingGenerator<string, Embedding<float>>> Embedders { get; }
 
     /// <summary>Reads, validates and builds everything a serve config names.</summary>
     public static async Task<ServeConfig> LoadAsync(string path, string? urlsOverride, Action<string>? log, CancellationToken ct)
@@ -76,18 +94,34 @@ public sealed class ServeConfig : IAsyncDisposable
         {
             throw new ConfigException($"{where}: invalid JSON: {e.Message}", e);
         }
-        foreach (var (key, _) in obj)
-            if (!Keys.Contains(key)) throw new ConfigException($"{where}: unknown key '{key}'; valid keys: {string.Join(", ", Keys)}");
         string baseDir = Path.GetDirectoryName(path)!;
+        bool isRunConfig = obj.Any(kv => RunKeys.Contains(kv.Key));
+        foreach (var (key, _) in obj)
+            if (!Keys.Contains(key) && !(isRunConfig && RunConfig.Keys.Contains(key)))
+                throw new ConfigException($"{where}: unknown key '{key}'; valid keys: {string.Join(", ", Keys)} (and a run config's keys)");
 
         var specs = new List<ModelSpec>();
         var byName = new Dictionary<string, ModelSpec>(StringComparer.Ordinal);
         void Add(ModelSpec s)
         {
-            if (!byName.TryAdd(s.Name, s)) throw new ConfigException($"{where}: two models are named '{s.Name}'; give them distinct names");
+            if (byName.TryGetValue(s.Name, out var known))
+            {
+                if (ReferenceEquals(known, s)) return;
+                throw new ConfigException($"{where}: two models are named '{s.Name}'; give them distinct names");
+            }
+            byName[s.Name] = s;
             specs.Add(s);
         }
-        if (obj["models"] is JsonArray arr)
+        if (isRunConfig)
+        {
+            // A run config serves as it is: its pool and its runs (collaborations) become models; the task is not run.
+            var run = RunConfig.Parse((JsonObject)obj.DeepClone(), baseDir, Path.GetFileNameWithoutExtension(path), path);
+            var ignored = RunKeys.Where(k => obj.ContainsKey(k) && k is "task" or "task_type" or "split" or "limit" or "gpu_ids").ToList();
+            if (ignored.Count > 0) log?.Invoke($"note: {where} is a run config; serve ignores {string.Join(", ", ignored.Select(k => $"'{k}'"))} and serves its models and runs");
+            foreach (var m in run.Models) Add(m);
+            foreach (var r in run.Runs) Add(r.Model);
+        }
+        else if (obj["models"] is JsonArray arr)
             for (int i = 0; i < arr.Count; i++) Add(ModelReferences.Parse(arr[i], baseDir, byName, $"{where}: models[{i}]"));
         else if (obj["models"] is not null) throw new ConfigException($"{where}: 'models' must be a list");
         if (obj["collaborations"] is JsonObject collabs)
@@ -97,21 +131,28 @@ public sealed class ServeConfig : IAsyncDisposable
                 string at = $"{where}: collaborations.{name}";
                 if (node is not JsonObject c) throw new ConfigException($"{at}: must be an object {{\"method\", \"models\", \"hyperparameters\"}}");
                 ModelReferences.CheckKeys(c, CollaborationKeys, name, at);
-                string method = c["method"] is JsonValue mv && mv.TryGetValue<string>(out var m) ? m : throw new ConfigException($"{at}: 'method' is required");
+                if (c["method"] is not JsonValue mv || !mv.TryGetValue<string>(out _)) throw new ConfigException($"{at}: 'method' is required");
                 if (c["models"] is not JsonArray members || members.Count == 0) throw new ConfigException($"{at}: 'models' must be a non-empty list");
-                var hp = c["hyperparameters"] switch
-                {
-                    null => new JsonObject(),
-                    JsonObject h => (JsonObject)h.DeepClone(),
-                    var other => throw new ConfigException($"{at}: 'hyperparameters' must be an object, got {other.ToJsonString()}"),
-                };
-                Add(new CollaborationSpec(name, method, [.. members.Select((x, i) => ModelReferences.Parse(x, baseDir, byName, $"{at}.models[{i}]"))], hp));
+                if (c["hyperparameters"] is { } h && h is not JsonObject) throw new ConfigException($"{at}: 'hyperparameters' must be an object, got {h.ToJsonString()}");
+                var entry = (JsonObject)c.DeepClone();
+                entry["name"] = name;
+                Add(ModelReferences.Parse(entry, baseDir, byName, at));
             }
         }
         else if (obj["collaborations"] is not null) throw new ConfigException($"{where}: 'collaborations' must be an object of NAME: {{method, models, hyperparameters}}");
         if (specs.Count == 0) throw new ConfigException($"{where}: nothing to serve: give 'models' and/or 'collaborations'");
+        GatewaySpec.ResolveAll(specs, byName, where);
 
         var options = ServerOptions.FromJson(obj["server"] as JsonObject ?? (obj["server"] is null ? null : throw new ConfigException($"{where}: 'server' must be an object")), baseDir, urlsOverride);
+        var embedSpecs = new List<(string Name, GgufModelSpec Spec)>();
+        foreach (var name in options.EmbeddingModels)
+        {
+            var spec = byName.GetValueOrDefault(name) ?? throw new ConfigException($"{where}: server.embedding_models: '{name}' is not a model of this config");
+            if (spec is GatewaySpec { Deployments: [GgufModelSpec only] }) spec = only;
+            if (spec is not GgufModelSpec g)
+                throw new ConfigException($"{where}: server.embedding_models: '{name}' is not a local GGUF model (embeddings come from llama.cpp)");
+            embedSpecs.Add((name, g));
+        }
         var session = new ModelSession
         {
             BaseDirectory = baseDir,
@@ -119,16 +160,25 @@ public sealed class ServeConfig : IAsyncDisposable
             Seed = obj["seed"]?.GetValue<int>() ?? 42,
             MaxConcurrency = obj["concurrency"]?.GetValue<int>() ?? 4,
         };
+        var owned = new List<IDisposable>();
         try
         {
             foreach (var s in specs) session.Describe(s); // everything validated before anything loads
             await ModelSession.PrepareAsync(specs, log, ct);
             var models = new List<ConsortModel>();
             foreach (var s in specs) models.Add(await session.BuildAsync(s, ct));
-            return new ServeConfig(options, models, session);
+            var embedders = new Dictionary<string, IEmbeddingGenerator<string, Embedding<float>>>(StringComparer.Ordinal);
+            foreach (var (name, g) in embedSpecs)
+            {
+                var e = new LlamaEmbeddingGenerator(g.Path, name, g.Options["context_size"]?.GetValue<int>(), g.Options["threads"]?.GetValue<int>());
+                owned.Add(e);
+                embedders[name] = e;
+            }
+            return new ServeConfig(options, models, embedders, session, owned);
         }
         catch
         {
+            foreach (var o in owned) o.Dispose();
             session.Dispose();
             throw;
         }
@@ -137,6 +187,7 @@ public sealed class ServeConfig : IAsyncDisposable
     /// <inheritdoc />
     public ValueTask DisposeAsync()
     {
+        foreach (var o in _owned) o.Dispose();
         _session.Dispose();
         return ValueTask.CompletedTask;
     }

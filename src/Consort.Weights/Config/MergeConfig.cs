@@ -78,8 +78,9 @@ public sealed record MergeConfig
 
     private static readonly HashSet<string> KnownKeys = ["merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype", "seed", "random_seed", "name", "tokenizer_source", "chat_template"];
 
-    /// <summary>Loads a YAML file; relative model paths resolve against its folder.</summary>
-    public static MergeConfig Load(string path)
+    /// <summary>Loads a YAML file; relative model paths resolve against its folder, references (<c>zoo:NAME</c>,
+    /// <c>hf:owner/repo/file</c>) through <paramref name="resolveReference"/>, which returns a local path.</summary>
+    public static MergeConfig Load(string path, Func<string, string>? resolveReference = null)
     {
         path = System.IO.Path.GetFullPath(path);
         if (!File.Exists(path)) throw new ConfigException($"{path}: merge config not found");
@@ -95,7 +96,7 @@ public sealed record MergeConfig
         }
         if (yaml.Documents.Count == 0) throw new ConfigException($"{path}: empty config");
         var root = ToObject(yaml.Documents[0].RootNode) as IDictionary<string, object?> ?? throw new ConfigException($"{path}: top level must be a mapping");
-        return FromObject(root, System.IO.Path.GetDirectoryName(path)!, path);
+        return FromObject(root, System.IO.Path.GetDirectoryName(path)!, path, resolveReference);
     }
 
     /// <summary>Builds a config from JSON (the shape of the YAML); relative paths resolve against <paramref name="baseDirectory"/>.</summary>
@@ -132,13 +133,13 @@ public sealed record MergeConfig
         return m.ToDictionary(kv => kv.Key, kv => MergeParameter.From(kv.Value, $"{where}: parameter '{kv.Key}'"));
     }
 
-    private static MergeConfig FromObject(IDictionary<string, object?> root, string dir, string where)
+    private static MergeConfig FromObject(IDictionary<string, object?> root, string dir, string where, Func<string, string>? resolveReference = null)
     {
         foreach (var k in root.Keys)
             if (!KnownKeys.Contains(k))
                 throw new ConfigException($"{where}: unknown key '{k}' (known: {string.Join(", ", KnownKeys)})");
         string Resolve(object? p, string what) => p is string s && s.Length > 0
-            ? System.IO.Path.GetFullPath(System.IO.Path.Combine(dir, s))
+            ? System.IO.Path.GetFullPath(System.IO.Path.Combine(dir, resolveReference is not null && System.Text.RegularExpressions.Regex.IsMatch(s, @"^[A-Za-z][A-Za-z0-9+.\-]+:(?![\\/])") ? resolveReference(s) : s))
             : throw new ConfigException($"{where}: {what} must be a path");
         var method = root.TryGetValue("merge_method", out var mm) && mm is string ms ? ms : throw new ConfigException($"{where}: 'merge_method' is required");
         string? baseModel = root.TryGetValue("base_model", out var bm) && bm is not null ? Resolve(bm is IDictionary<string, object?> bmd ? G(bmd, "model") : bm, "base_model") : null;

@@ -31,6 +31,7 @@ public static class ModelReferences
 
     private static ModelSpec FromObject(JsonObject o, string baseDirectory, IReadOnlyDictionary<string, ModelSpec>? pool, string where)
     {
+        if (GatewaySpec.IsGatewayEntry(o)) return GatewaySpec.Parse(o, (d, at) => Parse(d, baseDirectory, pool, at), where);
         string? name = Str(o, "name", where);
         string? type = Str(o, "type", where)?.ToLowerInvariant();
         if (type == "openai" || (type is null && o.ContainsKey("base_url")))

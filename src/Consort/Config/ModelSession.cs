@@ -38,6 +38,8 @@ public sealed class ModelSession : IDisposable, IModelLoader
     public AnswerExtractor Answers { get; init; } = AnswerExtractor.Generic;
     /// <summary>Host services methods may ask for (embedding generators, trainers).</summary>
     public IServiceProvider? Services { get; init; }
+    /// <summary>Wraps each model once built (identity, call cache, telemetry: <c>Consort.Caching.ModelDecorator</c>); null: none.</summary>
+    public Func<ModelSpec, ConsortModel, ConsortModel>? Decorate { get; init; }
 
     /// <summary>Downloads every <c>hf:</c> model the specs reference that is not yet cached.</summary>
     public static async Task PrepareAsync(IEnumerable<ModelSpec> specs, Action<string>? log = null, CancellationToken cancellationToken = default)
@@ -51,7 +53,7 @@ public sealed class ModelSession : IDisposable, IModelLoader
     }
 
     private static IEnumerable<ModelSpec> Flatten(IEnumerable<ModelSpec> specs) =>
-        specs.SelectMany(s => s is CollaborationSpec c ? Flatten(c.Members).Prepend(s) : [s]);
+        specs.SelectMany(s => s is CollaborationSpec c ? Flatten(c.Members).Prepend(s) : s is GatewaySpec g ? Flatten(g.Deployments).Prepend(s) : [s]);
 
     /// <summary>
     /// What a spec offers, validated without loading weights: model entries by their provider (files opened and
@@ -62,7 +64,9 @@ public sealed class ModelSession : IDisposable, IModelLoader
     {
         lock (_lock)
             if (_described.TryGetValue(spec, out var known)) return known;
-        var d = spec is CollaborationSpec c ? DescribeCollaboration(c) : ProviderOf(spec).Describe(spec);
+        var d = spec is CollaborationSpec c ? DescribeCollaboration(c) : spec is GatewaySpec gw ? gw.Describe(Describe) : ProviderOf(spec).Describe(spec);
+        // What makes its outputs what they are (file digest, endpoint and model), for resumes and caches.
+        if (spec is GgufModelSpec or EndpointModelSpec && d.Identity is null) d = d with { Identity = ModelIdentity.Of(spec) };
         lock (_lock) _described[spec] = d;
         return d;
     }
@@ -122,7 +126,9 @@ public sealed class ModelSession : IDisposable, IModelLoader
                 Answers = Answers,
             }, ct).ConfigureAwait(false);
         }
+        else if (spec is GatewaySpec gw) model = await gw.BuildAsync(descriptor, m => BuildAsync(m, ct), Log).ConfigureAwait(false);
         else model = await ProviderOf(spec).CreateAsync(spec, new ModelBuildContext { Seed = Seed, Log = Log }, ct).ConfigureAwait(false);
+        if (Decorate is not null) model = Decorate(spec, model);
         lock (_lock) _owned.Add(model);
         return model;
     }

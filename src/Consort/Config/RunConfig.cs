@@ -138,6 +138,7 @@ public sealed class RunConfig
         var duplicate = runs.GroupBy(r => r.Name).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new ConfigException($"{where}: two runs are named '{duplicate.Key}'; give them distinct \"name\"s");
 
+        GatewaySpec.ResolveAll(pool.Concat(runs.Select(r => r.Model)), byName, where);
         JsonNode? task = obj["task"]?.DeepClone();
         if (obj["task_type"] is JsonNode tt)
         {

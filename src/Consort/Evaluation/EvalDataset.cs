@@ -10,10 +10,19 @@ public sealed class EvalDataset
 {
     private readonly Dictionary<string, IReadOnlyList<EvalItem>> _splits;
 
-    private EvalDataset(string name, string? taskType, string path, Dictionary<string, IReadOnlyList<EvalItem>> splits)
+    private EvalDataset(string name, string? taskType, string path, Dictionary<string, IReadOnlyList<EvalItem>> splits,
+        CompletionPrompt? completion, string sha256)
     {
-        Name = name; TaskType = taskType; FilePath = path; _splits = splits;
+        Name = name; TaskType = taskType; FilePath = path; _splits = splits; Completion = completion; Sha256 = sha256;
     }
+
+    /// <summary>
+    /// The plain completion prompt the file declares for base models (<c>"completion": {"prompt", "max_tokens", "stop"}</c>),
+    /// used instead of the task type's instruction when a run names the dataset bare and its models have no chat template.
+    /// </summary>
+    public CompletionPrompt? Completion { get; }
+    /// <summary>Hex SHA-256 of the file's bytes (part of a run's definition).</summary>
+    public string Sha256 { get; }
 
     /// <summary>Dataset name ("dataset" or "name" field, else the file name).</summary>
     public string Name { get; }
@@ -90,10 +99,12 @@ public sealed class EvalDataset
     private static EvalDataset LoadFile(string path)
     {
         JsonNode? root;
+        string sha256;
         try
         {
-            using var stream = File.OpenRead(path);
-            root = JsonNode.Parse(stream, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
+            var bytes = File.ReadAllBytes(path);
+            sha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+            root = JsonNode.Parse(new MemoryStream(bytes), documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
         }
         catch (JsonException e)
         {
@@ -115,7 +126,7 @@ public sealed class EvalDataset
             splits[key] = ReadSplit(path, key, arr);
         }
         if (splits.Count == 0) throw new ConsortException($"{path}: no splits (arrays such as \"dev\" and \"test\") found");
-        return new EvalDataset(name, taskType, path, splits);
+        return new EvalDataset(name, taskType, path, splits, CompletionPrompt.Parse(obj["completion"], path), sha256);
     }
 
     private static IReadOnlyList<EvalItem> ReadSplit(string path, string split, JsonArray arr)

@@ -32,6 +32,15 @@ public sealed record EvalRunOptions
     public string? Method { get; init; }
     /// <summary>The run config, echoed into run.json and summary.json.</summary>
     public JsonNode? Config { get; init; }
+    /// <summary>Everything that determines the results; a folder holding results of another definition is refused
+    /// (naming what changed) unless <see cref="Fresh"/>. Null: only model, method, task, split and members are compared.</summary>
+    public RunDefinition? Definition { get; init; }
+    /// <summary>Delete the folder's earlier results first instead of resuming.</summary>
+    public bool Fresh { get; init; }
+    /// <summary>Evaluate only this shard of the selected items.</summary>
+    public ShardSpec? Shard { get; init; }
+    /// <summary>Cache counters of this run (reported in summary.json); null counts into a fresh set.</summary>
+    public Consort.Caching.CacheCounters? Cache { get; init; }
 }
 
 /// <summary>Progress of a run.</summary>

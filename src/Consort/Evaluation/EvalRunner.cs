@@ -34,15 +34,21 @@ public static class EvalRunner
             throw new ConfigException($"task '{task.Name}': scoring '{task.Options.Scoring}' needs token access, but model '{model.Name}' offers only {model.Descriptor.AccessDescription}");
 
         var split = options.Split ?? task.DefaultSplit;
-        var items = task.GetItems(split, options.Limit, out var skipped);
+        var selected = task.GetItems(split, options.Limit, out var skipped);
+        var items = options.Shard is { } shard ? shard.Take(selected) : selected;
         var keys = items.Select(i => i.Key).ToList();
         var started = DateTimeOffset.UtcNow;
         var folder = Path.GetFullPath(options.OutputDirectory);
-        Directory.CreateDirectory(folder);
-
-        var manifest = PrepareManifest(model, task, options, split, folder, started);
         var resultsPath = Path.Combine(folder, ResultsFileName);
-        using var results = ResultsFile.Open(resultsPath, options.RetryErrors, out var existing);
+        if (options.Fresh) Clear(folder);
+
+        var manifest = PrepareManifest(model, task, options, split, folder, started, selected.Count);
+        // Nothing is written before the first result: a run that fails before its first item leaves no
+        // empty results.jsonl or run.json behind. A folder that already holds results gets its manifest now.
+        bool resuming = File.Exists(resultsPath);
+        if (resuming) manifest.Write(folder);
+        using var results = ResultsFile.Open(resultsPath, options.RetryErrors, out var existing,
+            beforeFirstWrite: () => { Directory.CreateDirectory(folder); manifest.Write(folder); });
 
         var wanted = new HashSet<string>(keys, StringComparer.Ordinal);
         var done = existing.Values.Where(r => wanted.Contains(r.Key)).ToList();
@@ -50,9 +56,12 @@ public static class EvalRunner
         var pending = items.Where(i => !existing.ContainsKey(i.Key)).ToList();
         var tally = new Tally(done.Count, done.Sum(r => r.Score), done.Count(r => r.Error is not null));
         progress?.Report(new EvalProgress(tally.Done, items.Count, tally.Mean, tally.Errors, resumed, null));
+        var cache = options.Cache ?? new Consort.Caching.CacheCounters();
+        EvalSummary? summary = null;
 
         try
         {
+            using var scope = Consort.Caching.CacheCounters.Scope(cache);
             await Parallel.ForEachAsync(pending,
                 new ParallelOptions { MaxDegreeOfParallelism = options.Concurrency, CancellationToken = cancellationToken },
                 async (item, ct) =>
@@ -67,16 +76,31 @@ public static class EvalRunner
         }
         finally
         {
-            // Always leave a summary of what is on disk, also after cancellation or an abort.
+            // Always leave a summary of what is on disk, also after cancellation or an abort (but no files at all
+            // when nothing was ever written).
             results.Dispose();
-            var summary = EvalSummary.FromRecords(manifest, keys, ResultsFile.Read(resultsPath), started, DateTimeOffset.UtcNow, resumed, folder)
-                with { Skipped = skipped.Count };
-            summary.Write(folder);
+            summary = EvalSummary.FromRecords(manifest, keys, ResultsFile.Read(resultsPath), started, DateTimeOffset.UtcNow, resumed, folder)
+                with
+                {
+                    Skipped = skipped.Count,
+                    Cache = cache.Hits + cache.Misses + cache.Skipped > 0 ? new CacheSummary(cache.Hits, cache.Misses, cache.Skipped) : null,
+                };
+            if (File.Exists(resultsPath)) summary.Write(folder);
         }
-        return EvalSummary.Read(folder);
+        return summary;
     }
 
-    private static RunManifest PrepareManifest(ConsortModel model, EvalTask task, EvalRunOptions options, string split, string folder, DateTimeOffset now)
+    /// <summary>Removes a folder's results, manifest and summary (<c>--fresh</c>).</summary>
+    public static void Clear(string folder)
+    {
+        foreach (var name in new[] { ResultsFileName, RunManifest.FileName, EvalSummary.FileName })
+        {
+            var path = Path.Combine(folder, name);
+            if (File.Exists(path)) File.Delete(path);
+        }
+    }
+
+    private static RunManifest PrepareManifest(ConsortModel model, EvalTask task, EvalRunOptions options, string split, string folder, DateTimeOffset now, int selected)
     {
         var manifest = new RunManifest
         {
@@ -91,21 +115,24 @@ public static class EvalRunner
             Models = model.Members.Count > 0 ? model.Members.Select(m => m.Name).ToList() : [model.Name],
             Created = now,
             Config = options.Config?.DeepClone(),
+            Definition = options.Definition?.ToJson(),
+            Shard = options.Shard?.ToString(),
+            Selected = selected,
+            PromptStyle = task.PromptStyle,
         };
         var previous = RunManifest.Read(folder);
         if (previous is null)
         {
             if (File.Exists(Path.Combine(folder, ResultsFileName)))
-                throw new ConsortException($"{folder} holds a {ResultsFileName} but no {RunManifest.FileName}; use another --out");
+                throw new ConsortException($"{folder} holds a {ResultsFileName} but no {RunManifest.FileName}; use another --out, or --fresh to start over");
         }
         else
         {
             var why = previous.Mismatch(manifest);
             if (why is not null)
-                throw new ConsortException($"{folder} holds results of another run ({why}); use another --out or delete that folder");
+                throw new ConsortException($"{folder} holds results of another run definition ({why}); rerun with --fresh to start over, or use another --out");
             manifest = manifest with { Created = previous.Created };
         }
-        manifest.Write(folder);
         return manifest;
     }
 
@@ -145,6 +172,8 @@ public static class EvalRunner
             long inTok = response.Usage?.InputTokenCount ?? 0, outTok = response.Usage?.OutputTokenCount ?? 0;
             Fill(record, output, task.Type.Gold(item), score, inTok, outTok, response.GetCost() ?? model.Descriptor.CostOf(inTok, outTok), sw.Elapsed);
             record["trace"] = TraceJson(response.GetTrace());
+            if (response.AdditionalProperties?.TryGetValue("consort.answered_by", out var by) == true && by?.ToString() is { Length: > 0 } who)
+                record["answered_by"] = who;
             return (record, score.Score, false);
         }
         catch (OperationCanceledException) when (runToken.IsCancellationRequested)
@@ -165,9 +194,7 @@ public static class EvalRunner
     }
 
     private static string Describe(Exception e, CancellationToken itemToken, TimeSpan? timeout) =>
-        e is OperationCanceledException && itemToken.IsCancellationRequested && timeout is { } t
-            ? $"timed out after {t.TotalSeconds:0.###} s"
-            : $"{e.GetType().Name}: {e.Message}";
+        ErrorText.Describe(e, timedOut: itemToken.IsCancellationRequested && timeout is not null, timeout);
 
     private static string? GoldOrNull(EvalTask task, EvalItem item)
     {

@@ -8,6 +8,12 @@ namespace Consort.Evaluation;
 /// <param name="Score">Mean score.</param>
 public sealed record GroupScore(int N, double Score);
 
+/// <summary>Call-cache counts of a run.</summary>
+/// <param name="Hits">Calls answered from the cache.</param>
+/// <param name="Misses">Deterministic calls computed and stored.</param>
+/// <param name="Skipped">Calls not cacheable (sampling without a seed).</param>
+public sealed record CacheSummary(long Hits, long Misses, long Skipped);
+
 /// <summary>summary.json: the scores of one model on one task split, computed from results.jsonl.</summary>
 public sealed record EvalSummary
 {
@@ -36,6 +42,22 @@ public sealed record EvalSummary
     public int Skipped { get; init; }
     /// <summary>Items whose model call failed (scored 0).</summary>
     public int Errors { get; init; }
+    /// <summary>The first failed item's message (with the underlying cause: connection refused, timeout, HTTP status), or null.</summary>
+    public string? FirstError { get; init; }
+    /// <summary>Answered items (no error) whose output held no extractable answer.</summary>
+    public int NoAnswer { get; init; }
+    /// <summary>One such output (item key and text), for the warning.</summary>
+    public string? NoAnswerExample { get; init; }
+    /// <summary>Where the prompt came from ("config", "completion", "instruction", "likelihood").</summary>
+    public string? PromptStyle { get; init; }
+    /// <summary>The shard ("i/n") of this folder, or null for a whole run.</summary>
+    public string? Shard { get; init; }
+    /// <summary>Digest of the run's definition (<see cref="RunDefinition"/>), when it has one.</summary>
+    public string? DefinitionDigest { get; init; }
+    /// <summary>Call-cache hits and misses of this invocation, when a cache was used.</summary>
+    public CacheSummary? Cache { get; init; }
+    /// <summary>For routers and cascades: how many items each member answered (from the responses).</summary>
+    public IReadOnlyDictionary<string, int>? AnsweredBy { get; init; }
     /// <summary>Mean score.</summary>
     public double Score { get; init; }
     /// <summary>95% interval of the mean score.</summary>
@@ -93,6 +115,17 @@ public sealed record EvalSummary
             N = list.Count,
             Total = keys.Count,
             Errors = list.Count(r => r.Error is not null),
+            FirstError = records.FirstOrDefault(r => r.Error is not null && wanted.Contains(r.Key))?.Error,
+            NoAnswer = list.Count(r => r.Error is null && string.IsNullOrWhiteSpace(r.Extracted)),
+            NoAnswerExample = list.FirstOrDefault(r => r.Error is null && string.IsNullOrWhiteSpace(r.Extracted)) is { } na
+                ? $"item {na.Key}: {(na.Output is { Length: > 0 } o ? System.Text.Json.JsonSerializer.Serialize(o.Length > 120 ? o[..120] + "..." : o) : "(empty output)")}"
+                : null,
+            PromptStyle = manifest.PromptStyle,
+            Shard = manifest.Shard,
+            DefinitionDigest = manifest.Definition?["digest"]?.GetValue<string>(),
+            AnsweredBy = list.Any(r => r.AnsweredBy is not null)
+                ? list.Where(r => r.AnsweredBy is not null).GroupBy(r => r.AnsweredBy!).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count())
+                : null,
             Score = scores.Count == 0 ? 0 : scores.Average(),
             Ci = ScoreStatistics.Interval(scores),
             Metrics = metrics,

@@ -10,10 +10,19 @@ namespace Consort.Evaluation;
 /// </summary>
 public sealed class EvalTask
 {
-    private EvalTask(EvalDataset dataset, IEvalTaskType type, EvalTaskOptions options)
+    private EvalTask(EvalDataset dataset, IEvalTaskType type, EvalTaskOptions options, int seed, string promptStyle)
     {
-        Dataset = dataset; Type = type; Options = options;
+        Dataset = dataset; Type = type; Options = options; Seed = seed; PromptStyle = promptStyle;
     }
+
+    /// <summary>Seed of the sampled item order (<see cref="SampleOrder"/>) behind limits and fitting subsets.</summary>
+    public int Seed { get; }
+
+    /// <summary>
+    /// Where the prompt comes from: "config" (the task's own <c>prompt</c>), "likelihood", "completion" (the dataset's
+    /// plain completion prompt, for base models) or "instruction" (the task type's default instruction).
+    /// </summary>
+    public string PromptStyle { get; }
 
     /// <summary>The dataset.</summary>
     public EvalDataset Dataset { get; }
@@ -31,12 +40,13 @@ public sealed class EvalTask
     /// <summary>Makes a task from a run config's "task" node (a dataset name or an object).</summary>
     /// <param name="config">The task config.</param>
     /// <param name="searchFolders">Dataset folders, searched in order for names.</param>
-    public static EvalTask Create(JsonNode? config, IEnumerable<string> searchFolders) =>
-        Create(EvalTaskOptions.Parse(config), searchFolders);
+    /// <param name="seed">Seed of the sampled item order.</param>
+    public static EvalTask Create(JsonNode? config, IEnumerable<string> searchFolders, int seed = 42) =>
+        Create(EvalTaskOptions.Parse(config), searchFolders, seed);
 
     /// <summary>Makes a task from parsed options.</summary>
     /// <exception cref="ConsortException">Dataset problems; <see cref="ConfigException"/> for an unknown or unsupported type.</exception>
-    public static EvalTask Create(EvalTaskOptions options, IEnumerable<string> searchFolders)
+    public static EvalTask Create(EvalTaskOptions options, IEnumerable<string> searchFolders, int seed = 42)
     {
         var dataset = EvalDataset.Load(options.Dataset, searchFolders);
         var typeName = options.TaskType ?? dataset.TaskType
@@ -44,37 +54,89 @@ public sealed class EvalTask
         var type = EvalTaskTypes.Get(typeName, options.Metric);
         if (options.UsesLikelihood && type is not MultipleChoiceTask)
             throw new ConfigException($"task '{dataset.Name}': scoring '{options.Scoring}' works only for multiple_choice, not {type.Name}");
-        return new EvalTask(dataset, type, options);
+        string style = options.Prompt is not null ? "config" : options.UsesLikelihood ? "likelihood" : "instruction";
+        return new EvalTask(dataset, type, options, seed, style);
+    }
+
+    /// <summary>
+    /// The task as models of one kind should see it. For base models (no chat template) a task whose config gives no
+    /// prompt uses the dataset's declared <see cref="EvalDataset.Completion"/> prompt (with its budget and stop
+    /// sequences, where the config sets none) instead of the type's instruction, which base models cannot follow.
+    /// Otherwise the task itself.
+    /// </summary>
+    public EvalTask ForModels(bool baseModels)
+    {
+        if (!baseModels || PromptStyle != "instruction" || Dataset.Completion is not { } c) return this;
+        var options = Options with
+        {
+            Prompt = c.Prompt,
+            MaxTokens = Options.MaxTokens ?? c.MaxTokens,
+            Stop = Options.Stop.Count > 0 ? Options.Stop : c.Stop,
+        };
+        return new EvalTask(Dataset, Type, options, Seed, "completion");
     }
 
     /// <summary>The items of a split (the first <paramref name="limit"/> scorable ones), each checked for the fields the type needs.</summary>
     public IReadOnlyList<EvalItem> GetItems(string? split = null, int? limit = null) => GetItems(split, limit, out _);
 
     /// <summary>
-    /// The items of a split, first <paramref name="limit"/> in file order; items without a gold value
+    /// The items of a split: all of them in file order, or with a <paramref name="limit"/> (or the task's) a seeded
+    /// random sample of that size, stratified by the item's group (<see cref="GroupOf"/>: domain, ...) when items have
+    /// one (<see cref="SampleOrder"/>; a larger limit contains a smaller one). Items without a gold value
     /// (<see cref="IEvalTaskType.LacksGold"/>) are left out and their keys returned in <paramref name="skipped"/>.
     /// </summary>
-    /// <exception cref="ConsortException">Missing split, or an item missing a field the type needs (file, id, field).</exception>
-    public IReadOnlyList<EvalItem> GetItems(string? split, int? limit, out IReadOnlyList<string> skipped)
+    /// <exception cref="ConsortException">Missing split, or a selected item missing a field the type needs (file, id, field).</exception>
+    public IReadOnlyList<EvalItem> GetItems(string? split, int? limit, out IReadOnlyList<string> skipped) =>
+        Select(split, limit ?? Options.Limit, sample: (limit ?? Options.Limit) is not null, out skipped);
+
+    private List<EvalItem> Select(string? split, int? max, bool sample, out IReadOnlyList<string> skipped)
     {
-        var all = Dataset.GetSplit(split ?? DefaultSplit);
-        var max = limit ?? Options.Limit;
         if (max is < 0) throw new ConsortException($"limit must be at least 0, got {max}");
-        var items = new List<EvalItem>();
+        var all = Dataset.GetSplit(split ?? DefaultSplit);
+        var scorable = new List<EvalItem>(all.Count);
         var left = new List<string>();
         foreach (var item in all)
         {
-            if (max is { } m && items.Count >= m) break;
-            if (Type.LacksGold(item)) { left.Add(item.Key); continue; }
-            Type.Validate(item);
-            items.Add(item);
+            if (Type.LacksGold(item)) left.Add(item.Key);
+            else scorable.Add(item);
         }
         skipped = left;
+        IReadOnlyList<EvalItem> ordered = sample ? SampleOrder.Stratified(scorable, GroupOf, Seed) : scorable;
+        var items = max is { } m && m < ordered.Count ? ordered.Take(m).ToList() : ordered.ToList();
+        foreach (var item in items) Type.Validate(item);
         return items;
     }
 
     /// <summary>The user prompt text for an item.</summary>
-    public string PromptText(EvalItem item) => PromptTemplate.Render(Options.Prompt ?? DefaultTemplate, item);
+    public string PromptText(EvalItem item) => PromptTemplate.Render(Template, item);
+
+    /// <summary>The prompt template in use (the config's, the dataset's completion prompt, or the type's default).</summary>
+    public string Template => Options.Prompt ?? DefaultTemplate;
+
+    /// <summary>The parts of a run definition this task determines: "task" (dataset digest, type, scoring, generation
+    /// settings) and "prompts" (style, template, system prompt).</summary>
+    public IEnumerable<KeyValuePair<string, JsonNode?>> DefinitionParts()
+    {
+        yield return KeyValuePair.Create("task", (JsonNode?)new JsonObject
+        {
+            ["dataset"] = Dataset.Name,
+            ["sha256"] = Dataset.Sha256,
+            ["task_type"] = Type.Name,
+            ["scoring"] = Options.Scoring,
+            ["metric"] = Options.Metric,
+            ["group_by"] = Options.GroupBy,
+            ["max_tokens"] = MaxTokens,
+            ["stop"] = new JsonArray(Options.Stop.Select(x => (JsonNode?)JsonValue.Create(x)).ToArray()),
+            ["temperature"] = Options.Temperature ?? 0f,
+        });
+        yield return KeyValuePair.Create("prompts", (JsonNode?)new JsonObject
+        {
+            ["style"] = PromptStyle,
+            ["template"] = Options.UsesLikelihood ? null : Template,
+            ["likelihood_template"] = Options.UsesLikelihood ? Template : null,
+            ["system"] = Options.System,
+        });
+    }
 
     private string DefaultTemplate => Options.Scoring switch
     {
@@ -132,9 +194,10 @@ public sealed class EvalTask
     /// <summary>Dev examples (or another split's) for methods that fit themselves.</summary>
     public IFitData BuildFitData(string split = "dev", int? limit = null)
     {
-        // The task's own "limit" is for the evaluated split; fitting takes the whole split unless told otherwise.
+        // The task's own "limit" is for the evaluated split; fitting takes the whole split unless told otherwise, in the
+        // sampled order, so that a method taking its first N examples (a calibration subset) gets a fair sample.
         var options = BuildChatOptions();
-        var examples = GetItems(split, limit ?? int.MaxValue, out _).Select(item => new FitExample(
+        var examples = Select(split, limit, sample: true, out _).Select(item => new FitExample(
             item.Key,
             BuildMessages(item),
             Type.Gold(item),

@@ -23,6 +23,12 @@ public sealed record ResultRecord
     public string? Group { get; init; }
     /// <summary>Error message when the model call failed.</summary>
     public string? Error { get; init; }
+    /// <summary>The answer read out of the output (null or empty: none found).</summary>
+    public string? Extracted { get; init; }
+    /// <summary>The output text.</summary>
+    public string? Output { get; init; }
+    /// <summary>The member that answered (routers, cascades), when the method says.</summary>
+    public string? AnsweredBy { get; init; }
     /// <summary>The whole line.</summary>
     public required JsonObject Json { get; init; }
 
@@ -50,6 +56,9 @@ public sealed record ResultRecord
             Cost = o["cost"] is JsonValue c && c.TryGetValue<decimal>(out var cost) ? cost : null,
             LatencyMs = Number(o["latency_ms"]),
             Error = EvalItem.TextOf(o["error"]),
+            Extracted = EvalItem.TextOf(o["extracted"]),
+            Output = EvalItem.TextOf(o["output"]),
+            AnsweredBy = EvalItem.TextOf(o["answered_by"]),
             Group = EvalItem.TextOf(o["group"]),
             Json = o,
         };

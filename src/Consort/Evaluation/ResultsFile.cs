@@ -10,13 +10,14 @@ namespace Consort.Evaluation;
 /// </summary>
 public sealed class ResultsFile : IDisposable
 {
-    private readonly FileStream _stream;
+    private FileStream? _stream;
+    private readonly Action? _beforeFirstWrite;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly HashSet<string> _written;
 
-    private ResultsFile(string path, FileStream stream, IEnumerable<string> keys)
+    private ResultsFile(string path, FileStream? stream, IEnumerable<string> keys, Action? beforeFirstWrite)
     {
-        FilePath = path; _stream = stream; _written = new HashSet<string>(keys, StringComparer.Ordinal);
+        FilePath = path; _stream = stream; _written = new HashSet<string>(keys, StringComparer.Ordinal); _beforeFirstWrite = beforeFirstWrite;
     }
 
     /// <summary>The file.</summary>
@@ -29,7 +30,9 @@ public sealed class ResultsFile : IDisposable
     /// <param name="path">File path (created when absent).</param>
     /// <param name="dropErrors">Remove error lines so the items are retried.</param>
     /// <param name="existing">The records kept, by key.</param>
-    public static ResultsFile Open(string path, bool dropErrors, out IReadOnlyDictionary<string, ResultRecord> existing)
+    /// <param name="beforeFirstWrite">When the file does not exist yet, it is created only at the first append, after
+    /// this runs (e.g. writing run.json): a run that fails before its first item leaves nothing behind.</param>
+    public static ResultsFile Open(string path, bool dropErrors, out IReadOnlyDictionary<string, ResultRecord> existing, Action? beforeFirstWrite = null)
     {
         var records = Read(path, repair: true);
         if (dropErrors && records.Any(r => r.Error is not null))
@@ -40,8 +43,8 @@ public sealed class ResultsFile : IDisposable
         var byKey = new Dictionary<string, ResultRecord>(StringComparer.Ordinal);
         foreach (var r in records) byKey[r.Key] = r;
         existing = byKey;
-        var stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read);
-        return new ResultsFile(path, stream, byKey.Keys);
+        var stream = File.Exists(path) || beforeFirstWrite is null ? new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read) : null;
+        return new ResultsFile(path, stream, byKey.Keys, beforeFirstWrite);
     }
 
     /// <summary>
@@ -118,6 +121,11 @@ public sealed class ResultsFile : IDisposable
         try
         {
             if (!_written.Add(key)) return false;
+            if (_stream is null)
+            {
+                _beforeFirstWrite?.Invoke();
+                _stream = new FileStream(FilePath, FileMode.Append, FileAccess.Write, FileShare.Read);
+            }
             await _stream.WriteAsync(bytes, CancellationToken.None).ConfigureAwait(false);
             _stream.Flush(true);
             return true;
@@ -131,7 +139,7 @@ public sealed class ResultsFile : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        _stream.Dispose();
+        _stream?.Dispose();
         _gate.Dispose();
     }
 }

@@ -34,11 +34,25 @@ public sealed record RunManifest
     public DateTimeOffset Created { get; init; }
     /// <summary>The run config, echoed.</summary>
     public JsonNode? Config { get; init; }
+    /// <summary>Everything that determines the results (<see cref="RunDefinition.ToJson"/>); null for runs made in code without one.</summary>
+    public JsonObject? Definition { get; init; }
+    /// <summary>The shard ("i/n") this folder holds, or null for a whole run.</summary>
+    public string? Shard { get; init; }
+    /// <summary>Items selected before sharding (the whole run's item count).</summary>
+    public int? Selected { get; init; }
+    /// <summary>Where the prompt came from (<see cref="EvalTask.PromptStyle"/>).</summary>
+    public string? PromptStyle { get; init; }
 
     /// <summary>Why <paramref name="other"/> (this run) cannot resume into a folder of this manifest; null when it can.</summary>
     public string? Mismatch(RunManifest other)
     {
         var diffs = new List<string>();
+        if (Shard != other.Shard) diffs.Add($"shard {Shard ?? "(none)"} vs {other.Shard ?? "(none)"}");
+        if (RunDefinition.FromJson(Definition) is { } mine && RunDefinition.FromJson(other.Definition) is { } theirs)
+        {
+            diffs.AddRange(mine.Changes(theirs));
+            return diffs.Count == 0 ? null : string.Join("; ", diffs);
+        }
         if (Model != other.Model) diffs.Add($"model '{Model}' vs '{other.Model}'");
         if (Method != other.Method) diffs.Add($"method '{Method}' vs '{other.Method}'");
         if (Task != other.Task) diffs.Add($"task '{Task}' vs '{other.Task}'");

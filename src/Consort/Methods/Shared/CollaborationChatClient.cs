@@ -40,7 +40,9 @@ public abstract class CollaborationChatClient(ModelDescriptor descriptor) : ICha
         CallTrace trace, string role, CancellationToken cancellationToken, Func<ChatResponse, Dictionary<string, object?>?>? data = null)
     {
         var sw = Stopwatch.StartNew();
+        using var span = Consort.Telemetry.ConsortTelemetry.StartInnerCall(member.Descriptor, role);
         var response = await member.Chat.GetResponseAsync(messages, options, cancellationToken).ConfigureAwait(false);
+        span.Complete(response);
         sw.Stop();
         trace.Add(response.ToTraceEntry(member.Descriptor, role, LastUserText(messages), sw.Elapsed, data?.Invoke(response)));
         return response;
