@@ -87,12 +87,8 @@ public sealed class InspectCommand : ICliCommand
             ["file_type"] = fileType,
             ["tensor_count"] = g.Tensors.Count,
             ["tensor_types"] = new JsonObject(typeCounts.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
-<<<<<<< HEAD
             ["lora_alpha"] = adapter ? g.GetFloat(GgufKeys.Adapter.LoraAlpha) : null,
-=======
-            ["lora_alpha"] = adapter ? g.GetFloat("adapter.lora.alpha") : null,
             ["kv_cache"] = adapter ? null : KvCache(g, arch, maxSequences, contextSize),
->>>>>>> h-batch
             ["capabilities"] = caps,
             ["valid"] = verdict.IsValid,
             ["verdict"] = verdict.Summary,
