@@ -223,16 +223,20 @@ public sealed class MutationFuzzTests(ITestOutputHelper output)
         var run = await MeasuredCli.RunAsync(new Dictionary<string, string> { ["CONSORT_CACHE"] = tmp.File("cache") }, "run", tmp.File("run.json"), "--out", seed, "--no-report");
         Assert.True(run.Code == 0, run.ToString());
         var files = Directory.GetFiles(seed, "*.json*", SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToArray();
-        int n = Share(0.05);
-        for (int i = 0; i < n; i++)
+        void CopySeed(string dir)
         {
-            string dir = tmp.File($"f{i}");
             foreach (var f in files)
             {
                 var to = Path.Combine(dir, Path.GetRelativePath(seed, f));
                 Directory.CreateDirectory(Path.GetDirectoryName(to)!);
                 File.Copy(f, to);
             }
+        }
+        int n = Share(0.05);
+        for (int i = 0; i < n; i++)
+        {
+            string dir = tmp.File($"f{i}");
+            CopySeed(dir);
             var target = Path.Combine(dir, Path.GetRelativePath(seed, files[r.Next(files.Length)]));
             string what = $"run folder #{i}: {Path.GetRelativePath(dir, target)}";
             if (target.EndsWith(".jsonl", StringComparison.Ordinal))
@@ -248,6 +252,22 @@ public sealed class MutationFuzzTests(ITestOutputHelper output)
                 Consort.Cli.Reports.ReportWriter.Write(dir);
                 return Task.CompletedTask;
             }, TimeSpan.FromSeconds(60), input: target);
+        }
+        // Shapes the long run found (runs entries that are not objects was an internal InvalidOperationException), as fixed cases.
+        (string File, Func<string, string> Edit)[] cases =
+        [
+            ("comparison.json", _ => """{"runs": [1, "x", [], {"folder": 7}]}"""),
+            ("comparison.json", _ => "[]"),
+            ("a/summary.json", _ => "[]"),
+            ("a/summary.json", t => { var o = JsonNode.Parse(t)!.AsObject(); o["quality_cost"] = new JsonArray(1, new JsonArray(2), new JsonObject { ["cost"] = "x" }); return o.ToJsonString(); }),
+        ];
+        for (int i = 0; i < cases.Length; i++)
+        {
+            string dir = tmp.File($"case{i}");
+            CopySeed(dir);
+            var target = Path.Combine(dir, cases[i].File);
+            File.WriteAllText(target, cases[i].Edit(File.ReadAllText(target)));
+            h.Check($"run folder case {i}: {cases[i].File}", ct => { Consort.Cli.Reports.ReportWriter.Write(dir); return Task.CompletedTask; }, TimeSpan.FromSeconds(60), input: target);
         }
         Finish(h, sw);
     }
