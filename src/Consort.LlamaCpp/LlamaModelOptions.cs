@@ -23,11 +23,15 @@ public sealed record LlamaModelOptions
     public string? Name { get; init; }
     /// <summary>Tokens per sequence (prompt + output). Default: min(model context, 2048).</summary>
     public int? ContextSize { get; init; }
-    /// <summary>CPU threads for decoding (default: 1 for tiny models, else the processor count).</summary>
+    /// <summary>CPU threads for decoding. Default: 1 for tiny models; otherwise the processor count or 1, whichever
+    /// decodes faster on the machine's current load (measured as it goes).</summary>
     public int? Threads { get; init; }
-    /// <summary>How many sequences one context decodes together (batched). Default 4.</summary>
+    /// <summary>Sequences one context holds and decodes together (continuous batching: concurrent calls share
+    /// llama_decode calls). The KV cache is sized for this many x <see cref="ContextSize"/> tokens; a call that finds
+    /// every sequence in use waits for one to be freed. Default 4.</summary>
     public int MaxSequences { get; init; } = 4;
-    /// <summary>Tokens per llama_decode call; longer prompts are split. Default 512.</summary>
+    /// <summary>Most tokens per llama_decode call (at least 2); longer prompts are split, and sequences stepping
+    /// together beyond it take several calls. Default 512.</summary>
     public int BatchSize { get; init; } = 512;
     /// <summary>Default sampling seed for chat calls that give none.</summary>
     public int? Seed { get; init; }

@@ -11,7 +11,7 @@ namespace Consort.LlamaCpp;
 /// without byte-fallback tokens cannot encode, so such input is an error naming the model and the character,
 /// or is replaced when the model entry says <c>"unencodable": "replace"</c>.
 /// </summary>
-public sealed class LlamaTokenizer : ITokenizer
+public sealed class LlamaTokenizer : ITokenizer, ITokenPieces
 {
     private readonly LLamaWeights _weights;
     private readonly object _gate = new();
@@ -76,6 +76,22 @@ public sealed class LlamaTokenizer : ITokenizer
         throw new ConsortException($"model '{_name}' cannot encode {MessageText.Character(bad.CodePoint)} {at}: its vocabulary has no token for it " +
                                    "and no byte-fallback tokens (llama.cpp would abort); set \"unencodable\": \"replace\" in the model entry to replace such characters" +
                                    (_replacement.Length > 0 ? $" with {MessageText.Quote(_replacement)}" : " (they are then dropped)"));
+    }
+
+    /// <inheritdoc />
+    public byte[] PieceBytes(int token)
+    {
+        if ((uint)token >= (uint)VocabularySize) throw new ConsortException($"token id {token} is outside the vocabulary (0..{VocabularySize - 1})");
+        Span<byte> buffer = stackalloc byte[256];
+        lock (_gate)
+        {
+            var handle = _weights.NativeHandle;
+            int n = (int)handle.TokenToSpan((LLamaToken)token, buffer);
+            if (n <= buffer.Length) return buffer[..n].ToArray();
+            var big = new byte[n];
+            handle.TokenToSpan((LLamaToken)token, big);
+            return big;
+        }
     }
 
     /// <inheritdoc />

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Consort.Formats.Gguf;
+using Consort.LlamaCpp;
 using Spectre.Console;
 
 namespace Consort.Cli.Commands;
@@ -22,12 +23,19 @@ public sealed class InspectCommand : ICliCommand
     {
         var model = new Argument<string>("model") { Description = "A .gguf model or LoRA adapter file, zoo:NAME or hf:owner/repo/file.gguf." };
         var json = new Option<bool>("--json") { Description = "Print JSON." };
-        var cmd = new Command("inspect", "Show a GGUF file's architecture, size, vocabulary, tensors and what Consort can do with it.");
+        var sequences = new Option<int>("--max-sequences") { Description = "Sequences the KV cache is sized for (a model entry's max_sequences).", DefaultValueFactory = _ => 4 };
+        var context = new Option<int?>("--context-size") { Description = "Tokens per sequence the KV cache is sized for (default: min(model context, 2048), as the loader)." };
+        var cmd = new Command("inspect", "Show a GGUF file's architecture, size, vocabulary, tensors, KV cache size and what Consort can do with it.");
         cmd.Arguments.Add(model);
         cmd.Options.Add(json);
+        cmd.Options.Add(sequences);
+        cmd.Options.Add(context);
         cmd.SetAction(pr =>
         {
-            var report = Inspect(Consort.Config.ModelReferenceResolver.Resolve(pr.GetValue(model)!));
+            int seqs = pr.GetValue(sequences);
+            if (seqs is < 1 or > 64) throw new ConsortException($"--max-sequences must be 1..64, got {seqs}");
+            if (pr.GetValue(context) is < 2) throw new ConsortException($"--context-size must be at least 2, got {pr.GetValue(context)}");
+            var report = Inspect(Consort.Config.ModelReferenceResolver.Resolve(pr.GetValue(model)!), seqs, pr.GetValue(context));
             if (pr.GetValue(json))
                 Console.WriteLine(report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             else
@@ -44,7 +52,7 @@ public sealed class InspectCommand : ICliCommand
     }
 
     /// <summary>Reads <paramref name="path"/> (throws <see cref="ModelFileException"/> for a bad file) into a JSON report.</summary>
-    public static JsonObject Inspect(string path)
+    public static JsonObject Inspect(string path, int maxSequences = 4, int? contextSize = null)
     {
         using var g = GgufFile.Open(path);
         var verdict = GgufValidator.Validate(g);
@@ -80,11 +88,29 @@ public sealed class InspectCommand : ICliCommand
             ["tensor_count"] = g.Tensors.Count,
             ["tensor_types"] = new JsonObject(typeCounts.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
             ["lora_alpha"] = adapter ? g.GetFloat(GgufKeys.Adapter.LoraAlpha) : null,
+            ["kv_cache"] = adapter ? null : KvCache(g, arch, maxSequences, contextSize),
             ["capabilities"] = caps,
             ["valid"] = verdict.IsValid,
             ["verdict"] = verdict.Summary,
             ["problems"] = new JsonArray(verdict.Problems.Select(p => (JsonNode)JsonValue.Create(p)!).ToArray()),
             ["tensors_checked"] = verdict.TensorsChecked,
+        };
+    }
+
+    /// <summary>The KV cache the llama.cpp loader allocates for this model (F16 keys and values, one stream per sequence).</summary>
+    private static JsonObject? KvCache(GgufFile g, string? arch, int sequences, int? contextSize)
+    {
+        if (arch is null || g.GetInt($"{arch}.block_count") is not { } layers || g.GetInt($"{arch}.embedding_length") is not { } embd) return null;
+        long heads = Math.Max(1, g.GetInt($"{arch}.attention.head_count") ?? 1);
+        long kvHeads = g.GetInt($"{arch}.attention.head_count_kv") ?? heads;
+        long keyWidth = (g.GetInt($"{arch}.attention.key_length") ?? embd / heads) * kvHeads;
+        long valueWidth = (g.GetInt($"{arch}.attention.value_length") ?? embd / heads) * kvHeads;
+        long modelCtx = g.GetInt($"{arch}.context_length") is > 0 and var c ? c : 2048;
+        var kv = KvCacheInfo.Plan(sequences, contextSize ?? (int)Math.Min(modelCtx, 2048), KvCacheInfo.BytesPerCell(layers, keyWidth, valueWidth));
+        return new JsonObject
+        {
+            ["sequences"] = kv.Sequences, ["tokens_per_sequence"] = kv.TokensPerSequence, ["cells"] = kv.Cells,
+            ["bytes_per_token"] = kv.BytesPerToken, ["bytes"] = kv.Bytes, ["summary"] = kv.ToString(),
         };
     }
 
@@ -119,6 +145,7 @@ public sealed class InspectCommand : ICliCommand
         Row("tensors", $"{L("tensor_count")} ({string.Join(", ", ((JsonObject)r["tensor_types"]!).Select(kv => $"{kv.Key} x{kv.Value}"))})");
         Row("size", $"{L("size_bytes")!.Value / 1024.0 / 1024.0:0.00} MiB");
         if (r["lora_alpha"] is not null) Row("LoRA alpha", (double)r["lora_alpha"]!);
+        if (r["kv_cache"] is JsonObject kv) Row("KV cache", (string?)kv["summary"]);
         Row("capabilities", string.Join(", ", ((JsonArray)r["capabilities"]!).Select(c => (string?)c)));
         Row("verdict", (bool)r["valid"]! ? (bool)r["tensors_checked"]! ? "valid (tensors, hyperparameters, metadata and vocabulary checked)"
             : $"valid (metadata and vocabulary checked; tensors of '{r["architecture"]}' are checked by the first-load probe)" : (string?)r["verdict"]);

@@ -74,6 +74,14 @@ public static class ModelReferences
         }
         if (reference.StartsWith("zoo:", StringComparison.OrdinalIgnoreCase))
         {
+            // A zoo LoRA adapter is its base model with the adapter applied (before any adapters the entry adds).
+            if (Consort.Training.Zoo.TryResolveAdapter(reference, out var basePath, out var adapterPath))
+            {
+                var lora = new JsonArray(JsonValue.Create(adapterPath));
+                if (options["lora"] is JsonArray more) foreach (var item in more) lora.Add(item?.DeepClone());
+                options["lora"] = lora;
+                return new GgufModelSpec(name ?? reference[4..], reference, basePath, options);
+            }
             return new GgufModelSpec(name ?? reference[4..], reference, Consort.Training.Zoo.ResolveModel(reference), options);
         }
         if (reference.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))

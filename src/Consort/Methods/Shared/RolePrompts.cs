@@ -45,7 +45,9 @@ public sealed class RolePrompts
     /// <param name="file">A JSON file of role: template (relative to <paramref name="baseDirectory"/>).</param>
     /// <param name="baseDirectory">Folder of the config.</param>
     /// <param name="where">Message prefix (run and method).</param>
-    public RolePrompts With(IReadOnlyDictionary<string, string>? overrides, string? file, string baseDirectory, string where)
+    /// <param name="ignoreUnknownFileRoles">Skip the file's roles this method does not have (a file shared by several
+    /// methods, such as the zoo's); placeholders of the roles it has are still checked.</param>
+    public RolePrompts With(IReadOnlyDictionary<string, string>? overrides, string? file, string baseDirectory, string where, bool ignoreUnknownFileRoles = false)
     {
         var roles = new Dictionary<string, Role>(_roles, StringComparer.Ordinal);
         if (file is not null)
@@ -61,7 +63,10 @@ public sealed class RolePrompts
             }
             catch (JsonException e) { throw new ConfigException($"{where}: {path}: invalid JSON ({e.Message})", e); }
             foreach (var (role, node) in obj)
+            {
+                if (ignoreUnknownFileRoles && !_roles.ContainsKey(role)) continue;
                 Apply(roles, role, node is JsonValue v && v.TryGetValue<string>(out var t) ? t : throw new ConfigException($"{where}: {path}: role '{Limits.ForMessage(role)}' must map to a string"), where);
+            }
         }
         if (overrides is not null)
             foreach (var (role, template) in overrides) Apply(roles, role, template, where);
