@@ -156,7 +156,16 @@ public sealed record EvalSummary
     }
 
     /// <summary>Reads summary.json from <paramref name="folder"/>.</summary>
-    public static EvalSummary Read(string folder) =>
-        JsonSerializer.Deserialize<EvalSummary>(File.ReadAllText(Path.Combine(folder, FileName)), EvalJson.Options)
-        ?? throw new ConsortException($"{Path.Combine(folder, FileName)}: empty");
+    public static EvalSummary Read(string folder)
+    {
+        var path = Path.Combine(folder, FileName);
+        try
+        {
+            return JsonSerializer.Deserialize<EvalSummary>(File.ReadAllText(path), EvalJson.Options) ?? throw new ConsortException($"{path}: empty");
+        }
+        catch (Exception e) when (e is JsonException or NotSupportedException or InvalidOperationException or FormatException)
+        {
+            throw new ConsortException($"{path}: not a valid run summary ({Limits.ForMessage(e.Message)})", e);
+        }
+    }
 }

@@ -33,7 +33,9 @@ public sealed class RunResults
         var full = Path.GetFullPath(folder);
         var path = Path.Combine(full, EvalSummary.FileName);
         if (!File.Exists(path)) throw new ConsortException($"{folder}: not a run folder (no {EvalSummary.FileName})");
-        var raw = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ConsortException($"{path}: not a JSON object");
+        // Any folder can be passed here: bounded parsing, and a damaged file is named rather than an internal error.
+        var raw = Consort.Formats.SafeJson.ParseNodeFile(path, Limits.MaxConfigBytes, "a run summary", Consort.Formats.SafeJson.Kind.Data) as JsonObject
+                  ?? throw new ConsortException($"{path}: not a JSON object");
         var summary = EvalSummary.Read(full);
         var byKey = new Dictionary<string, ResultRecord>(StringComparer.Ordinal);
         foreach (var r in ResultsFile.Read(Path.Combine(full, EvalRunner.ResultsFileName))) byKey[r.Key] = r;
@@ -53,8 +55,9 @@ public sealed class RunResults
         if (dirs.Count == 0) throw new ConsortException($"{folder}: no runs inside (folders with {EvalSummary.FileName}); give a `consort run` output folder");
         var order = new List<string>();
         var comparison = Path.Combine(full, "comparison.json");
-        if (File.Exists(comparison) && JsonNode.Parse(File.ReadAllText(comparison))?["runs"] is JsonArray runs)
-            order.AddRange(runs.Select(r => r?["folder"]?.GetValue<string>()).OfType<string>().Select(Path.GetFileName).OfType<string>());
+        if (File.Exists(comparison) && Consort.Formats.SafeJson.ParseNodeFile(comparison, Limits.MaxConfigBytes, "a comparison", Consort.Formats.SafeJson.Kind.Data) is JsonObject c
+            && c["runs"] is JsonArray runs)
+            order.AddRange(runs.Select(r => r is JsonObject o && o["folder"] is JsonValue v && v.TryGetValue<string>(out var f) ? f : null).OfType<string>().Select(Path.GetFileName).OfType<string>());
         return dirs.OrderBy(d => order.IndexOf(Path.GetFileName(d)) is var i && i >= 0 ? i : int.MaxValue).ThenBy(d => d, StringComparer.Ordinal)
             .Select(Load).ToList();
     }
@@ -126,12 +129,13 @@ public static class RunAnalysis
     {
         axis = "cost";
         if (run.Raw["quality_cost"] is not JsonArray points || points.Count == 0) return null;
-        bool hasCost = points.All(p => p?["cost"] is JsonValue);
+        // summary.json may come from anywhere: entries that are not objects are skipped, not an internal error.
+        bool hasCost = points.All(p => p is JsonObject o && o["cost"] is JsonValue);
         axis = hasCost ? "cost" : "tokens";
         var list = new List<(double, double, string?)>();
         foreach (var p in points)
         {
-            if (p?[axis] is not JsonValue xv || p["score"] is not JsonValue yv || !xv.TryGetValue<double>(out var x) || !yv.TryGetValue<double>(out var y)) continue;
+            if (p is not JsonObject || p[axis] is not JsonValue xv || p["score"] is not JsonValue yv || !xv.TryGetValue<double>(out var x) || !yv.TryGetValue<double>(out var y)) continue;
             list.Add((x, y, (p["label"] ?? p["threshold"])?.ToString()));
         }
         return list.Count == 0 ? null : list;

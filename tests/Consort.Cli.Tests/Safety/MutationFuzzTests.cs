@@ -19,7 +19,7 @@ namespace Consort.Cli.Tests.Safety;
 /// or merged) is then loaded and run by llama.cpp in a child process. Zero internal errors, hangs and native crashes
 /// are allowed, and error messages must stay short and free of control characters.
 /// The default run (test.sh) makes a few hundred mutants; for thousands, set CONSORT_FUZZ_MUTANTS (and CONSORT_FUZZ_SEED):
-/// <c>CONSORT_FUZZ_MUTANTS=5000 dotnet test tests/Consort.Cli.Tests -c Release --filter Category=Fuzz</c>.
+/// <c>./tests/fuzz.sh 5000</c> (or <c>CONSORT_FUZZ_MUTANTS=5000 dotnet test tests/Consort.Cli.Tests -c Release --filter Category=Fuzz</c>).
 /// Counts go to the test output and to artifacts/fuzz/KIND.json.
 /// </summary>
 [Trait("Category", "Fuzz")]
@@ -119,8 +119,11 @@ public sealed class MutationFuzzTests(ITestOutputHelper output)
         var r = new Random(FuzzHarness.Seed + 2);
         var m = new Mutators(r);
         using var tmp = new TempDir();
-        // Configs whose methods build new model files (weight_merge, the quickstart) would probe each of them: the long run's job.
-        var seeds = Directory.GetFiles(Examples, "*.json").Where(f => Path.GetFileName(f) is not ("serve.json" or "quickstart.json" or "weight_merge.json"))
+        // A fixed set of cheap examples (a mutant's first item must finish well inside the limit on a loaded machine); the
+        // heavier ones (training routers, many-round text methods) would make this test slow and its bound flaky.
+        string[] cheap = ["cascade.json", "likelihood_router.json", "logit_fusion.json", "majority_vote.json", "moco_api_cascade.json",
+            "most_confident.json", "single_model.json", "unencodable_replace.json"];
+        var seeds = cheap.Select(f => Path.Combine(Examples, f))
             .Concat(Directory.GetFiles(Path.Combine(TestPaths.Shared, "fuzz-crashes", "config"), "*.json")).Order(StringComparer.Ordinal).ToArray();
         int n = Share(0.15);
         for (int i = 0; i < n; i++)
@@ -196,6 +199,78 @@ public sealed class MutationFuzzTests(ITestOutputHelper output)
                 }
                 return Task.CompletedTask;
             }, input: path);
+        }
+        Finish(h, sw);
+    }
+
+    /// <summary>
+    /// Run folders as <c>consort report</c> and <c>compare</c> read them (any folder can be passed): one file of a real
+    /// run's output (summary.json, run.json, results.jsonl, comparison.json) mutated, then the whole report written.
+    /// </summary>
+    [Fact]
+    public async Task RunFolders()
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var h = new FuzzHarness(new FuzzReport("run_folders"));
+        var r = new Random(FuzzHarness.Seed + 5);
+        var m = new Mutators(r);
+        using var tmp = new TempDir();
+        var dataset = CliHarness.WriteStoryDataset(tmp.Path, 3);
+        File.WriteAllText(tmp.File("run.json"), new JsonObject
+        {
+            ["task"] = new JsonObject { ["dataset"] = dataset, ["prompt"] = "{input}", ["max_tokens"] = 4 },
+            ["baselines"] = true,
+            ["models"] = new JsonArray(new JsonObject { ["name"] = "a", ["path"] = TestPaths.Stories260K }, new JsonObject { ["name"] = "b", ["path"] = TestPaths.TinyStories656K }),
+        }.ToJsonString());
+        var seed = tmp.File("seed");
+        var run = await MeasuredCli.RunAsync(new Dictionary<string, string> { ["CONSORT_CACHE"] = tmp.File("cache") }, "run", tmp.File("run.json"), "--out", seed, "--no-report");
+        Assert.True(run.Code == 0, run.ToString());
+        var files = Directory.GetFiles(seed, "*.json*", SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToArray();
+        void CopySeed(string dir)
+        {
+            foreach (var f in files)
+            {
+                var to = Path.Combine(dir, Path.GetRelativePath(seed, f));
+                Directory.CreateDirectory(Path.GetDirectoryName(to)!);
+                File.Copy(f, to);
+            }
+        }
+        int n = Share(0.05);
+        for (int i = 0; i < n; i++)
+        {
+            string dir = tmp.File($"f{i}");
+            CopySeed(dir);
+            var target = Path.Combine(dir, Path.GetRelativePath(seed, files[r.Next(files.Length)]));
+            string what = $"run folder #{i}: {Path.GetRelativePath(dir, target)}";
+            if (target.EndsWith(".jsonl", StringComparison.Ordinal))
+            {
+                var lines = File.ReadAllLines(target);
+                int k = r.Next(lines.Length);
+                lines[k] = m.Json(lines[k]);
+                File.WriteAllLines(target, lines);
+            }
+            else File.WriteAllText(target, m.Json(File.ReadAllText(target)));
+            h.Check(what, ct =>
+            {
+                Consort.Cli.Reports.ReportWriter.Write(dir);
+                return Task.CompletedTask;
+            }, TimeSpan.FromSeconds(60), input: target);
+        }
+        // Shapes the long run found (runs entries that are not objects was an internal InvalidOperationException), as fixed cases.
+        (string File, Func<string, string> Edit)[] cases =
+        [
+            ("comparison.json", _ => """{"runs": [1, "x", [], {"folder": 7}]}"""),
+            ("comparison.json", _ => "[]"),
+            ("a/summary.json", _ => "[]"),
+            ("a/summary.json", t => { var o = JsonNode.Parse(t)!.AsObject(); o["quality_cost"] = new JsonArray(1, new JsonArray(2), new JsonObject { ["cost"] = "x" }); return o.ToJsonString(); }),
+        ];
+        for (int i = 0; i < cases.Length; i++)
+        {
+            string dir = tmp.File($"case{i}");
+            CopySeed(dir);
+            var target = Path.Combine(dir, cases[i].File);
+            File.WriteAllText(target, cases[i].Edit(File.ReadAllText(target)));
+            h.Check($"run folder case {i}: {cases[i].File}", ct => { Consort.Cli.Reports.ReportWriter.Write(dir); return Task.CompletedTask; }, TimeSpan.FromSeconds(60), input: target);
         }
         Finish(h, sw);
     }

@@ -43,7 +43,8 @@ public sealed class UnencodableInputTests
     public async Task WithReplaceTheModelAnswersEveryItem()
     {
         using var tmp = new TempDir();
-        var r = await MeasuredCli.RunAsync(null, "run", Config(tmp, "replace"), "--limit", "4", "--out", tmp.File("out"));
+        // The example config (the same model and task with "unencodable": "replace").
+        var r = await MeasuredCli.RunAsync(null, "run", Path.Combine(TestPaths.RepoRoot, "examples", "unencodable_replace.json"), "--limit", "4", "--out", tmp.File("out"));
         Assert.True(r.Code == 0, r.ToString());
         var results = CliHarness.Results(tmp.File("out/q8"));
         Assert.Equal(4, results.Count);
