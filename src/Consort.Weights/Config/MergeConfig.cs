@@ -121,17 +121,7 @@ public sealed partial record MergeConfig
     public static MergeConfig Load(string path, Func<string, string>? resolveReference = null)
     {
         path = System.IO.Path.GetFullPath(path);
-        if (!File.Exists(path)) throw new ConfigException($"{path}: merge config not found");
-        YamlStream yaml = new();
-        try
-        {
-            using var reader = new StreamReader(path);
-            yaml.Load(reader);
-        }
-        catch (YamlDotNet.Core.YamlException e)
-        {
-            throw new ConfigException($"{path}: invalid YAML at line {e.Start.Line}: {e.Message}", e);
-        }
+        var yaml = SafeYaml.Load(path); // size, depth, alias expansion and duplicate keys bounded before loading
         if (yaml.Documents.Count == 0) throw new ConfigException($"{path}: empty config");
         var root = ToObject(yaml.Documents[0].RootNode) as IDictionary<string, object?> ?? throw new ConfigException($"{path}: top level must be a mapping");
         return FromObject(root, System.IO.Path.GetDirectoryName(path)!, path, resolveReference);

@@ -87,10 +87,10 @@ public sealed class LoraAdapter : IDisposable
         Dictionary<string, double> rankPattern, alphaPattern;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(cfgPath));
+            using var doc = SafeJson.ParseDocumentFile(cfgPath, Limits.MaxConfigBytes, "an adapter config", SafeJson.Kind.Model);
             var c = doc.RootElement;
             if (c.TryGetProperty("peft_type", out var pt) && pt.GetString() is { } type && type != "LORA")
-                throw new ModelFileException(cfgPath, $"peft_type '{type}' is not LORA");
+                throw new ModelFileException(cfgPath, $"peft_type '{Limits.ForMessage(type)}' is not LORA");
             r = c.TryGetProperty("r", out var rv) ? rv.GetInt32() : throw new ModelFileException(cfgPath, "missing 'r'");
             alpha = c.TryGetProperty("lora_alpha", out var av) ? av.GetDouble() : r;
             rs = c.TryGetProperty("use_rslora", out var rsv) && rsv.ValueKind == JsonValueKind.True;
@@ -101,11 +101,24 @@ public sealed class LoraAdapter : IDisposable
             alphaPattern = Pattern("alpha_pattern");
         }
         catch (JsonException e) { throw new ModelFileException(cfgPath, "is not valid JSON: " + e.Message, e); }
-        catch (InvalidOperationException e) { throw new ModelFileException(cfgPath, "has a malformed value: " + e.Message, e); }
-        static double? Find(Dictionary<string, double> pattern, string module)
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
         {
+            throw new ModelFileException(cfgPath, "'peft_type' must be text, 'r' a whole number, 'lora_alpha' a number and rank_pattern/alpha_pattern objects of numbers", e);
+        }
+        double? Find(Dictionary<string, double> pattern, string module)
+        {
+            // Patterns come from a user's file: a bounded match time keeps a pathological pattern from hanging the load.
             foreach (var (k, v) in pattern)
-                if (System.Text.RegularExpressions.Regex.IsMatch(module, $"(.*\\.)?({k})$")) return v;
+            {
+                try
+                {
+                    if (System.Text.RegularExpressions.Regex.IsMatch(module, $"(.*\\.)?({k})$", System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1))) return v;
+                }
+                catch (ArgumentException e) // RegexParseException and RegexMatchTimeoutException both derive from it
+                {
+                    throw new ModelFileException(cfgPath, $"pattern '{Limits.ForMessage(k)}' is not a valid module pattern ({e.Message})", e);
+                }
+            }
             return null;
         }
         var weights = System.IO.Path.Combine(folder, "adapter_model.safetensors");
