@@ -1,6 +1,7 @@
 using Consort.Testing;
 using Consort.Weights.Config;
 using Consort.Weights.Engine;
+using Consort.Weights.Methods;
 
 namespace Consort.Weights.Tests;
 
@@ -10,8 +11,9 @@ public class ExampleConfigTests
     public void EveryMethodHasAValidExampleConfig()
     {
         var folder = Path.Combine(TestPaths.RepoRoot, "examples", "merge");
-        var files = Directory.GetFiles(folder, "*.yml");
-        foreach (var method in new[] { "linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs", "slerp", "model_stock", "expo", "passthrough" })
+        // moe.yml and evolve.yml are the configs of merge-moe and merge-evolve (tested with those commands).
+        var files = Directory.GetFiles(folder, "*.yml").Where(f => Path.GetFileNameWithoutExtension(f) is not ("moe" or "evolve")).ToList();
+        foreach (var method in MergeMethodRegistry.Names)
             Assert.Contains(files, f => Path.GetFileNameWithoutExtension(f) == method);
         foreach (var f in files)
         {
@@ -20,6 +22,24 @@ public class ExampleConfigTests
             MergeEngine.Validate(c);
             Assert.All(c.AllPaths, p => Assert.True(Path.IsPathRooted(p)));
         }
+    }
+
+    /// <summary>The examples whose inputs are the committed zoo (every method added with mergekit parity).</summary>
+    public static TheoryData<string> ZooExamples => new(Directory.GetFiles(Path.Combine(TestPaths.RepoRoot, "examples", "merge"), "*.yml")
+        .Where(f => Path.GetFileNameWithoutExtension(f) is not ("moe" or "evolve") && File.ReadAllText(f).Contains("../../zoo/"))
+        .Select(Path.GetFileNameWithoutExtension).Order()!);
+
+    [Theory]
+    [MemberData(nameof(ZooExamples))]
+    public void ZooExampleMergesAndLlamaCppRunsTheOutput(string name)
+    {
+        using var dir = new TempDir();
+        var config = MergeConfig.Load(Path.Combine(TestPaths.RepoRoot, "examples", "merge", name + ".yml"));
+        var r = MergeEngine.Run(config, dir.File(name + ".gguf"));
+        Assert.Empty(r.Warnings); // the examples give only parameters their method reads
+        var (tokens, logits) = LlamaRunner.Logits(dir.File(name + ".gguf"), "Q: 7+48= A:");
+        Assert.True(tokens.Length > 5);
+        Assert.All(logits, l => Assert.All(l, x => Assert.True(float.IsFinite(x))));
     }
 
     [Fact]

@@ -38,10 +38,9 @@ public sealed record EvolveConfig
     {
         path = Path.GetFullPath(path);
         if (!File.Exists(path)) throw new ConfigException($"{path}: evolve config not found");
+        Limits.CheckFileSize(path, Limits.MaxYamlBytes, "an evolve config");
         var text = File.ReadAllText(path);
-        var yaml = new YamlStream();
-        try { yaml.Load(new StringReader(text)); }
-        catch (YamlDotNet.Core.YamlException e) { throw new ConfigException($"{path}: invalid YAML at line {e.Start.Line}: {e.Message}", e); }
+        var yaml = Config.SafeYaml.Parse(text, path); // depth, aliases and duplicate keys bounded, as for merge configs
         if (yaml.Documents.Count == 0 || yaml.Documents[0].RootNode is not YamlMappingNode root) throw new ConfigException($"{path}: the top level must be a mapping");
         var dir = Path.GetDirectoryName(path)!;
         resolve ??= Config.MergeConfig.DefaultResolveReference;

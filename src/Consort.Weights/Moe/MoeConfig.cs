@@ -38,9 +38,7 @@ public sealed record MoeConfig
     {
         path = Path.GetFullPath(path);
         if (!File.Exists(path)) throw new ConfigException($"{path}: MoE config not found");
-        var yaml = new YamlStream();
-        try { using var r = new StreamReader(path); yaml.Load(r); }
-        catch (YamlDotNet.Core.YamlException e) { throw new ConfigException($"{path}: invalid YAML at line {e.Start.Line}: {e.Message}", e); }
+        var yaml = Config.SafeYaml.Load(path); // size, depth, aliases and duplicate keys bounded, as for merge configs
         if (yaml.Documents.Count == 0 || yaml.Documents[0].RootNode is not YamlMappingNode root) throw new ConfigException($"{path}: the top level must be a mapping");
         string dir = Path.GetDirectoryName(path)!;
         resolve ??= Config.MergeConfig.DefaultResolveReference;
