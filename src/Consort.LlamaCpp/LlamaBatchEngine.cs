@@ -93,6 +93,8 @@ internal sealed class LlamaBatchEngine : IDisposable
     public int PrefillPerStep { get; }
     /// <summary>Slots.</summary>
     public int Slots => _slots.Length;
+    /// <summary>False: every prompt is computed from its first token (no cached prefix is used).</summary>
+    public bool PrefixReuse { get; init; } = true;
 
     public LlamaBatchStatistics Statistics
     {
@@ -395,7 +397,7 @@ internal sealed class LlamaBatchEngine : IDisposable
     {
         var tokens = j.Tokens;
         // At least one token is fed, since its logits are the result (for a score: from the first scored position).
-        int maxReuse = j.Kind == DecodeJobKind.Score ? j.ScoreFrom : tokens.Length - 1;
+        int maxReuse = !PrefixReuse ? 0 : j.Kind == DecodeJobKind.Score ? j.ScoreFrom : tokens.Length - 1;
         SlotState? inPlace = null; int inPlaceLen = -1;
         SlotState? source = null; int sourceLen = 0;
         foreach (var s in _slots)

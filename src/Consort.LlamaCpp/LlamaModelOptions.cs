@@ -33,6 +33,9 @@ public sealed record LlamaModelOptions
     /// <summary>Most tokens per llama_decode call (at least 2); longer prompts are split, and sequences stepping
     /// together beyond it take several calls. Default 512.</summary>
     public int BatchSize { get; init; } = 512;
+    /// <summary>Reuse the KV cells of a cached prompt prefix (default true). False computes every prompt from its first
+    /// token: for benchmarks that measure what reuse saves, and for ruling it out when debugging.</summary>
+    public bool PrefixReuse { get; init; } = true;
     /// <summary>Default sampling seed for chat calls that give none.</summary>
     public int? Seed { get; init; }
     /// <summary>LoRA adapters with their scales.</summary>

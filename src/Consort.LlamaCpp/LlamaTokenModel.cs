@@ -77,7 +77,10 @@ public sealed class LlamaTokenModel : ITokenModel
         if (adapters.Length > 0) context.NativeHandle.SetLoraAdapters(adapters);
         _vocab = shared.Weights.NativeHandle.Vocab.Count;
         KvCache = KvCacheInfo.Of(shared.Weights, MaxSequences, perSeq, (int)context.ContextSize);
-        Engine = new LlamaBatchEngine(context, name, MaxSequences, BatchSize, Math.Min(BatchSize, PrefillTokensPerStep), threads, adaptThreads: options.Threads is null);
+        Engine = new LlamaBatchEngine(context, name, MaxSequences, BatchSize, Math.Min(BatchSize, PrefillTokensPerStep), threads, adaptThreads: options.Threads is null)
+        {
+            PrefixReuse = options.PrefixReuse,
+        };
         Tokenizer = new LlamaTokenizer(shared.Weights, name, info.Coverage, options.Unencodable);
         Descriptor = new ModelDescriptor
         {

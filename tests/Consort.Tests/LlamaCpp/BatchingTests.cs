@@ -238,6 +238,21 @@ public sealed class BatchingTests
     }
 
     [Fact]
+    public async Task PrefixReuseOff_ComputesEveryPromptInFull_SameLogits()
+    {
+        using var on = Load(maxSequences: 4);
+        using var off = LlamaModelFactory.LoadTokenModel(new LlamaModelOptions { Path = TestPaths.Stories260K, ContextSize = 256, MaxSequences = 4, PrefixReuse = false });
+        var shots = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. ";
+        var prompts = new[] { "One day, she saw", "Her mom said", "The dog ran" }.Select(q => on.Tokenizer.Encode(shots + q, addBos: true)).ToArray();
+        foreach (var p in prompts) Assert.True(Same(await StartAndRead(on, p), await StartAndRead(off, p)));
+        var both = await Task.WhenAll(prompts.Select(p => Task.Run(() => StartAndRead(off, p))));
+        for (int i = 0; i < prompts.Length; i++) Assert.True(Same(await StartAndRead(on, prompts[i]), both[i]), $"prompt {i}");
+        Assert.Equal(0, off.Statistics.ReusedPrefixTokens);
+        Assert.Equal(2L * prompts.Sum(p => p.Length), off.Statistics.DecodedTokens);
+        Assert.True(on.Statistics.ReusedPrefixTokens > 0);
+    }
+
+    [Fact]
     public async Task SamePromptStartedEightTimesAtOnce_PrefilledOnce()
     {
         using var m = Load();
