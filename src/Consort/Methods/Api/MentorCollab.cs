@@ -91,9 +91,15 @@ public sealed class MentorCollabMethod : CollaborationMethod<MentorCollabOptions
                         int size = Math.Min(settings.PatchSize, room);
                         var gp = await g.DraftAsync(size, sampler, null, ct).ConfigureAwait(false);
                         var mp = await m.DraftAsync(size, sampler, null, ct).ConfigureAwait(false);
-                        bool mentorWins = await MentorWinsAsync(g, gp.Text, mp.Text, ct).ConfigureAwait(false);
+                        // A judge question longer than the generator's free context cannot be asked: its own patch stays, and the trace says so.
+                        bool fits = g.Fits(JudgePrompt(gp.Text, mp.Text));
+                        bool mentorWins = fits && await MentorWinsAsync(g, gp.Text, mp.Text, ct).ConfigureAwait(false);
                         var kept = mentorWins ? mp : gp;
-                        decisions.Add(new() { ["at_token"] = weave.Steps, ["generator"] = gp.Text, ["mentor"] = mp.Text, ["chosen"] = mentorWins ? mentor.Name : generator.Name });
+                        decisions.Add(new()
+                        {
+                            ["at_token"] = weave.Steps, ["generator"] = gp.Text, ["mentor"] = mp.Text, ["chosen"] = mentorWins ? mentor.Name : generator.Name,
+                            ["judged"] = fits ? null : "no: the judge's question does not fit the generator's context",
+                        });
                         if (kept.Text.Length > 0) weave.Insert(kept.Text, mentorWins ? 1 : 0, kept.Tokens.Count);
                         if (kept.Ended || kept.Tokens.Count == 0) { ended = true; break; }
                         continue;

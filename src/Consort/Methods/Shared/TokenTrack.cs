@@ -140,6 +140,12 @@ public sealed class TokenTrack : IDisposable
         await _sequence.AppendAsync(ids, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Tokens still free in this member's context (after the text it has yet to read).</summary>
+    public int Room => _limit - _sequence.Tokens.Count - _unreadIds.Count - ContinuationTokens(Tokenizer, _unread.ToString()).Length;
+
+    /// <summary>True when <paramref name="text"/> still fits this member's context.</summary>
+    public bool Fits(string text) => ContinuationTokens(Tokenizer, text).Length <= Room;
+
     /// <summary>
     /// The next-token distribution after this track's text and <paramref name="text"/> (e.g. a judge's question), without
     /// keeping <paramref name="text"/>: it is appended, read, and rewound (no second sequence is taken, so a backend's

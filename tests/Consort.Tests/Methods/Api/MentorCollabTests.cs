@@ -56,6 +56,19 @@ public class MentorCollabTests(ITestOutputHelper output)
         Assert.Empty((List<Dictionary<string, object?>>)n.GetTrace()[0].Data!["decisions"]!);
     }
 
+    [Fact]
+    public async Task A_judge_question_that_does_not_fit_the_context_keeps_the_generators_patch_and_says_so()
+    {
+        var small = new TableTokenModel("gen", ["q: hi a: the dog ran far", "x: my choice: option (B"], contextSize: 60,
+            alphabet: " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789?.:+=(),\n").AsModel();
+        using var c = await MethodHarness.CreateAsync(new MentorCollabMethod(), [small, Mentor()], """{"decision_proportion": 100, "patch_size": 8}""");
+        var r = await c.Chat.GetResponseAsync(Ask("q: hi a:"), Greedy);
+        var first = ((List<Dictionary<string, object?>>)r.GetTrace()[0].Data!["decisions"]!)[0];
+        Assert.Equal("gen", first["chosen"]);
+        Assert.Contains("does not fit", (string)first["judged"]!);
+        Assert.StartsWith(" the dog ran", r.Text);
+    }
+
     [Theory]
     [InlineData("""{"mode": "train"}""", "free")]
     [InlineData("""{"decision_proportion": 101}""", "decision_proportion")]
