@@ -82,6 +82,7 @@ public sealed class RunPlan
         if (split is not null and not ("dev" or "test")) throw new ConfigException($"--split must be dev or test, got '{split}'");
         if (limit is <= 0) throw new ConfigException($"--limit must be a positive number of items, got {limit}");
         if (request.Concurrency is <= 0) throw new ConfigException($"--concurrency must be at least 1, got {request.Concurrency}");
+        if (request.Concurrency is { } c) Limits.Check(c, 1, Limits.MaxConcurrency, "--concurrency", "run");
         var runs = config.Runs;
         if (runs.Count == 0 && request.NeedsTask) throw new ConfigException($"{file}: nothing to run: give a 'method' (with 'models'), 'runs', or 'baselines': true");
         if (request.Only.Count > 0)
