@@ -140,43 +140,63 @@ public sealed class TokenTrack : IDisposable
         await _sequence.AppendAsync(ids, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Tokens still free in this member's context (after the text it has yet to read).</summary>
+    public int Room => _limit - _sequence.Tokens.Count - _unreadIds.Count - ContinuationTokens(Tokenizer, _unread.ToString()).Length;
+
+    /// <summary>True when <paramref name="text"/> still fits this member's context.</summary>
+    public bool Fits(string text) => ContinuationTokens(Tokenizer, text).Length <= Room;
+
     /// <summary>
-    /// A separate track that continues this one with <paramref name="text"/> (a fork: the prefix is not recomputed); the
-    /// caller disposes it. For look-aheads such as a judge's question or a rollout.
+    /// The next-token distribution after this track's text and <paramref name="text"/> (e.g. a judge's question), without
+    /// keeping <paramref name="text"/>: it is appended, read, and rewound (no second sequence is taken, so a backend's
+    /// sequence slots bound only the concurrent answers).
     /// </summary>
-    public async Task<TokenTrack> BranchAsync(string text, CancellationToken cancellationToken)
+    public async Task<TokenDistribution> NextAfterAsync(string text, CancellationToken cancellationToken)
     {
         await CatchUpAsync(cancellationToken).ConfigureAwait(false);
-        var fork = await _sequence.ForkAsync(cancellationToken).ConfigureAwait(false);
-        var branch = new TokenTrack(Member, Model, fork, PromptTokens, _limit);
-        branch._tail.AddRange(_tail);
-        branch.Read(text);
-        return branch;
+        int length = _sequence.Tokens.Count;
+        var ids = ContinuationTokens(Tokenizer, text);
+        if (ids.Length == 0) return _sequence.Next;
+        if (length + ids.Length > _limit)
+            throw new ConsortException($"model '{Name}': the look-ahead of {ids.Length} tokens does not fit its context of {_limit} tokens");
+        ReadTokens += ids.Length;
+        await _sequence.AppendAsync(ids, cancellationToken).ConfigureAwait(false);
+        var next = _sequence.Next;
+        await _sequence.RewindAsync(length, cancellationToken).ConfigureAwait(false);
+        return next;
     }
 
     /// <summary>
-    /// Drafts up to <paramref name="maxTokens"/> tokens on a fork of this track (the track itself is unchanged), stopping at
-    /// an end token, or before a piece when <paramref name="stopBefore"/>(text so far, piece) says so (e.g. at the next word).
+    /// Drafts up to <paramref name="maxTokens"/> tokens after this track (appended, then rewound: the track is unchanged
+    /// afterwards), stopping at an end token, or before a piece when <paramref name="stopBefore"/>(text so far, piece) says
+    /// so (e.g. at the next word).
     /// </summary>
     public async Task<Draft> DraftAsync(int maxTokens, TokenSampler sampler, Func<string, string, bool>? stopBefore, CancellationToken cancellationToken)
     {
         await CatchUpAsync(cancellationToken).ConfigureAwait(false);
-        using var fork = await _sequence.ForkAsync(cancellationToken).ConfigureAwait(false);
+        int length = _sequence.Tokens.Count;
         var tail = new List<int>(_tail);
         var tokens = new List<int>();
         string text = "";
         bool ended = false;
-        while (tokens.Count < maxTokens)
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            int t = sampler.Sample(fork.Next);
-            Generated++;
-            if (IsEnd(t)) { ended = true; break; }
-            string piece = Piece(tail, t);
-            if (stopBefore?.Invoke(text, piece) == true) break;
-            tokens.Add(t); text += piece; Push(tail, t);
-            if (tokens.Count >= maxTokens || fork.Tokens.Count + 1 > _limit) break;
-            await fork.AppendAsync([t], cancellationToken).ConfigureAwait(false);
+            while (tokens.Count < maxTokens)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                int t = sampler.Sample(_sequence.Next);
+                Generated++;
+                if (IsEnd(t)) { ended = true; break; }
+                string piece = Piece(tail, t);
+                if (stopBefore?.Invoke(text, piece) == true) break;
+                tokens.Add(t); text += piece; Push(tail, t);
+                if (tokens.Count >= maxTokens || _sequence.Tokens.Count + 1 > _limit) break;
+                await _sequence.AppendAsync([t], cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (_sequence.Tokens.Count > length) await _sequence.RewindAsync(length, CancellationToken.None).ConfigureAwait(false);
         }
         // Decoding the whole draft at once mends characters that span tokens (pieces of a multi-byte character).
         return new Draft(tokens.Count == 0 ? "" : Suffix(Tokenizer.Decode(_tail), Tokenizer.Decode([.. _tail, .. tokens])), tokens, ended);

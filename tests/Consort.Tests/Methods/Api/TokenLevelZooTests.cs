@@ -78,6 +78,25 @@ public class TokenLevelZooTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Switch_generation_hands_patches_between_real_models()
+    {
+        using var b = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Stories260K, Name = "stories260k", ContextSize = 512 });
+        using var x = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Llama2Xs, Name = "llama2xs", ContextSize = 512 }); // the selector's prompt grows with the patches
+        foreach (var hp in new[] { """{"patch_size": 8, "random_selection": true}""", """{"patch_size": 8, "selector_model_name": "llama2xs"}""" })
+        {
+            using var s = await MethodHarness.CreateAsync(new SwitchGenerationMethod(), [b, x], hp);
+            var r = await s.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "Once upon a time, there was a little boy named Tim.")], new ChatOptions { MaxOutputTokens = 48, Temperature = 0 });
+            var spans = (IEnumerable<Dictionary<string, object?>>)r.GetTrace().First(t => t.Data?.ContainsKey("spans") == true).Data!["spans"]!;
+            var selections = r.GetTrace().Where(t => t.Role.StartsWith("select")).ToList();
+            output.WriteLine($"switch_generation {hp}: writers {string.Join(" ", spans.Select(p => p["model"]))}; selector calls {selections.Count}, " +
+                             $"answers read {selections.Count(t => t.Data?["fallback"] is null)}; text: {r.Text}");
+            Assert.NotEmpty(r.Text);
+            if (hp.Contains("random")) Assert.Equal(2, spans.Select(p => p["model"]).Distinct().Count());
+            else Assert.InRange(selections.Count, 1, 6); // 48 tokens / 8 per patch: one selection per patch, fewer when a patch ends the answer
+        }
+    }
+
+    [Fact]
     public async Task Nudging_takes_turns_on_stories_where_the_base_is_unsure()
     {
         using var b = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Stories260K, Name = "stories260k", ContextSize = 512 });

@@ -1,0 +1,97 @@
+using Consort.LlamaCpp;
+using Consort.Methods;
+using Consort.Methods.Api;
+using Consort.Testing;
+using Microsoft.Extensions.AI;
+using Xunit.Abstractions;
+
+namespace Consort.Tests.Methods.Api;
+
+/// <summary>mentor_collab: table-driven models for the protocol (the mentor's patch chosen), real models for the turns.</summary>
+public class MentorCollabTests(ITestOutputHelper output)
+{
+    // The generator prefers its dog but, asked to choose, answers "B" (its corpus ends judge prompts with "(B").
+    private static ConsortModel Generator(string choice = "B") =>
+        new TableTokenModel("gen", ["q: hi a: the dog ran far", $"x: my choice: option ({choice}"], alphabet: " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789?.:+=(),\n").AsModel();
+    // Another alphabet, so another tokenizer.
+    private static ConsortModel Mentor() => new TableTokenModel("mentor", ["q: hi a: the cat sat down"], alphabet: " abcdefghijklmnopqrstuvwxyz:,().").AsModel();
+
+    private static ChatMessage[] Ask(string q) => [new(ChatRole.User, q)];
+    private static readonly ChatOptions Greedy = new() { Temperature = 0, MaxOutputTokens = 16 };
+
+    private static IReadOnlyList<Dictionary<string, object?>> Spans(ChatResponse r) => (IReadOnlyList<Dictionary<string, object?>>)r.GetTrace()[0].Data!["spans"]!;
+
+    [Fact]
+    public async Task At_a_divergence_the_generator_judges_and_the_mentors_patch_is_kept()
+    {
+        var (g, m) = (Generator(), Mentor());
+        using var c = await MethodHarness.CreateAsync(new MentorCollabMethod(), [g, m], """{"decision_proportion": 100, "patch_size": 8}""");
+        var r = await c.Chat.GetResponseAsync(Ask("q: hi a:"), Greedy);
+        var data = r.GetTrace()[0].Data!;
+        var decisions = (List<Dictionary<string, object?>>)data["decisions"]!;
+        Assert.NotEmpty(decisions);
+        var first = decisions[0];
+        Assert.Equal(" dog ran", first["generator"]);   // both drafted from the same text (" the")
+        Assert.Equal(" cat sat", first["mentor"]);
+        Assert.Equal("mentor", first["chosen"]);
+        Assert.StartsWith(" the cat sat", r.Text);
+        Assert.Equal(["gen", "mentor"], Spans(r).Take(2).Select(s => (string)s["model"]!));
+        Assert.True(Convert.ToInt32(data["mentor_chosen"]) >= 1);
+    }
+
+    [Fact]
+    public async Task A_judge_that_answers_A_keeps_its_own_patch_and_a_proportion_of_zero_never_asks()
+    {
+        var m = Mentor();
+        using var keep = await MethodHarness.CreateAsync(new MentorCollabMethod(), [Generator("A"), m], """{"decision_proportion": 100, "patch_size": 8}""");
+        var r = await keep.Chat.GetResponseAsync(Ask("q: hi a:"), Greedy);
+        Assert.Equal("gen", ((List<Dictionary<string, object?>>)r.GetTrace()[0].Data!["decisions"]!)[0]["chosen"]);
+        Assert.StartsWith(" the dog ran", r.Text);
+
+        var g = Generator();
+        var alone = (await g.Chat.GetResponseAsync(Ask("q: hi a:"), Greedy)).Text;
+        using var never = await MethodHarness.CreateAsync(new MentorCollabMethod(), [g, m], """{"decision_proportion": 0}""");
+        var n = await never.Chat.GetResponseAsync(Ask("q: hi a:"), Greedy);
+        Assert.Equal(alone, n.Text);
+        Assert.Empty((List<Dictionary<string, object?>>)n.GetTrace()[0].Data!["decisions"]!);
+    }
+
+    [Fact]
+    public async Task A_judge_question_that_does_not_fit_the_context_keeps_the_generators_patch_and_says_so()
+    {
+        var small = new TableTokenModel("gen", ["q: hi a: the dog ran far", "x: my choice: option (B"], contextSize: 60,
+            alphabet: " abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789?.:+=(),\n").AsModel();
+        using var c = await MethodHarness.CreateAsync(new MentorCollabMethod(), [small, Mentor()], """{"decision_proportion": 100, "patch_size": 8}""");
+        var r = await c.Chat.GetResponseAsync(Ask("q: hi a:"), Greedy);
+        var first = ((List<Dictionary<string, object?>>)r.GetTrace()[0].Data!["decisions"]!)[0];
+        Assert.Equal("gen", first["chosen"]);
+        Assert.Contains("does not fit", (string)first["judged"]!);
+        Assert.StartsWith(" the dog ran", r.Text);
+    }
+
+    [Theory]
+    [InlineData("""{"mode": "train"}""", "free")]
+    [InlineData("""{"decision_proportion": 101}""", "decision_proportion")]
+    public void Bad_input_is_refused_before_work(string hyperparameters, string expected)
+    {
+        var e = Assert.Throws<ConfigException>(() => MethodHarness.Plan(new MentorCollabMethod(), [Generator().Descriptor, Mentor().Descriptor], hyperparameters));
+        Assert.Contains(expected, e.Message);
+        Assert.Contains("mentor_collab", e.Message);
+    }
+
+    [Fact]
+    public async Task On_real_models_both_write_patches()
+    {
+        using var g = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Stories260K, Name = "stories260k", ContextSize = 512 });
+        using var x = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Llama2Xs, Name = "llama2xs" });
+        using var c = await MethodHarness.CreateAsync(new MentorCollabMethod(), [g, x], """{"decision_proportion": 50, "patch_size": 8}""");
+        string[] prompts = ["Once upon a time, there was a little boy named Tim.", "One day, Lily went to the park with her mom.", "Sue had a small cat."];
+        var rs = new List<ChatResponse>();
+        foreach (var p in prompts) rs.Add(await c.Chat.GetResponseAsync(Ask(p), new ChatOptions { MaxOutputTokens = 48, Temperature = 0 }));
+        var decisions = rs.SelectMany(r => (List<Dictionary<string, object?>>)r.GetTrace()[0].Data!["decisions"]!).ToList();
+        int mentorKept = decisions.Count(d => (string?)d["chosen"] == "llama2xs");
+        output.WriteLine($"stories260k + llama2xs mentor, 3 prompts x 48 tokens: {decisions.Count} divergences, mentor's patch kept {mentorKept}; first: {rs[0].Text}");
+        Assert.NotEmpty(decisions);
+        Assert.Contains(rs, r => Spans(r).Select(s => s["model"]).Distinct().Count() == 2);
+    }
+}
