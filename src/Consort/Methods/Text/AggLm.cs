@@ -30,14 +30,9 @@ public sealed class AggLmOptions : MethodOptions
 /// </summary>
 [CollaborationMethod("agglm", CollaborationLevel.Text, "Not available: MoCo trains the aggregator with GRPO; use mixture_of_agents or llm_blender.",
     Aliases = ["text_agglm"], MinModels = 1, Reference = "The Majority is not always right: RL training for solution aggregation (2025), https://arxiv.org/abs/2509.06870")]
-public sealed class AggLmMethod : CollaborationMethod<AggLmOptions>
+public sealed class AggLmMethod : UnavailableMethod<AggLmOptions>
 {
     /// <inheritdoc />
-    protected override void Validate(AggLmOptions options, MethodPlan plan) =>
-        throw plan.Error("is not available in Consort: it trains the aggregator with reinforcement learning (GRPO with LoRA on GPUs), and Consort has no RL trainer; "
-                         + "mixture_of_agents or llm_blender aggregate candidates without training");
-
-    /// <inheritdoc />
-    protected override Task<ConsortModel> CreateAsync(MethodContext context, AggLmOptions options, CancellationToken cancellationToken) =>
-        throw new ConfigException("agglm is not available in Consort");
+    protected override string Reason => "it trains the aggregator with reinforcement learning (GRPO with LoRA on GPUs), and Consort has no RL trainer; "
+        + "mixture_of_agents or llm_blender aggregate candidates without training";
 }

@@ -29,14 +29,9 @@ public sealed class MultiagentFinetuningOptions : MethodOptions
 /// </summary>
 [CollaborationMethod("multiagent_finetuning", CollaborationLevel.Text, "Not available: MoCo fine-tunes the debating agents on their own debates; use multiagent_refine.",
     Aliases = ["text_multiagent_finetuning"], MinModels = 1, Reference = "Multiagent Finetuning (Subramaniam et al., 2025), https://arxiv.org/abs/2501.05707")]
-public sealed class MultiagentFinetuningMethod : CollaborationMethod<MultiagentFinetuningOptions>
+public sealed class MultiagentFinetuningMethod : UnavailableMethod<MultiagentFinetuningOptions>
 {
     /// <inheritdoc />
-    protected override void Validate(MultiagentFinetuningOptions options, MethodPlan plan) =>
-        throw plan.Error("is not available in Consort: it fine-tunes every debating agent (LoRA SFT on GPUs) on its own debates, and methods in Consort do not train their members; "
-                         + "multiagent_refine runs the same debate without the fine-tuning");
-
-    /// <inheritdoc />
-    protected override Task<ConsortModel> CreateAsync(MethodContext context, MultiagentFinetuningOptions options, CancellationToken cancellationToken) =>
-        throw new ConfigException("multiagent_finetuning is not available in Consort");
+    protected override string Reason => "it fine-tunes every debating agent (LoRA SFT on GPUs) on its own debates, and methods in Consort do not train their members; "
+        + "multiagent_refine runs the same debate without the fine-tuning";
 }

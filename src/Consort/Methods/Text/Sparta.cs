@@ -50,14 +50,9 @@ public sealed class SpartaOptions : MethodOptions
 /// </summary>
 [CollaborationMethod("sparta", CollaborationLevel.Text, "Not available: MoCo aligns the models with DPO after pairwise competitions.",
     Aliases = ["text_sparta"], MinModels = 1, Reference = "SPARTA ALIGNMENT: Collectively Aligning Multiple Language Models through Combat (2025), https://arxiv.org/abs/2506.04721")]
-public sealed class SpartaMethod : CollaborationMethod<SpartaOptions>
+public sealed class SpartaMethod : UnavailableMethod<SpartaOptions>
 {
     /// <inheritdoc />
-    protected override void Validate(SpartaOptions options, MethodPlan plan) =>
-        throw plan.Error("is not available in Consort: it trains every model with DPO (LoRA on GPUs) on preferences from pairwise competitions, and Consort has no DPO trainer; "
-                         + "llm_blender uses pairwise judgements without training");
-
-    /// <inheritdoc />
-    protected override Task<ConsortModel> CreateAsync(MethodContext context, SpartaOptions options, CancellationToken cancellationToken) =>
-        throw new ConfigException("sparta is not available in Consort");
+    protected override string Reason => "it trains every model with DPO (LoRA on GPUs) on preferences from pairwise competitions, and Consort has no DPO trainer; "
+        + "llm_blender uses pairwise judgements without training";
 }
