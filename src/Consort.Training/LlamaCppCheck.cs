@@ -25,9 +25,10 @@ public sealed class LlamaCppCheck : IDisposable
     private readonly LLamaContext _context;
     private readonly LLamaBatch _batch = new();
     private readonly int _ctxSize;
+    private readonly LoraAdapter? _adapter;
 
-    /// <summary>Loads <paramref name="ggufPath"/>.</summary>
-    public LlamaCppCheck(string ggufPath, int contextSize = 256, int threads = 2)
+    /// <summary>Loads <paramref name="ggufPath"/>, with the LoRA adapter <paramref name="adapterPath"/> applied at scale 1 when given.</summary>
+    public LlamaCppCheck(string ggufPath, int contextSize = 256, int threads = 2, string? adapterPath = null)
     {
         if (!File.Exists(ggufPath)) throw new ModelFileException(ggufPath, "file not found");
         using (var f = Formats.Gguf.GgufFile.Open(ggufPath)) TinyLlamaConfig.FromGguf(f); // managed validation first: llama.cpp aborts on bad files
@@ -41,6 +42,11 @@ public sealed class LlamaCppCheck : IDisposable
         {
             _weights = LLamaWeights.LoadFromFile(p);
             _context = _weights.CreateContext(p);
+            if (adapterPath is not null)
+            {
+                _adapter = _weights.NativeHandle.LoadLoraFromFile(adapterPath);
+                _context.NativeHandle.SetLoraAdapters([(_adapter, 1f)]);
+            }
         }
         catch (Exception e) when (e is not ConsortException)
         {

@@ -45,9 +45,25 @@ public static class Zoo
         var name = NameOf(reference);
         var m = Manifest();
         var model = m.Models.FirstOrDefault(x => string.Equals(x.Name, name, StringComparison.OrdinalIgnoreCase))
-                    ?? throw new ConsortException($"zoo model '{name}' not found; the zoo has: {string.Join(", ", m.Models.Select(x => x.Name))}");
+                    ?? throw new ConsortException($"zoo model '{name}' not found; the zoo has: {string.Join(", ", m.Models.Select(x => x.Name).Concat(m.Adapters.Select(x => x.Name + " (LoRA adapter)")))}");
         var path = Path.Combine(Directory(), model.File);
         return File.Exists(path) ? path : throw new ModelFileException(path, $"zoo model '{name}' is listed in the manifest but its file is missing");
+    }
+
+    /// <summary>
+    /// When <c>zoo:NAME</c> names a LoRA adapter of the zoo, its base model's GGUF path and the adapter's path (both checked
+    /// to exist); otherwise false.
+    /// </summary>
+    public static bool TryResolveAdapter(string reference, out string basePath, out string adapterPath)
+    {
+        var name = NameOf(reference);
+        var m = Manifest();
+        basePath = adapterPath = "";
+        var a = m.Adapters.FirstOrDefault(x => string.Equals(x.Name, name, StringComparison.OrdinalIgnoreCase));
+        if (a is null) return false;
+        basePath = ResolveModel(Prefix + a.Base);
+        adapterPath = Path.Combine(Directory(), a.File);
+        return File.Exists(adapterPath) ? true : throw new ModelFileException(adapterPath, $"zoo adapter '{name}' is listed in the manifest but its file is missing");
     }
 
     /// <summary>Maps <c>zoo:NAME</c> to the dataset's JSON path (shared dataset layout).</summary>

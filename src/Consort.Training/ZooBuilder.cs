@@ -54,6 +54,8 @@ public sealed record ZooBuildSettings
     public GgmlType TensorType { get; init; } = GgmlType.F16;
     /// <summary>Model shape.</summary>
     public TinyLlamaConfig Architecture { get; init; } = new();
+    /// <summary>The LoRA adapter stage (after the full models).</summary>
+    public ZooAdapterSettings Adapters { get; init; } = new();
 }
 
 /// <summary>
@@ -139,7 +141,7 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
             if (previous.DataSeed != s.DataSeed) throw new ConsortException($"--resume: the zoo in {outDir} was built with data seed {previous.DataSeed}, not {s.DataSeed}");
             foreach (var m in previous.Models)
                 if (Zoo.Sha256(Path.Combine(outDir, m.File)) != m.Sha256) throw new ConsortException($"--resume: {m.File} does not match its manifest digest");
-            models.AddRange(previous.Models);
+            models.AddRange(previous.Models);   // scores kept: the files match their digests (retrained ones are scored again)
             earlierSeconds = previous.BuildSeconds;
             Log($"resuming: {models.Count} models from the manifest ({earlierSeconds:F0} s of earlier build time)");
         }
@@ -261,12 +263,18 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
         var scored = models.OrderBy(m => m.Role switch { "base" => 0, "expert" => 1, _ => 2 })
             .ThenBy(m => m.Role == "team" ? Array.FindIndex(Team, x => x.Name == m.Name) : 0).ToList();
 
+        // LoRA stage: adapters of the saved base, kept on --resume when their files match the manifest.
+        var keptAdapters = previous?.Adapters.Where(a => File.Exists(Path.Combine(outDir, a.File)) && Zoo.Sha256(Path.Combine(outDir, a.File)) == a.Sha256).ToList() ?? [];
+        var adapters = ZooAdapterStage.Train(s, outDir, "base", data, keptAdapters, Log, ct)
+            .Select(a => a.Scores.Count > 0 ? a : ZooAdapterStage.Score(a, outDir, data, Skills.Append("mixed"), s.Threads, ct)).ToList();
+        foreach (var a in adapters) Log($"{a.Name}: " + string.Join("  ", a.Scores.Select(kv => $"{kv.Key} {kv.Value:F3}")));
+
         var manifest = new ZooManifest
         {
             BuiltUtc = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ"), BuildSeconds = Math.Round(earlierSeconds + total.Elapsed.TotalSeconds, 1),
             Machine = $"base: {s.Threads} thread(s); experts: {s.ParallelExperts} in parallel x {s.ExpertThreads} thread(s); {Environment.ProcessorCount} cores",
             DataSeed = s.DataSeed, Architecture = s.Architecture, Parameters = s.Architecture.ParameterCount,
-            Models = scored, Datasets = datasets,
+            Models = scored, Adapters = adapters, Datasets = datasets,
         };
         manifest.Save(Path.Combine(outDir, "manifest.json"));
         Log($"zoo built in {total.Elapsed.TotalSeconds:F0} s -> {outDir}");

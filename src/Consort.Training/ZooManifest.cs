@@ -103,6 +103,8 @@ public sealed record ZooManifest
     [JsonPropertyName("tokenizer")] public string Tokenizer { get; init; } = "byte-level: 256 byte tokens (GPT-2 byte-to-unicode) + <s>, </s>";
     /// <summary>Models, base first.</summary>
     [JsonPropertyName("models")] public List<ZooModel> Models { get; init; } = [];
+    /// <summary>LoRA adapters trained from a zoo model (<c>zoo:NAME</c> resolves to the base plus the adapter).</summary>
+    [JsonPropertyName("adapters")] public List<ZooAdapter> Adapters { get; init; } = [];
     /// <summary>Generated datasets.</summary>
     [JsonPropertyName("datasets")] public List<ZooDataset> Datasets { get; init; } = [];
 

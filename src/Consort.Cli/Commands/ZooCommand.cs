@@ -26,6 +26,12 @@ public sealed class ZooCommand : ICliCommand
                 Console.WriteLine($"{"zoo:" + x.Name,-12} {x.Role,-7} {x.File,-14} {x.Bytes / 1e6,5:F2}  "
                                   + string.Join(" ", skills.Select(s => x.Scores.TryGetValue(s, out var v) ? $"{v,8:F3}" : $"{"-",8}")) + state);
             }
+            foreach (var a in m.Adapters)
+            {
+                var state = !File.Exists(Path.Combine(dir, a.File)) ? "  MISSING" : "";
+                Console.WriteLine($"{"zoo:" + a.Name,-12} {"lora",-7} {a.File,-14} {a.Bytes / 1e6,5:F2}  "
+                                  + string.Join(" ", skills.Select(s => a.Scores.TryGetValue(s, out var v) ? $"{v,8:F3}" : $"{"-",8}")) + state + $"  (rank {a.Rank} on zoo:{a.Base})");
+            }
             foreach (var d in m.Datasets) Console.WriteLine($"dataset zoo:{d.Name,-8} {d.File} ({d.Dev} dev / {d.Test} test)");
             return Task.FromResult(0);
         });
@@ -41,7 +47,11 @@ public sealed class ZooCommand : ICliCommand
         var team = new Option<string?>("--team-steps") { Description = "Steps per team model, e.g. team_reader=600,team_arith=0 (0 skips one; comma-separated)" };
         var resume = new Option<bool>("--resume") { Description = "Keep a finished build's models in --out and run only what is missing (second stages, team models) and their scoring" };
         var notes = new Option<string?>("--notes") { Description = "Free-text note stored in the manifest (e.g. machine load)" };
-        foreach (var o in new Option[] { outOpt, threads, baseSteps, expertSteps, seed, extra, team, resume, notes }) build.Options.Add(o);
+        var adapterSteps = new Option<string?>("--adapter-steps") { Description = "LoRA adapter steps per skill, e.g. arith=300,facts_a=150 (0: no adapter)" };
+        var adapterRank = new Option<int>("--adapter-rank") { Description = "LoRA adapter rank (alpha = 2 x rank)", DefaultValueFactory = _ => new ZooAdapterSettings().Rank };
+        var adapterLr = new Option<float>("--adapter-lr") { Description = "LoRA adapter peak learning rate", DefaultValueFactory = _ => new ZooAdapterSettings().Optimizer.LearningRate };
+        var adapterReplay = new Option<double>("--adapter-replay") { Description = "Fraction of LoRA training examples replaying the base's material", DefaultValueFactory = _ => new ZooAdapterSettings().Replay };
+        foreach (var o in new Option[] { outOpt, threads, baseSteps, expertSteps, seed, extra, team, resume, notes, adapterSteps, adapterRank, adapterLr, adapterReplay }) build.Options.Add(o);
         build.SetAction((ParseResult pr, CancellationToken ct) =>
         {
             var outDir = pr.GetValue(outOpt) ?? DefaultZooDir();
@@ -55,6 +65,14 @@ public sealed class ZooCommand : ICliCommand
                 foreach (var (k, v) in ParseSteps(tm, "--team-steps", ZooBuilder.Team.Select(x => x.Name).ToArray(), "MODEL")) steps[k] = v;
                 settings = settings with { TeamSteps = steps };
             }
+            int rank = pr.GetValue(adapterRank);
+            float alr = pr.GetValue(adapterLr);
+            if (rank < 1 || !(alr > 0)) throw new ConsortException("--adapter-rank and --adapter-lr must be positive");
+            double replay = pr.GetValue(adapterReplay);
+            if (replay is < 0 or >= 1) throw new ConsortException($"--adapter-replay {replay}: expected a fraction in [0, 1)");
+            var ad = settings.Adapters with { Replay = replay, Rank = rank, Alpha = 2f * rank, Optimizer = settings.Adapters.Optimizer with { LearningRate = alr }, Threads = t };
+            if (pr.GetValue(adapterSteps) is { } ast) ad = ad with { Steps = ParseSteps(ast, "--adapter-steps", ZooBuilder.Skills, "SKILL") };
+            settings = settings with { Adapters = ad };
             var m = new ZooBuilder(settings, s => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {s}")).Build(outDir, pr.GetValue(resume), ct);
             if (pr.GetValue(notes) is { } n)
                 (m with { Notes = n }).Save(Path.Combine(outDir, "manifest.json"));

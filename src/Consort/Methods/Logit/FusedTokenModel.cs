@@ -22,26 +22,35 @@ public enum FusionCombine
 /// </summary>
 public sealed class FusedTokenModel : ITokenModel
 {
-    private readonly double[] _weights;
     private static readonly SemaphoreSlim StartGate = new(1, 1);
     private static readonly AsyncLocal<bool> InsideStart = new();
 
     /// <summary>Creates a fusion; members must share a vocabulary (checked by size here, by hash in the method).</summary>
     public FusedTokenModel(string name, IReadOnlyList<ITokenModel> members, IReadOnlyList<double> weights, FusionCombine combine)
+        : this(name, members, new WeightedCombiner(CheckWeights(name, members, weights, combine), combine))
     {
-        if (members.Count == 0) throw new ArgumentException("no members");
+    }
+
+    private static double[] CheckWeights(string name, IReadOnlyList<ITokenModel> members, IReadOnlyList<double> weights, FusionCombine combine)
+    {
         if (weights.Count != members.Count) throw new ConfigException($"fusion '{name}': {weights.Count} weights for {members.Count} models");
         if (weights.Any(w => w < 0 || !double.IsFinite(w))) throw new ConfigException($"fusion '{name}': weights must be finite and non-negative, got [{string.Join(", ", weights)}]");
-        if (weights.Sum() <= 0) throw new ConfigException($"fusion '{name}': weights sum to zero");
+        double sum = weights.Sum();
+        if (sum <= 0) throw new ConfigException($"fusion '{name}': weights sum to zero");
+        // A mixture needs weights summing to 1; a product of experts takes them as given (they act as inverse temperatures).
+        return combine == FusionCombine.Prob ? weights.Select(w => w / sum).ToArray() : weights.ToArray();
+    }
+
+    /// <summary>Creates a token model whose next-token distribution is <paramref name="combiner"/>'s combination of the members'.</summary>
+    public FusedTokenModel(string name, IReadOnlyList<ITokenModel> members, ILogitCombiner combiner)
+    {
+        if (members.Count == 0) throw new ArgumentException("no members");
         int vocab = members[0].Tokenizer.VocabularySize;
         foreach (var m in members)
             if (m.Tokenizer.VocabularySize != vocab)
                 throw new ConfigException($"fusion '{name}': '{m.Descriptor.Name}' has {m.Tokenizer.VocabularySize} tokens but '{members[0].Descriptor.Name}' has {vocab}");
         Members = members;
-        Combine = combine;
-        double sum = weights.Sum();
-        // A mixture needs weights summing to 1; a product of experts takes them as given (they act as inverse temperatures).
-        _weights = combine == FusionCombine.Prob ? weights.Select(w => w / sum).ToArray() : weights.ToArray();
+        Combiner = combiner;
         var ctx = members.Select(m => m.Descriptor.ContextSize).Where(c => c > 0).DefaultIfEmpty(0).Min();
         Descriptor = new ModelDescriptor
         {
@@ -56,10 +65,17 @@ public sealed class FusedTokenModel : ITokenModel
 
     /// <summary>The member models.</summary>
     public IReadOnlyList<ITokenModel> Members { get; }
-    /// <summary>Weights in member order (normalized for <see cref="FusionCombine.Prob"/>).</summary>
-    public IReadOnlyList<double> Weights => _weights;
-    /// <summary>How distributions are combined.</summary>
-    public FusionCombine Combine { get; }
+    /// <summary>How the members' distributions are combined.</summary>
+    public ILogitCombiner Combiner { get; }
+    /// <summary>Weights (or signed coefficients) in member order (weights normalized for <see cref="FusionCombine.Prob"/>).</summary>
+    public IReadOnlyList<double> Weights => Combiner switch
+    {
+        WeightedCombiner w => w.Weights,
+        ArithmeticCombiner a => a.Coefficients,
+        _ => [],
+    };
+    /// <summary>How distributions are combined (signed arithmetic is a product of experts).</summary>
+    public FusionCombine Combine => Combiner is WeightedCombiner w ? w.Mode : FusionCombine.LogProb;
     /// <inheritdoc />
     public ModelDescriptor Descriptor { get; }
     /// <inheritdoc />
@@ -137,18 +153,18 @@ public sealed class FusedTokenModel : ITokenModel
         if (continuation.Count == 0) return [];
         var sw = Stopwatch.StartNew();
         float[] result;
-        if (Combine == FusionCombine.Prob)
+        if (Combiner is WeightedCombiner { Mode: FusionCombine.Prob } mix && Members.All(m => m.DistributionKind == DistributionKind.FullLogits))
         {
             // A mixture's probability of a token needs only each member's probability of that token.
             var member = new float[Members.Count][];
             await ForEachMemberAsync(async i => member[i] = await Members[i].ScoreAsync(prompt, continuation, cancellationToken).ConfigureAwait(false)).ConfigureAwait(false);
             result = new float[continuation.Count];
             for (int t = 0; t < result.Length; t++)
-                result[t] = (float)MixLogProb(member, t, _weights);
+                result[t] = (float)MixLogProb(member, t, mix.Weights);
         }
         else
         {
-            // A product of experts renormalizes over the vocabulary: decode step by step.
+            // A product (or arithmetic, or a top-k union) renormalizes over the vocabulary: decode step by step.
             using var seq = await StartAsync(prompt, cancellationToken).ConfigureAwait(false);
             result = new float[continuation.Count];
             for (int t = 0; t < continuation.Count; t++)
@@ -313,10 +329,19 @@ public sealed class FusedSequence : ITokenSequence
     /// <inheritdoc />
     public TokenDistribution Next => _next;
 
+    /// <summary>Steps whose distribution came from some member's top-k log-probabilities only (approximate).</summary>
+    public int ApproximateSteps { get; private set; }
+
     internal void Recompute()
     {
-        var lps = MemberSequences.Select(s => s.Next.LogProbabilities()).ToArray();
-        _next = TokenDistribution.FromLogits(FusedTokenModel.CombineLogProbs(lps, Owner.Weights, Owner.Combine));
+        var (logits, approximate) = Owner.Combiner.Combine(MemberSequences.Select(s => s.Next).ToArray());
+        if (approximate) ApproximateSteps++;
+        bool any = false;
+        foreach (var l in logits)
+            if (l > float.NegativeInfinity && !float.IsNaN(l)) { any = true; break; }
+        if (!any)
+            throw new ConsortException($"'{Owner.Descriptor.Name}': the combination rules out every next token (after {Tokens.Count} tokens); lower the members' negative coefficients or the plausibility threshold");
+        _next = TokenDistribution.FromLogits(logits);
     }
 
     /// <inheritdoc />

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Consort.Decoding;
+using Consort.Methods.Logit.Alignment;
 using Microsoft.Extensions.AI;
 
 namespace Consort.Methods.Logit;
@@ -18,21 +19,48 @@ public sealed class LogitFusionOptions : MethodOptions
     /// <summary>Fit the weights on the dev split.</summary>
     [Option("Fit the weights on the dev split to minimize the loss of the gold answers (EM for prob, a grid for logprob).")]
     public bool FitWeights { get; set; }
+
+    /// <summary>How the members' tokens are lined up.</summary>
+    [Option("vocabulary: members share one vocabulary (exact, fast); bytes: each member is seen byte by byte, its token distribution marginalized over tokenizations, so members with different tokenizers fuse (needs full logits).")]
+    public FusionAlign Align { get; set; } = FusionAlign.Vocabulary;
+
+    /// <summary>Tokenizations kept per member and byte with <c>align: bytes</c>.</summary>
+    [Option("With align: bytes, the tokenizations (and branches) kept per member and byte; each member needs 2 x beam free sequences per fused sequence.", Min = 1, Max = 16)]
+    public int Beam { get; set; } = 4;
+}
+
+/// <summary>How <see cref="LogitFusionMethod"/> lines up its members' tokens.</summary>
+public enum FusionAlign
+{
+    /// <summary>One shared vocabulary: token ids line up.</summary>
+    [OptionValue("vocabulary", "tokens", "none")]
+    Vocabulary,
+    /// <summary>Byte level: every member becomes a model over bytes (<see cref="ByteLevelTokenModel"/>).</summary>
+    [OptionValue("bytes", "text", "byte")]
+    Bytes,
 }
 
 /// <summary>
 /// <c>logit_fusion</c>: decode with a weighted combination of the members' next-token distributions
-/// (a mixture of probabilities or a product of experts). Members must share one vocabulary. Weights can
+/// (a mixture of probabilities or a product of experts). Members share one vocabulary, or, with <c>align: bytes</c>,
+/// each is seen byte by byte so different tokenizers fuse; members that give only top-k logprobs (endpoints) are fused
+/// over the union of their top-k sets and the result is marked approximate. Weights can
 /// be fitted on dev data to minimize the fused model's loss on the gold answers. The result offers chat
 /// and token access, so fusions nest and can be scored.
 /// </summary>
 [CollaborationMethod("logit_fusion", CollaborationLevel.Logit, "Decode with a weighted mixture (or product) of the members' next-token distributions.",
-    Aliases = ["logit_logit_fusion"], Requires = ModelAccess.Tokens, SharedVocabulary = true, MinModels = 2)]
+    Aliases = ["logit_logit_fusion"], Requires = ModelAccess.Tokens, MinModels = 2)]
 public sealed class LogitFusionMethod : CollaborationMethod<LogitFusionOptions>
 {
     /// <inheritdoc />
+    protected override ModelAccess RequiresOf(int index, int count, LogitFusionOptions options) =>
+        options.Align == FusionAlign.Bytes ? ModelAccess.FullLogits : ModelAccess.Tokens;
+
+    /// <inheritdoc />
     protected override void Validate(LogitFusionOptions options, MethodPlan plan)
     {
+        // Byte-level alignment is what makes different vocabularies fusable; otherwise token ids must line up.
+        if (options.Align == FusionAlign.Vocabulary) CheckSharedVocabulary(plan);
         if (options.Weights is { } w)
         {
             if (w.Length != plan.Members.Count)
@@ -44,7 +72,14 @@ public sealed class LogitFusionMethod : CollaborationMethod<LogitFusionOptions>
     }
 
     /// <inheritdoc />
-    protected override ModelDescriptor Describe(LogitFusionOptions options, MethodPlan plan) => new()
+    protected override ModelDescriptor Describe(LogitFusionOptions options, MethodPlan plan) => options.Align == FusionAlign.Bytes ? new()
+    {
+        Name = plan.Name,
+        Access = ModelAccess.Text | ModelAccess.FullLogits,
+        Vocabulary = ByteVocabulary.Identity,
+        ContextSize = plan.MinContextSize,
+        Architecture = "fusion",
+    } : new()
     {
         Name = plan.Name,
         Access = ModelAccess.Text | (plan.Members.All(m => m.Access.HasFlag(ModelAccess.FullLogits)) ? ModelAccess.FullLogits : ModelAccess.TopKLogprobs),
@@ -62,16 +97,27 @@ public sealed class LogitFusionMethod : CollaborationMethod<LogitFusionOptions>
             if (m.Tokens is null)
                 throw new ConfigException($"method '{Name}' needs token distributions from model '{m.Name}', which offers only {m.Descriptor.AccessDescription}");
         double[] weights = options.Weights ?? Enumerable.Repeat(1.0 / models.Count, models.Count).ToArray();
-        var members = models.Select(m => m.Tokens!).ToList();
-        var encoder = models[0].Chat.GetService(typeof(IChatPromptEncoder)) as IChatPromptEncoder
+        List<ITokenModel> members;
+        IChatPromptEncoder encoder;
+        if (options.Align == FusionAlign.Bytes)
+        {
+            // Chat templates are per tokenizer; at byte level every member reads the same plain rendering.
+            members = models.Select(m => (ITokenModel)new ByteLevelTokenModel(m.Tokens!, options.Beam)).ToList();
+            encoder = new PlainPromptEncoder(ByteVocabulary.Instance, addBos: true);
+        }
+        else
+        {
+            members = models.Select(m => m.Tokens!).ToList();
+            encoder = models[0].Chat.GetService(typeof(IChatPromptEncoder)) as IChatPromptEncoder
                       ?? new PlainPromptEncoder(members[0].Tokenizer, members[0].Tokenizer.Bos is not null);
+        }
 
         if (options.FitWeights)
         {
             if (context.Dev is not { Examples.Count: > 0 } dev)
                 throw new ConfigException($"method '{Name}': fit_weights needs dev examples (run it with a task that has a dev split)");
             var data = new List<(int[] Prompt, int[] Continuation)>();
-            foreach (var ex in dev.Examples.Take(MaxFitExamples))
+            foreach (var ex in dev.Sample(MaxFitExamples, context.Seed))
             {
                 var cont = members[0].Tokenizer.Encode(ex.Gold);
                 if (cont.Length == 0) continue;
@@ -84,7 +130,7 @@ public sealed class LogitFusionMethod : CollaborationMethod<LogitFusionOptions>
         }
 
         var fused = new FusedTokenModel(context.Name, members, weights, options.Combine);
-        var chat = new FusionChatClient(fused, encoder, options, models, context.Seed);
+        var chat = new FusedChatClient(fused, encoder, options, models, context.Seed);
         return new ConsortModel(fused.Descriptor, chat, fused, models, Name, fused);
     }
 
@@ -189,62 +235,5 @@ public sealed class LogitFusionMethod : CollaborationMethod<LogitFusionOptions>
             }
         }
         return Rec(0, parts);
-    }
-
-    /// <summary>Chat over the fused token model; traces one entry per member plus the combined output.</summary>
-    private sealed class FusionChatClient(FusedTokenModel fused, IChatPromptEncoder encoder, MethodOptions settings,
-        IReadOnlyList<ConsortModel> models, int seed) : TokenChatClient(fused, encoder, seed)
-    {
-        protected override ChatOptions? PrepareOptions(ChatOptions? options) => settings.Apply(options);
-
-        protected override void OnCompleted(ChatResponse response, GenerationResult result)
-        {
-            if (Trace(result) is not { } trace) return;
-            var usage = response.Usage;
-            response.WithTrace(trace);
-            // Keep the fused call's own token counts visible next to the members' totals.
-            response.AdditionalProperties![ConsortKeys.FusedUsage] = usage;
-        }
-
-        // A stream reports what a response reports: the members' work as usage, the trace, the fused counts.
-        protected override void OnStreamCompleted(ChatResponseUpdate final, GenerationResult result)
-        {
-            if (Trace(result) is not { } trace) return;
-            var fusedUsage = final.Contents.OfType<UsageContent>().FirstOrDefault()?.Details;
-            final.Contents = [.. final.Contents.Where(c => c is not UsageContent), new UsageContent(trace.ToUsage())];
-            final.AdditionalProperties ??= new();
-            final.AdditionalProperties[ConsortKeys.Trace] = trace.Entries;
-            if (trace.Cost is { } c) final.AdditionalProperties[ConsortKeys.Cost] = c;
-            final.AdditionalProperties[ConsortKeys.FusedUsage] = fusedUsage;
-        }
-
-        private CallTrace? Trace(GenerationResult result)
-        {
-            if (result.Sequence is not FusedSequence seq) return null;
-            var trace = new CallTrace();
-            for (int i = 0; i < models.Count; i++)
-            {
-                var s = seq.Stats[i];
-                trace.Add(new TraceEntry
-                {
-                    Model = models[i].Name,
-                    Role = "member",
-                    InputTokens = s.InputTokens,
-                    OutputTokens = s.OutputTokens,
-                    LatencyMs = s.Elapsed.TotalMilliseconds,
-                    Cost = models[i].Descriptor.CostOf(s.InputTokens, s.OutputTokens),
-                    Data = new() { ["weight"] = fused.Weights[i], ["combine"] = fused.Combine.ToString().ToLowerInvariant() },
-                });
-            }
-            trace.Add(new TraceEntry
-            {
-                Model = fused.Descriptor.Name,
-                Role = "combined",
-                Output = result.Text,
-                LatencyMs = result.Elapsed.TotalMilliseconds,
-                Data = new() { ["tokens"] = result.Tokens.Count },
-            });
-            return trace;
-        }
     }
 }

@@ -57,7 +57,9 @@ public sealed class RolePrompts
             JsonObject obj;
             try
             {
-                obj = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ConfigException($"{where}: {path}: a prompts file is a JSON object of role: template");
+                // Size, depth and duplicate roles bounded like every config (SafeJson).
+                obj = Consort.Formats.SafeJson.ParseNodeFile(path, Limits.MaxConfigBytes, "a prompts file", Consort.Formats.SafeJson.Kind.Config) as JsonObject
+                      ?? throw new ConfigException($"{where}: {path}: a prompts file is a JSON object of role: template");
             }
             catch (JsonException e) { throw new ConfigException($"{where}: {path}: invalid JSON ({e.Message})", e); }
             foreach (var (role, node) in obj)
