@@ -6,7 +6,7 @@ namespace Consort.Cli.Tests;
 /// <summary>
 /// MoCo's text-level example configs (BunsenFeng/model_collaboration, examples/text_*.json) as they are but for the model
 /// names: method name, task, task_type, gpu_ids and hyperparameters bind in <c>consort validate</c> (every check a run makes
-/// before work); the three methods that train members are refused with their reason.
+/// before work); the three that train the members (not in Consort) fail with one clear line.
 /// </summary>
 public class MoCoTextConfigTests
 {
@@ -24,9 +24,10 @@ public class MoCoTextConfigTests
         { "text_bbmas", Common, null },
         { "text_slm_mux", Common + ", \"samples_per_model\": 5, \"tie\": \"dev-based\", \"seed\": 42", null },
         { "text_majority_vote", Common, null },
-        { "text_agglm", Common + ", \"reuse_log\": 0, \"train_batch_size\": 4", "reinforcement learning" },
-        { "text_multiagent_finetuning", Common, "fine-tunes every debating agent" },
-        { "text_sparta", Common, "is not available in Consort" },
+        // MoCo's methods that train the members (GRPO, SFT, DPO) are not in Consort: one clear line before work.
+        { "text_agglm", Common + ", \"reuse_log\": 0, \"train_batch_size\": 4", "unknown method 'text_agglm'" },
+        { "text_multiagent_finetuning", Common, "unknown method 'text_multiagent_finetuning'" },
+        { "text_sparta", Common, "unknown method 'text_sparta'" },
     };
 
     [Theory]

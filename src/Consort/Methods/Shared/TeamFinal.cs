@@ -16,6 +16,18 @@ public static class TeamFinal
     public const string SummarizePrompt = "You are part of a team of AI assistants collaborating to answer the user's question. Each assistant provides their own answer: "
         + "use their answers to create a final, comprehensive answer.\n\nQuestion: {question}\n\nAssistants' answers:\n{answers}\n\nPlease provide a final, comprehensive answer to the question. {format}";
 
+    /// <summary>Checks before work that a summarizer can be found: named, or chosen on dev (which needs a dev split).</summary>
+    public static void CheckSummarizer(MethodPlan plan, FinalAnswer mode, string? summarizer)
+    {
+        if (mode == FinalAnswer.Summarizer && DevSelection.Member(plan, "summarizer", summarizer) is null && !plan.HasDev)
+            throw plan.Error("needs 'summarizer' (or aggregate: vote) or a task with a dev split to choose the best member on");
+    }
+
+    /// <summary>The summarizer's member index: the named member, else the best on dev (MoCo); 0 (unused) for a vote.</summary>
+    public static async Task<int> SummarizerAsync(MethodContext context, MethodOptions settings, FinalAnswer mode, string? summarizer, int? devSample, CancellationToken ct) =>
+        mode == FinalAnswer.Vote ? 0 : summarizer is { } s ? DevSelection.IndexOf(context, s)
+            : await DevSelection.BestAsync(context, settings, "the summarizer", ct, devSample).ConfigureAwait(false);
+
     /// <summary>
     /// The most common answer among <paramref name="replies"/>: abstentions do not vote; ties go to the earliest member
     /// in <paramref name="replies"/> order. Null when nobody said anything.

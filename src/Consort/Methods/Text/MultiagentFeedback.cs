@@ -57,15 +57,13 @@ public sealed class MultiagentFeedbackMethod : CollaborationMethod<MultiagentFee
     protected override void Validate(MultiagentFeedbackOptions options, MethodPlan plan)
     {
         options.Check(Prompts, plan, plan.Members.Count);
-        if (DevSelection.Member(plan, "summarizer", options.Summarizer) is null && options.Aggregate == FinalAnswer.Summarizer && !plan.HasDev)
-            throw plan.Error("needs 'summarizer' (or aggregate: vote) or a task with a dev split to choose the best member on");
+        TeamFinal.CheckSummarizer(plan, options.Aggregate, options.Summarizer);
     }
 
     /// <inheritdoc />
     protected override async Task<ConsortModel> CreateAsync(MethodContext context, MultiagentFeedbackOptions options, CancellationToken ct)
     {
-        int summarizer = options.Aggregate == FinalAnswer.Vote ? 0 : options.Summarizer is { } s ? DevSelection.IndexOf(context, s)
-            : await DevSelection.BestAsync(context, options, "the summarizer", ct, options.DevSample).ConfigureAwait(false);
+        int summarizer = await TeamFinal.SummarizerAsync(context, options, options.Aggregate, options.Summarizer, options.DevSample, ct).ConfigureAwait(false);
         var descriptor = DescriptorOf(context, options);
         return new ConsortModel(descriptor, new Client(descriptor, context, options, summarizer, options.Seed ?? context.Seed), null, context.Models, Name);
     }

@@ -5,7 +5,7 @@ using static Consort.Tests.Methods.Text.TeamProtocolTests;
 
 namespace Consort.Tests.Methods.Text;
 
-/// <summary>bbmas, slm_mux, majority_vote ties, the adversarial member and the MoCo names Consort refuses.</summary>
+/// <summary>bbmas, slm_mux, majority_vote ties, the adversarial member and MoCo's text method names.</summary>
 public class AgentsTests
 {
     private static readonly string Board = Prompts(("select", "S{iteration}:{board_inline}"), ("execute", "E:{board_inline}"), ("terminate", "T:{board_inline}"),
@@ -117,23 +117,9 @@ public class AgentsTests
         Assert.Throws<ConfigException>(() => MethodHarness.Plan(new AdversarialMethod(), [honest.Descriptor], """{"wrong_template": "{nope}", "wrong_answers": ["x"]}"""));
     }
 
-    [Theory]
-    [InlineData("text_agglm", "GRPO")]
-    [InlineData("text_sparta", "DPO")]
-    [InlineData("text_multiagent_finetuning", "fine-tunes every debating agent")]
-    public void MoCo_methods_that_train_members_are_refused_before_work_with_the_reason(string name, string reason)
-    {
-        var method = Consort.Methods.MethodRegistry.Get(name);
-        var e = Assert.Throws<ConfigException>(() => MethodHarness.Plan(method, [ScriptedChatClient.Model("a", _ => "x").Descriptor],
-            """{"max_response_length": 512, "temperature": 0.7, "top_p": 0.9, "batch_size": 32}"""));
-        Assert.Contains("is not available in Consort", e.Message);
-        Assert.Contains(reason, e.Message);
-    }
-
     [Fact]
     public void Every_MoCo_text_method_name_resolves()
     {
-        
         foreach (var (moco, ours) in new[]
         {
             ("text_multiagent_refine", "multiagent_refine"), ("text_multiagent_feedback", "multiagent_feedback"), ("text_knowledge_card", "knowledge_card"),
