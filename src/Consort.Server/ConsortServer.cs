@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Consort.Gateway;
+using Consort.Server.State;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -26,10 +27,11 @@ public static class ConsortServer
     /// <summary>
     /// Builds (does not start) the server. Call <c>StartAsync</c>/<c>RunAsync</c> on the result; with port 0 in
     /// <see cref="ServerOptions.Urls"/> read the bound address from <see cref="BoundUrls"/> after starting.
-    /// <paramref name="embedders"/> answer <c>/v1/embeddings</c> under their model names.
+    /// <paramref name="embedders"/> answer <c>/v1/embeddings</c> under their model names. <paramref name="redis"/>: shared
+    /// state connected earlier (the caller owns it; the server connects its own from <see cref="ServerOptions.Redis"/> when null).
     /// </summary>
     public static WebApplication Build(ServerOptions options, IReadOnlyList<ConsortModel> models,
-        IReadOnlyDictionary<string, IEmbeddingGenerator<string, Embedding<float>>>? embedders = null)
+        IReadOnlyDictionary<string, IEmbeddingGenerator<string, Embedding<float>>>? embedders = null, RedisState? redis = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(models);
@@ -67,7 +69,7 @@ public static class ConsortServer
 
         var app = builder.Build();
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Consort.Server");
-        var state = new ServerState(options, models, embedders, log);
+        var state = new ServerState(options, models, embedders, log, redis);
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
         lifetime.ApplicationStopping.Register(state.BeginShutdown);
         lifetime.ApplicationStopped.Register(state.Dispose);

@@ -37,6 +37,12 @@ public sealed class ServerOptions
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>Redis connection string (e.g. <c>127.0.0.1:6379</c>): rate-limit counters, budgets and the call cache are shared through it. Null: in-process.</summary>
     public string? Redis { get; init; }
+    /// <summary>
+    /// The call cache of served models: <c>none</c> (default), <c>redis</c> (shared by every replica through
+    /// <see cref="Redis"/>; local memory while Redis is down) or <c>sqlite</c> (the file cache <c>consort run</c> uses).
+    /// Only deterministic calls (greedy, or seeded) are cached.
+    /// </summary>
+    public string Cache { get; init; } = "none";
     /// <summary>Prefix of every Redis key the server writes.</summary>
     public string RedisPrefix { get; init; } = "consort:";
     /// <summary>Whether to serve <c>/metrics</c> (Prometheus text format).</summary>
@@ -54,7 +60,7 @@ public sealed class ServerOptions
         Urls = "http://127.0.0.1:0", ApiKeys = [key], ApiKeysFile = null, ReadKeysFromEnvironment = false,
         MaxBodyBytes = MaxBodyBytes, MaxTokens = MaxTokens, DefaultMaxTokens = DefaultMaxTokens, MaxMessages = MaxMessages,
         RequestTimeout = RequestTimeout, MaxConcurrentRequests = MaxConcurrentRequests, MaxQueue = MaxQueue, QueueTimeout = QueueTimeout,
-        MaxChoices = MaxChoices, ShutdownTimeout = ShutdownTimeout, Redis = Redis, RedisPrefix = RedisPrefix, Metrics = Metrics,
+        MaxChoices = MaxChoices, ShutdownTimeout = ShutdownTimeout, Redis = Redis, RedisPrefix = RedisPrefix, Cache = Cache, Metrics = Metrics,
         EmbeddingModels = EmbeddingModels, MinimumLogLevel = logLevel,
     };
 
@@ -63,7 +69,7 @@ public sealed class ServerOptions
     [
         "urls", "api_keys_file", "max_body_bytes", "max_tokens", "default_max_tokens", "max_messages", "request_timeout_s",
         "max_concurrent_requests", "log_level", "keys_file", "max_queue", "queue_timeout_s", "max_n", "shutdown_timeout_s", "redis", "redis_prefix",
-        "metrics", "embedding_models",
+        "metrics", "embedding_models", "cache",
     ];
 
     /// <summary>
@@ -95,6 +101,7 @@ public sealed class ServerOptions
             ShutdownTimeout = Get<double?>(server, "shutdown_timeout_s") is { } st ? TimeSpan.FromSeconds(st) : d.ShutdownTimeout,
             Redis = Get<string>(server, "redis"),
             RedisPrefix = Get<string>(server, "redis_prefix") ?? d.RedisPrefix,
+            Cache = Get<string>(server, "cache") ?? d.Cache,
             Metrics = Get<bool?>(server, "metrics") ?? d.Metrics,
             EmbeddingModels = Get<string[]>(server, "embedding_models") ?? [],
             MinimumLogLevel = Get<string>(server, "log_level") is { } lvl
@@ -129,6 +136,9 @@ public sealed class ServerOptions
         if (MaxChoices < 1 || MaxChoices > 128) throw new ConfigException($"server: max_n must be 1..128, got {MaxChoices}");
         if (ShutdownTimeout < TimeSpan.Zero) throw new ConfigException("server: shutdown_timeout_s must be >= 0");
         if (Redis is { } r && string.IsNullOrWhiteSpace(r)) throw new ConfigException("server: 'redis' is empty; give host:port, e.g. \"127.0.0.1:6379\"");
+        if (Cache is not ("none" or "redis" or "sqlite"))
+            throw new ConfigException($"server: 'cache' '{Cache}' is not one of none, redis, sqlite");
+        if (Cache == "redis" && Redis is null) throw new ConfigException("server: 'cache' redis needs 'redis' (host:port)");
         ValidateUrls(Urls);
         if (ApiKeysFile is not null && !File.Exists(ApiKeysFile)) throw new ConfigException($"server: keys file '{ApiKeysFile}' not found");
     }

@@ -32,15 +32,19 @@ internal sealed class ServerState : IDisposable
     private static int _instances;
     private readonly CancellationTokenSource _shutdown = new();
     private int _stopping;
+    private readonly bool _ownsRedis;
 
-    public ServerState(ServerOptions options, IReadOnlyList<ConsortModel> models, IReadOnlyDictionary<string, IEmbeddingGenerator<string, Embedding<float>>> embedders, ILogger log)
+    public ServerState(ServerOptions options, IReadOnlyList<ConsortModel> models, IReadOnlyDictionary<string, IEmbeddingGenerator<string, Embedding<float>>> embedders, ILogger log,
+        RedisState? redis = null)
     {
         Options = options; Log = log;
         Models = models.ToDictionary(m => m.Name, StringComparer.Ordinal);
         Embedders = embedders;
         Keys = ApiKeyRing.Load(options);
         Gate = new RequestGate(options.MaxConcurrentRequests, options.MaxQueue, options.QueueTimeout);
-        if (options.Redis is { } redis) Redis = RedisState.Connect(redis, options.RedisPrefix, log);
+        // A state connected before the models were built (their call cache lives in it) is adopted; else connect here.
+        if (redis is not null) { redis.Log = log; Redis = redis; }
+        else if (options.Redis is { } connection) { Redis = RedisState.Connect(connection, options.RedisPrefix, log); _ownsRedis = true; }
         Limiter = new KeyLimiter(Redis ?? (ICounterStore)new LocalCounterStore());
         Instance = Interlocked.Increment(ref _instances).ToString(System.Globalization.CultureInfo.InvariantCulture);
         ServerMetrics.Register(this);
@@ -259,7 +263,7 @@ internal sealed class ServerState : IDisposable
     public void Dispose()
     {
         ServerMetrics.Unregister(this);
-        Redis?.Dispose();
+        if (_ownsRedis) Redis?.Dispose();
         _shutdown.Dispose();
     }
 }

@@ -27,4 +27,24 @@ public class MethodsDocsTests
         Assert.Contains("| `deferral_rate` | float | `0.5` | [0, 1] |", md);
         Assert.Contains("`max_tokens` (`max_response_length`, `max_new_tokens`)", md);
     }
+
+    [Fact]
+    public async Task Every_method_has_an_example_config_that_validates_as_consort_run_would()
+    {
+        var problems = new List<string>();
+        using var dir = new TempDir();
+        foreach (var m in MethodRegistry.Methods)
+        {
+            var path = Path.Combine(TestPaths.RepoRoot, MethodsCommand.ExamplePath(m.Metadata.Name));
+            if (!File.Exists(path)) { problems.Add($"{m.Metadata.Name}: {MethodsCommand.ExamplePath(m.Metadata.Name)} is missing"); continue; }
+            try
+            {
+                var plan = await RunPlan.PrepareAsync(new RunRequest { ConfigPath = path, OutDir = dir.File(m.Metadata.Name) }, null, download: false, default);
+                var methods = plan.Runs.Select(r => r.Model is Consort.Config.CollaborationSpec c ? MethodRegistry.Find(c.Method)?.Metadata.Name : "single_model");
+                if (!methods.Contains(m.Metadata.Name)) problems.Add($"{m.Metadata.Name}: its example runs no {m.Metadata.Name}");
+            }
+            catch (ConsortException e) { problems.Add($"{m.Metadata.Name}: {e.Message}"); }
+        }
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
+    }
 }

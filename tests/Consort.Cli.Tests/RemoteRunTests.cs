@@ -32,7 +32,7 @@ public class RemoteRunTests
     public async Task RunOverAnEndpointThatDiesMidRunResumesWithoutLosingItems()
     {
         using var dir = new TempDir();
-        CliHarness.WriteStoryDataset(dir.Path, 30);
+        CliHarness.WriteStoryDataset(dir.Path, 60);
         int port = TestNet.FreePort();
         var serve = dir.File("serve.json");
         File.WriteAllText(serve, $$"""{ "models": [ { "name": "s", "path": "{{TestPaths.Stories260K}}", "context_size": 512 } ] }""");
@@ -66,7 +66,7 @@ public class RemoteRunTests
         }
         var first = CliHarness.Results(Path.Combine(outDir, "remote"));
         int ok = first.Count(r => r["error"] is null);
-        Assert.InRange(ok, 3, 29); // some answered before the endpoint died, the rest failed
+        Assert.InRange(ok, 3, 59); // some answered before the endpoint died, the rest failed
         Assert.Contains(first, r => r["error"] is not null);
 
         server = await StartServerAsync(serve, port);
@@ -78,8 +78,8 @@ public class RemoteRunTests
         finally { server.Kill(true); await server.WaitForExitAsync(); }
 
         var final = CliHarness.Results(Path.Combine(outDir, "remote"));
-        Assert.Equal(30, final.Count);
-        Assert.Equal(30, final.Select(r => r["id"]!.ToString()).Distinct().Count());
+        Assert.Equal(60, final.Count);
+        Assert.Equal(60, final.Select(r => r["id"]!.ToString()).Distinct().Count());
         Assert.All(final, r => Assert.Null(r["error"]));
         // Items answered before the endpoint died were kept, not asked again.
         foreach (var r in first.Where(r => r["error"] is null))

@@ -1,7 +1,10 @@
 using System.Text;
 using System.Text.Json.Nodes;
+using Consort.Caching;
+using Consort.Cli.Commands;
 using Consort.Server.State;
 using Consort.Testing;
+using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Caching.Distributed;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -49,6 +52,52 @@ public sealed class RedisTests
         Assert.Equal(3, await a.AddAsync("n", 3, TimeSpan.FromMinutes(1)));
         Assert.Equal(5, await b.AddAsync("n", 2, TimeSpan.FromMinutes(1)));
         Assert.Equal(5, await a.GetAsync("n"));
+    }
+
+    [Fact]
+    public async Task Served_models_share_their_call_cache_through_redis_across_replicas()
+    {
+        using var redis = await RedisProcess.StartAsync();
+        using var dir = new TempDir();
+        string config = dir.File("serve.json");
+        string prefix = $"cache-{Guid.NewGuid():N}:";
+        File.WriteAllText(config, new JsonObject
+        {
+            ["models"] = new JsonArray(new JsonObject { ["name"] = "story", ["path"] = TestPaths.Stories260K }),
+            ["server"] = new JsonObject { ["redis"] = redis.Connection, ["redis_prefix"] = prefix, ["cache"] = "redis" },
+        }.ToJsonString());
+        var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 12 };
+        List<ChatMessage> prompt = [new(ChatRole.User, "Once upon a time")];
+
+        var first = new CacheCounters();
+        string fromA;
+        await using (var a = await ServeConfig.LoadAsync(config, null, null, default))
+        using (CacheCounters.Scope(first))
+            fromA = (await a.Models[0].Chat.GetResponseAsync(prompt, options)).Text;
+        Assert.Equal((0, 1), (first.Hits, first.Misses));
+
+        // A second replica (its own process state, same redis) answers the same deterministic call from the cache.
+        var second = new CacheCounters();
+        await using var b = await ServeConfig.LoadAsync(config, null, null, default);
+        using (CacheCounters.Scope(second))
+            Assert.Equal(fromA, (await b.Models[0].Chat.GetResponseAsync(prompt, options)).Text);
+        Assert.Equal((1, 0), (second.Hits, second.Misses));
+        Assert.False(string.IsNullOrEmpty(fromA));
+    }
+
+    [Fact]
+    public async Task Server_cache_values_are_checked_before_any_model_loads()
+    {
+        using var dir = new TempDir();
+        string Write(string server)
+        {
+            File.WriteAllText(dir.File("serve.json"), $$"""{"models":[{"name":"m","path":"{{TestPaths.Stories260K}}"}],"server":{{server}}}""");
+            return dir.File("serve.json");
+        }
+        var e1 = await Assert.ThrowsAsync<ConfigException>(() => ServeConfig.LoadAsync(Write("""{"cache":"redis"}"""), null, null, default));
+        Assert.Contains("'cache' redis needs 'redis'", e1.Message);
+        var e2 = await Assert.ThrowsAsync<ConfigException>(() => ServeConfig.LoadAsync(Write("""{"cache":"disk"}"""), null, null, default));
+        Assert.Contains("not one of none, redis, sqlite", e2.Message);
     }
 
     [Fact]

@@ -29,7 +29,7 @@ public static class BenchServeLoad
             ? loaded.Models.FirstOrDefault(m => m.Method is not null) ?? loaded.Models[0]
             : loaded.Models.FirstOrDefault(m => m.Name == modelName) ?? throw new ConsortException($"--model '{modelName}' is not in {Path.GetFileName(configPath)}; it serves {string.Join(", ", loaded.Models.Select(m => m.Name))}");
         string key = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
-        var app = ConsortServer.Build(loaded.Options.ForLoopback(key, LogLevel.Warning), loaded.Models, loaded.Embedders);
+        var app = ConsortServer.Build(loaded.Options.ForLoopback(key, LogLevel.Warning), loaded.Models, loaded.Embedders, loaded.Redis);
         await app.StartAsync(ct);
         try
         {

@@ -56,6 +56,9 @@ public sealed class MethodsCommand : ICliCommand
 
     private static bool IsCommon(OptionInfo o) => CommonNames.Contains(o.Name);
 
+    /// <summary>The example run config of a method, relative to the repository root (a test checks that each exists and validates).</summary>
+    public static string ExamplePath(string method) => $"examples/{method}.json";
+
     /// <summary>The method reference as Markdown, rendered from the methods' declarations (docs/methods.md).</summary>
     public static string Markdown(IReadOnlyList<ICollaborationMethod> methods)
     {
@@ -67,13 +70,14 @@ public sealed class MethodsCommand : ICliCommand
         sb.AppendLine("options class); a test checks that this file is current. Every method also accepts the common generation settings");
         sb.AppendLine("listed at the end.");
         sb.AppendLine();
-        sb.AppendLine("| method | level | MoCo name | needs | models | description |");
-        sb.AppendLine("| --- | --- | --- | --- | --- | --- |");
+        sb.AppendLine("| method | level | MoCo name | needs | models | example | description |");
+        sb.AppendLine("| --- | --- | --- | --- | --- | --- | --- |");
         foreach (var m in methods)
         {
             var md = m.Metadata;
             sb.AppendLine($"| [`{md.Name}`](#{md.Name}) | {md.Level.ToString().ToLowerInvariant()} | {(md.Aliases.Count == 0 ? "-" : string.Join(", ", md.Aliases.Select(a => $"`{a}`")))} | " +
-                          $"{Cell(md.Requires.Describe())}{(md.SharedVocabulary ? ", shared vocabulary" : "")} | {md.ModelCountText} | {Cell(md.Description)} |");
+                          $"{Cell(md.Requires.Describe())}{(md.SharedVocabulary ? ", shared vocabulary" : "")} | {md.ModelCountText} | " +
+                          $"[{ExamplePath(md.Name)}](../{ExamplePath(md.Name)}) | {Cell(md.Description)} |");
         }
         foreach (var m in methods)
         {

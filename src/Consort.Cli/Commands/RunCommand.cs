@@ -62,7 +62,7 @@ public sealed class RunCommand : ICliCommand
 
         var plan = await RunPlan.PrepareAsync(request, Log, download: true, ct);
         var task = plan.Task!;
-        using var cache = flags.NoCache ? null : new SqliteDistributedCache(Environment.GetEnvironmentVariable("CONSORT_CALL_CACHE") is { Length: > 0 } p ? p : SqliteDistributedCache.DefaultPath);
+        using var cache = flags.NoCache ? null : SqliteDistributedCache.OpenConfigured();
         using var session = plan.CreateSession(cache, Log);
 
         string shardText = plan.Shard is { } sh ? $", shard {sh} ({plan.Items.Count} of {plan.Selected})" : "";

@@ -1,11 +1,15 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Consort.Caching;
 using Consort.Config;
 using Consort.LlamaCpp;
 using Consort.Server;
+using Consort.Server.State;
 using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Caching.Distributed;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Consort.Cli.Commands;
 
@@ -25,7 +29,7 @@ public sealed class ServeCommand : ICliCommand
             // The listen address is checked before any model loads.
             if (pr.GetValue(urls) is { } u) ServerOptions.ValidateUrls(u);
             await using var loaded = await ServeConfig.LoadAsync(pr.GetValue(config)!, pr.GetValue(urls), Console.Error.WriteLine, ct);
-            var app = ConsortServer.Build(loaded.Options, loaded.Models, loaded.Embedders);
+            var app = ConsortServer.Build(loaded.Options, loaded.Models, loaded.Embedders, loaded.Redis);
             try
             {
                 await app.StartAsync(ct);
@@ -64,12 +68,16 @@ public sealed class ServeConfig : IAsyncDisposable
 
     private readonly ModelSession _session;
     private readonly List<IDisposable> _owned;
+    private readonly IDisposable? _cache;
 
     private ServeConfig(ServerOptions options, IReadOnlyList<ConsortModel> models, IReadOnlyDictionary<string, IEmbeddingGenerator<string, Embedding<float>>> embedders,
-        ModelSession session, List<IDisposable> owned)
+        ModelSession session, List<IDisposable> owned, RedisState? redis, IDisposable? cache)
     {
-        Options = options; Models = models; Embedders = embedders; _session = session; _owned = owned;
+        Options = options; Models = models; Embedders = embedders; _session = session; _owned = owned; Redis = redis; _cache = cache;
     }
+
+    /// <summary>Shared state in Redis (server.redis), connected before the models were built: their call cache may live in it.</summary>
+    public RedisState? Redis { get; }
 
     /// <summary>Server settings.</summary>
     public ServerOptions Options { get; }
@@ -153,16 +161,27 @@ public sealed class ServeConfig : IAsyncDisposable
                 throw new ConfigException($"{where}: server.embedding_models: '{name}' is not a local GGUF model (embeddings come from llama.cpp)");
             embedSpecs.Add((name, g));
         }
-        var session = new ModelSession
-        {
-            BaseDirectory = baseDir,
-            Log = log,
-            Seed = obj["seed"]?.GetValue<int>() ?? 42,
-            MaxConcurrency = obj["concurrency"]?.GetValue<int>() ?? 4,
-        };
+        int seed = obj["seed"]?.GetValue<int>() ?? 42;
+        RedisState? redis = null;
+        SqliteDistributedCache? sqlite = null;
         var owned = new List<IDisposable>();
+        ModelSession? session = null;
         try
         {
+            // Redis is connected before any model loads: served models (and the members inside collaborations) cache
+            // their deterministic calls in it, shared by every replica (server.cache: redis).
+            if (options.Redis is { } connection) redis = RedisState.Connect(connection, options.RedisPrefix, NullLogger.Instance);
+            if (options.Cache == "sqlite") sqlite = SqliteDistributedCache.OpenConfigured();
+            IDistributedCache? cache = options.Cache switch { "redis" => redis!.Cache, "sqlite" => sqlite, _ => null };
+            var decorator = new ModelDecorator { Cache = cache, Seed = seed };
+            session = new ModelSession
+            {
+                BaseDirectory = baseDir,
+                Log = log,
+                Seed = seed,
+                MaxConcurrency = obj["concurrency"]?.GetValue<int>() ?? 4,
+                Decorate = decorator.Decorate,
+            };
             foreach (var s in specs) session.Describe(s); // everything validated before anything loads
             await ModelSession.PrepareAsync(specs, log, ct);
             var models = new List<ConsortModel>();
@@ -174,12 +193,14 @@ public sealed class ServeConfig : IAsyncDisposable
                 owned.Add(e);
                 embedders[name] = e;
             }
-            return new ServeConfig(options, models, embedders, session, owned);
+            return new ServeConfig(options, models, embedders, session, owned, redis, sqlite);
         }
         catch
         {
             foreach (var o in owned) o.Dispose();
-            session.Dispose();
+            session?.Dispose();
+            sqlite?.Dispose();
+            redis?.Dispose();
             throw;
         }
     }
@@ -189,6 +210,8 @@ public sealed class ServeConfig : IAsyncDisposable
     {
         foreach (var o in _owned) o.Dispose();
         _session.Dispose();
+        _cache?.Dispose();
+        Redis?.Dispose();
         return ValueTask.CompletedTask;
     }
 }

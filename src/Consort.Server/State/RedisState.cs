@@ -23,7 +23,7 @@ public sealed class RedisState : ICounterStore, IDisposable
 
     private readonly ConnectionMultiplexer _redis;
     private readonly string _prefix;
-    private readonly ILogger _log;
+    private ILogger _log;
     private readonly LocalCounterStore _local = new();
     private readonly MemoryDistributedCache _localCache = new(Options.Create(new MemoryDistributedCacheOptions { SizeLimit = 64L << 20 }));
     private readonly RedisCache _cache;
@@ -60,6 +60,9 @@ public sealed class RedisState : ICounterStore, IDisposable
         }
         return new RedisState(mux, prefix, log);
     }
+
+    /// <summary>Where outages are logged (the server sets its own logger when it adopts a state connected earlier).</summary>
+    public ILogger Log { get => _log; set => _log = value ?? throw new ArgumentNullException(nameof(value)); }
 
     /// <summary>True while Redis answers (or has not failed since the last retry).</summary>
     public bool Up => Volatile.Read(ref _down) == 0;

@@ -38,6 +38,10 @@ public sealed class SqliteDistributedCache : IDistributedCache, IDisposable
     /// <summary>The default database: <c>calls.sqlite</c> under <c>CONSORT_CACHE</c> (else <c>~/.cache/consort</c>).</summary>
     public static string DefaultPath => System.IO.Path.Combine(Consort.Config.HuggingFaceHub.CacheRoot, "calls.sqlite");
 
+    /// <summary>The cache a user configured: <c>CONSORT_CALL_CACHE</c> when set, else <see cref="DefaultPath"/>.</summary>
+    public static SqliteDistributedCache OpenConfigured() =>
+        new(Environment.GetEnvironmentVariable("CONSORT_CALL_CACHE") is { Length: > 0 } p ? p : DefaultPath);
+
     private SqliteConnection Open()
     {
         var c = new SqliteConnection(_connectionString);
