@@ -49,7 +49,15 @@ public sealed class GreedySoupMethod : CollaborationMethod<GreedySoupOptions>
     }
 
     /// <inheritdoc />
-    protected override ModelDescriptor Describe(GreedySoupOptions options, MethodPlan plan) => WeightMergeMethod.Merged(plan);
+    protected override ModelDescriptor Describe(GreedySoupOptions options, MethodPlan plan) => new()
+    {
+        Name = plan.Name,
+        Access = ModelAccess.Text | ModelAccess.FullLogits | ModelAccess.Weights,
+        Vocabulary = plan.Members[0].Vocabulary,
+        ContextSize = plan.MinContextSize,
+        Architecture = plan.Members[0].Architecture,
+        Parameters = plan.Members[0].Parameters,
+    };
 
     /// <inheritdoc />
     protected override async Task<ConsortModel> CreateAsync(MethodContext context, GreedySoupOptions options, CancellationToken cancellationToken)

@@ -69,10 +69,7 @@ public sealed class WeightMergeMethod : CollaborationMethod<WeightMergeOptions>
     }
 
     /// <inheritdoc />
-    protected override ModelDescriptor Describe(WeightMergeOptions options, MethodPlan plan) => Merged(plan);
-
-    /// <summary>What a merged model offers: text, full logits and weights, with the first member's vocabulary and shape.</summary>
-    internal static ModelDescriptor Merged(MethodPlan plan) => new()
+    protected override ModelDescriptor Describe(WeightMergeOptions options, MethodPlan plan) => new()
     {
         Name = plan.Name,
         Access = ModelAccess.Text | ModelAccess.FullLogits | ModelAccess.Weights,
