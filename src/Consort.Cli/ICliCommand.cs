@@ -72,7 +72,8 @@ public static partial class CliRunner
         }
     }
 
-    private static string OneLine(string text) => Consort.Evaluation.ErrorText.OneLine(text);
+    /// <summary>Error text as one terminal-safe line: control characters escaped, at most 4,000 characters.</summary>
+    public static string OneLine(string message) => MessageText.Escape(message, 4000);
 
     /// <summary>A parser message in words: "Cannot parse argument 'abc' for option '--limit' as expected type
     /// 'System.Nullable`1[System.Int32]'" becomes "--limit: 'abc' is not a whole number".</summary>

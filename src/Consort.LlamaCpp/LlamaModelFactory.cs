@@ -35,7 +35,7 @@ public static class LlamaModelFactory
     /// <summary>Loads a token model alone (the caller disposes it).</summary>
     public static LlamaTokenModel LoadTokenModel(LlamaModelOptions options)
     {
-        var shared = LlamaSharedWeights.Acquire(options.Path);
+        var shared = LlamaSharedWeights.Acquire(options.Path, semantic: !options.SkipSemanticValidation);
         try
         {
             return new LlamaTokenModel(shared, options, options.Name ?? Path.GetFileNameWithoutExtension(options.Path));

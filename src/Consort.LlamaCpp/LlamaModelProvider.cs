@@ -25,6 +25,7 @@ public sealed class LlamaModelProvider : IModelProvider
         var options = Options(g, seed: 0);
         using var f = GgufFile.Open(g.Path);
         if (f.FileKind == "adapter") throw new ConfigException($"model '{g.Name}': {g.Path} is a LoRA adapter; list it under \"lora\" of its base model");
+        GgufValidator.ThrowIfInvalid(f); // llama.cpp must never see a file it would abort on
         foreach (var a in options.Adapters)
             if (!File.Exists(a.Path)) throw new ConfigException($"model '{g.Name}': LoRA adapter not found: {a.Path}");
         return new ModelDescriptor
@@ -48,7 +49,7 @@ public sealed class LlamaModelProvider : IModelProvider
         return Task.Run(() => LlamaModelFactory.Load(options), cancellationToken);
     }
 
-    /// <summary>The load options of an entry (context_size, threads, max_sequences, seed, lora), each checked.</summary>
+    /// <summary>The load options of an entry (context_size, threads, max_sequences, seed, lora, unencodable), each checked.</summary>
     public static LlamaModelOptions Options(GgufModelSpec g, int seed) => new()
     {
         Path = g.Path,
@@ -58,6 +59,7 @@ public sealed class LlamaModelProvider : IModelProvider
         MaxSequences = Opt<int?>(g, "max_sequences") ?? 4,
         Seed = Opt<int?>(g, "seed") ?? seed,
         Adapters = Adapters(g).Select(a => new LoraAdapterOption(a.Path, a.Scale)).ToList(),
+        Unencodable = LlamaModelOptions.ParseUnencodable(Opt<string>(g, "unencodable"), $"model '{g.Name}'"),
     };
 
     private static GgufModelSpec Gguf(ModelSpec spec) => spec as GgufModelSpec ?? throw new ArgumentException($"not a GGUF spec: {spec.Name}");

@@ -29,7 +29,7 @@ internal sealed class LlamaSharedWeights
     public GgufModelInfo Info { get; }
 
     /// <summary>Gets or loads the weights for <paramref name="path"/>; the caller must <see cref="Release"/>.</summary>
-    public static LlamaSharedWeights Acquire(string path)
+    public static LlamaSharedWeights Acquire(string path, bool semantic = true)
     {
         var full = System.IO.Path.GetFullPath(path);
         lock (CacheGate)
@@ -39,8 +39,10 @@ internal sealed class LlamaSharedWeights
                 hit._refs++;
                 return hit;
             }
-            // Validate in managed code first: llama.cpp aborts the process on malformed files.
-            var info = GgufModelInfo.Validate(full);
+            // Validate in managed code first: llama.cpp aborts the process on malformed files. Then, the first time
+            // this file is used, let a child process load and run it: an abort nobody has found yet kills the child only.
+            var info = GgufModelInfo.Validate(full, semantic: semantic);
+            LlamaProbe.Ensure(full);
             LlamaNative.EnsureInitialized();
             LLamaWeights weights;
             try

@@ -93,7 +93,8 @@ public sealed class ServerOptions
             MaxTokens = Get<int?>(server, "max_tokens") ?? d.MaxTokens,
             DefaultMaxTokens = Get<int?>(server, "default_max_tokens") ?? d.DefaultMaxTokens,
             MaxMessages = Get<int?>(server, "max_messages") ?? d.MaxMessages,
-            RequestTimeout = Get<double?>(server, "request_timeout_s") is { } t ? TimeSpan.FromSeconds(t) : d.RequestTimeout,
+            RequestTimeout = Get<double?>(server, "request_timeout_s") is { } t ? t is > 0 and <= 86400 ? TimeSpan.FromSeconds(t)
+                : throw new ConfigException($"server: 'request_timeout_s' is {t}; allowed: a number of seconds in (0, 86400]") : d.RequestTimeout,
             MaxConcurrentRequests = Get<int?>(server, "max_concurrent_requests") ?? d.MaxConcurrentRequests,
             MaxQueue = Get<int?>(server, "max_queue") ?? d.MaxQueue,
             QueueTimeout = Get<double?>(server, "queue_timeout_s") is { } qt ? TimeSpan.FromSeconds(qt) : d.QueueTimeout,
@@ -125,14 +126,15 @@ public sealed class ServerOptions
     /// <summary>Checks ranges.</summary>
     public void Validate()
     {
-        if (MaxBodyBytes < 1024) throw new ConfigException("server: max_body_bytes must be >= 1024");
-        if (MaxTokens < 1) throw new ConfigException("server: max_tokens must be >= 1");
-        if (DefaultMaxTokens < 1) throw new ConfigException("server: default_max_tokens must be >= 1");
-        if (MaxMessages < 1) throw new ConfigException("server: max_messages must be >= 1");
-        if (RequestTimeout <= TimeSpan.Zero) throw new ConfigException("server: request_timeout_s must be > 0");
-        if (MaxConcurrentRequests < 1) throw new ConfigException("server: max_concurrent_requests must be >= 1");
-        if (MaxQueue < 0) throw new ConfigException($"server: max_queue must be >= 0, got {MaxQueue}");
-        if (QueueTimeout <= TimeSpan.Zero) throw new ConfigException("server: queue_timeout_s must be > 0");
+        // Upper bounds too (Limits): every value here sizes work or memory per request.
+        Limits.Check(MaxBodyBytes, 1024, Limits.MaxConfigBytes * 4, "max_body_bytes", "server");
+        Limits.Check(MaxTokens, 1, Limits.MaxGeneratedTokens, "max_tokens", "server", "no context holds more");
+        Limits.Check(DefaultMaxTokens, 1, Limits.MaxGeneratedTokens, "default_max_tokens", "server", "no context holds more"); // clamped to max_tokens per request
+        Limits.Check(MaxMessages, 1, 1 << 16, "max_messages", "server");
+        if (!(RequestTimeout > TimeSpan.Zero && RequestTimeout <= TimeSpan.FromDays(1))) throw new ConfigException("server: request_timeout_s must be > 0 and at most 86400 (a day)");
+        Limits.Check(MaxConcurrentRequests, 1, Limits.MaxConcurrency, "max_concurrent_requests", "server");
+        Limits.Check(MaxQueue, 0, 1 << 16, "max_queue", "server");
+        if (!(QueueTimeout > TimeSpan.Zero && QueueTimeout <= TimeSpan.FromDays(1))) throw new ConfigException("server: queue_timeout_s must be > 0 and at most 86400 (a day)");
         if (MaxChoices < 1 || MaxChoices > 128) throw new ConfigException($"server: max_n must be 1..128, got {MaxChoices}");
         if (ShutdownTimeout < TimeSpan.Zero) throw new ConfigException("server: shutdown_timeout_s must be >= 0");
         if (Redis is { } r && string.IsNullOrWhiteSpace(r)) throw new ConfigException("server: 'redis' is empty; give host:port, e.g. \"127.0.0.1:6379\"");

@@ -116,15 +116,15 @@ public sealed class LlamaCppCheck : IDisposable
         return ByteTokenizer.Decode(output);
     }
 
-    /// <summary>Greedy exact-match score on <paramref name="items"/>.</summary>
-    public SkillScore Score(IEnumerable<SkillItem> items, CancellationToken ct = default)
+    /// <summary>Greedy exact-match score on <paramref name="items"/> (answers of at most <paramref name="maxTokens"/> tokens).</summary>
+    public SkillScore Score(IEnumerable<SkillItem> items, CancellationToken ct = default, int maxTokens = 12)
     {
         int ok = 0, n = 0;
         foreach (var item in items)
         {
             ct.ThrowIfCancellationRequested();
             n++;
-            if (ExactMatch.IsMatch(Complete(item.Input), item.Output)) ok++;
+            if (ExactMatch.IsMatch(Complete(item.Input, maxTokens), item.Output)) ok++;
         }
         return new(ok, n);
     }

@@ -37,6 +37,19 @@ public sealed record ZooBuildSettings
     /// schedule, for skills that need more than <see cref="ExpertSteps"/>.
     /// </summary>
     public Dictionary<string, int> ExtraExpertSteps { get; init; } = new() { [ArithmeticSkill.Name] = 800 };
+    /// <summary>
+    /// Team models (name to steps; 0 skips one): experts fine-tuned from the finished experts to abstain, state knowledge
+    /// and read other answers, and a generalist fine-tuned from the base to answer from context (see <see cref="TeamSkills"/>).
+    /// </summary>
+    public Dictionary<string, int> TeamSteps { get; init; } = new() { ["team_reader"] = 600, ["team_arith"] = 200, ["team_facts_a"] = 200, ["team_facts_b"] = 200 };
+    /// <summary>Windows per step of the team stages (their prompts are long, so fewer, longer windows).</summary>
+    public int TeamBatch { get; init; } = 8;
+    /// <summary>Tokens per window of the team stages: a whole context prompt and its answer fit (see zoo-experiments).</summary>
+    public int TeamSeqLen { get; init; } = 128;
+    /// <summary>Team optimizer.</summary>
+    public OptimizerSettings TeamOptimizer { get; init; } = new() { LearningRate = 2e-3f, WarmupSteps = 20, MinLrRatio = 0.1f };
+    /// <summary>Training jobs (and scoring jobs) that run at once after the first stage.</summary>
+    public int ParallelJobs { get; init; } = 2;
     /// <summary>Tensor type of the committed matrices.</summary>
     public GgmlType TensorType { get; init; } = GgmlType.F16;
     /// <summary>Model shape.</summary>
@@ -55,6 +68,10 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
 
     /// <summary>Skills with an expert each, in order.</summary>
     public static readonly string[] Skills = [ArithmeticSkill.Name, FactsWorld.HalfA, FactsWorld.HalfB];
+
+    /// <summary>Team models in build order: name, the zoo model it is fine-tuned from, the skill it knows (null: none).</summary>
+    public static readonly (string Name, string Parent, string? Skill)[] Team =
+        [("team_reader", "base", null), ("team_facts_a", FactsWorld.HalfA, FactsWorld.HalfA), ("team_facts_b", FactsWorld.HalfB, FactsWorld.HalfB), ("team_arith", ArithmeticSkill.Name, ArithmeticSkill.Name)];
 
     /// <summary>Generates every dataset of the zoo for <paramref name="dataSeed"/> (skill name to data, plus "mixed").</summary>
     public static Dictionary<string, SkillData> GenerateData(int dataSeed)
@@ -164,37 +181,87 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
             models.AddRange(experts);
         }
 
-        // Second stages: continue an expert from its saved file with a fresh schedule (recorded separately).
-        var stage2 = s.ExtraExpertSteps.Where(kv => kv.Value > 0 && models.Any(m => m.Name == kv.Key && m.ExtraTraining is null)).ToList();
-        Parallel.ForEach(stage2, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, s.ParallelExperts), CancellationToken = ct }, kv =>
+        // After the first stage every remaining job (second stages, team models, scoring) is independent of the others but
+        // for its parent, so they share ParallelJobs single-thread slots, longest chain first; each job's result does not
+        // depend on what runs beside it (single-thread ggml and llama.cpp are deterministic).
+        var jobs = new List<BuildJob>();
+        foreach (var (skill, steps) in s.ExtraExpertSteps.Where(kv => kv.Value > 0 && models.Any(m => m.Name == kv.Key && m.ExtraTraining is null)))
         {
-            var (skill, steps) = (kv.Key, kv.Value);
-            int idx = models.FindIndex(m => m.Name == skill);
-            var path = Path.Combine(outDir, models[idx].File);
-            using var t = new TinyLlamaTrainer(s.Architecture, s.Batch, s.SeqLen, s.ExpertThreads) { Optimizer = s.ExpertOptimizer };
-            t.LoadGguf(path);
-            var src = Pairs(data[skill].Train, s.ExpertAnswerOnly);
-            int seed = s.DataSeed + 10 * (Array.IndexOf(Skills, skill) + 1) + 5;
-            Log($"{skill}: second stage, {steps} more steps");
-            var r = TrainingLoop.Run(t, new BatchSampler(src, s.Batch, s.SeqLen, seed), new BatchSampler(Pairs(data[skill].Test, s.ExpertAnswerOnly), s.Batch, s.SeqLen, seed + 1),
-                new TrainingPlan { Steps = steps, EvalEvery = 0, ReportEvery = 100 }, p => Log(Format(skill + "/2", p)), ct);
-            t.SaveGguf(path, "consort-zoo-" + skill, s.TensorType, Meta("expert", skill));
-            var extra = Training(skill + " (first stage)", null, seed, new() { [skill + "_train"] = 1.0 }, s.ExpertAnswerOnly, steps, s.ExpertOptimizer, r) with { Batch = s.Batch, SeqLen = s.SeqLen };
-            lock (models) models[idx] = models[idx] with { Bytes = new FileInfo(path).Length, Sha256 = Zoo.Sha256(path), ExtraTraining = extra, Scores = new() };
-            Log($"{skill}: second stage done in {r.Seconds:F0} s, loss {r.FinalLoss:F3}");
-        });
-
-        // Score the saved files (what ships), not the trainer's F32 weights.
-        var scored = new List<ZooModel>();
-        foreach (var m in models)
-        {
-            if (m.Scores.Count > 0) { scored.Add(m); continue; }
-            using var check = new LlamaCppCheck(Path.Combine(outDir, m.File), 256, s.Threads);
-            var scores = new Dictionary<string, double>();
-            foreach (var name in Skills.Append("mixed")) scores[name] = Math.Round(check.Score(data[name].Test, ct).Accuracy, 4);
-            Log($"{m.Name}: " + string.Join("  ", scores.Select(kv => $"{kv.Key} {kv.Value:F3}")));
-            scored.Add(m with { Scores = scores });
+            jobs.Add(new(skill + "/2", [], () =>
+            {
+                int idx = models.FindIndex(m => m.Name == skill);
+                var path = Path.Combine(outDir, models[idx].File);
+                using var t = new TinyLlamaTrainer(s.Architecture, s.Batch, s.SeqLen, s.ExpertThreads) { Optimizer = s.ExpertOptimizer };
+                t.LoadGguf(path);
+                var src = Pairs(data[skill].Train, s.ExpertAnswerOnly);
+                int seed = s.DataSeed + 10 * (Array.IndexOf(Skills, skill) + 1) + 5;
+                Log($"{skill}: second stage, {steps} more steps");
+                var r = TrainingLoop.Run(t, new BatchSampler(src, s.Batch, s.SeqLen, seed), new BatchSampler(Pairs(data[skill].Test, s.ExpertAnswerOnly), s.Batch, s.SeqLen, seed + 1),
+                    new TrainingPlan { Steps = steps, EvalEvery = 0, ReportEvery = 100 }, p => Log(Format(skill + "/2", p)), ct);
+                t.SaveGguf(path, "consort-zoo-" + skill, s.TensorType, Meta("expert", skill));
+                var extra = Training(skill + " (first stage)", null, seed, new() { [skill + "_train"] = 1.0 }, s.ExpertAnswerOnly, steps, s.ExpertOptimizer, r) with { Batch = s.Batch, SeqLen = s.SeqLen };
+                lock (models) models[idx] = models[idx] with { Bytes = new FileInfo(path).Length, Sha256 = Zoo.Sha256(path), ExtraTraining = extra, Scores = new() };
+                Log($"{skill}: second stage done in {r.Seconds:F0} s, loss {r.FinalLoss:F3}");
+            }));
         }
+        var team = new TeamSkills(s.DataSeed, world, data[ArithmeticSkill.Name]);
+        // A team model whose parent is still training goes first: it is on the longest chain.
+        foreach (int k in Enumerable.Range(0, Team.Length).OrderBy(k => jobs.Any(j => j.Name == Team[k].Parent + "/2") ? 0 : 1))
+        {
+            var (name, parent, skill) = Team[k];
+            if (!s.TeamSteps.TryGetValue(name, out var steps) || steps <= 0 || models.Any(m => m.Name == name)) continue;
+            int seed = s.DataSeed + 200 + 10 * k;
+            // A parent still in training (the arith second stage) must finish first.
+            string[] after = jobs.Where(j => j.Name == parent + "/2").Select(j => j.Name).ToArray();
+            jobs.Add(new(name, after, () =>
+            {
+                var parentPath = Path.Combine(outDir, models.First(m => m.Name == parent).File);
+                var path = Path.Combine(outDir, name + ".gguf");
+                using var t = new TinyLlamaTrainer(s.Architecture, s.TeamBatch, s.TeamSeqLen, s.ExpertThreads) { Optimizer = s.TeamOptimizer };
+                t.LoadGguf(parentPath);
+                var src = skill is null ? team.Generalist()
+                    : team.Expert(data[skill].Train.Select(i => new Fact(i.Input, i.Output)).ToList(), skill == ArithmeticSkill.Name);
+                Log($"{name}: {steps} steps from {parent} ({s.TeamBatch}x{s.TeamSeqLen} tokens per step)");
+                var r = TrainingLoop.Run(t, new BatchSampler(src, s.TeamBatch, s.TeamSeqLen, seed), new BatchSampler(src, s.TeamBatch, s.TeamSeqLen, seed + 1),
+                    new TrainingPlan { Steps = steps, EvalEvery = 0, ReportEvery = 100 }, p => Log(Format(name, p)), ct);
+                t.SaveGguf(path, "consort-zoo-" + name, s.TensorType, Meta("team", skill));
+                var mix = skill is null ? new Dictionary<string, double> { ["team_generalist"] = 1.0 } : new() { ["team_expert_" + skill] = 1.0 };
+                var model = new ZooModel
+                {
+                    Name = name, File = name + ".gguf", Role = "team", Skill = skill, TensorType = s.TensorType.ToString(),
+                    Bytes = new FileInfo(path).Length, Sha256 = Zoo.Sha256(path),
+                    Training = Training(parent, null, seed, mix, true, steps, s.TeamOptimizer, r) with { Batch = s.TeamBatch, SeqLen = s.TeamSeqLen },
+                };
+                lock (models) models.Add(model);
+                Log($"{name}: done in {r.Seconds:F0} s, loss {r.FinalLoss:F3}, eval {r.EvalLoss:F3}, {r.TokensPerSecond:F0} tok/s");
+            }));
+        }
+        // Score the saved files (what ships), not the trainer's F32 weights; models unchanged since an earlier build keep their scores.
+        var names = models.Select(m => m.Name).Concat(jobs.Where(j => Team.Any(x => x.Name == j.Name)).Select(j => j.Name)).ToList();
+        var mixedTest = data["mixed"].Test;
+        var contextChecks = TeamSkills.ContextChecks(mixedTest, members: 4, seed: s.DataSeed + 300);
+        foreach (var name in names)
+        {
+            string[] after = jobs.Where(j => j.Name == name || j.Name == name + "/2").Select(j => j.Name).ToArray();
+            if (after.Length == 0 && models.First(m => m.Name == name).Scores.Count > 0) continue;
+            jobs.Add(new("score " + name, after, () =>
+            {
+                ZooModel m;
+                lock (models) m = models.First(x => x.Name == name);
+                using var check = new LlamaCppCheck(Path.Combine(outDir, m.File), 256, s.Threads);
+                var scores = new Dictionary<string, double>();
+                foreach (var skill in Skills.Append("mixed")) scores[skill] = Math.Round(check.Score(data[skill].Test, ct).Accuracy, 4);
+                if (m.Role == "team")
+                    foreach (var (key, items) in contextChecks.Concat(TeamSkills.SelfChecks(mixedTest, m.Skill)))
+                        scores[key] = Math.Round(check.Score(items, ct, maxTokens: 28).Accuracy, 4);
+                Log($"{m.Name}: " + string.Join("  ", scores.Select(kv => $"{kv.Key} {kv.Value:F3}")));
+                lock (models) models[models.FindIndex(x => x.Name == name)] = m with { Scores = scores };
+            }));
+        }
+        BuildJob.RunAll(jobs, s.ParallelJobs, ct);
+        // Manifest order: base, experts, team models, whatever order the jobs finished in.
+        var scored = models.OrderBy(m => m.Role switch { "base" => 0, "expert" => 1, _ => 2 })
+            .ThenBy(m => m.Role == "team" ? Array.FindIndex(Team, x => x.Name == m.Name) : 0).ToList();
 
         // LoRA stage: adapters of the saved base, kept on --resume when their files match the manifest.
         var keptAdapters = previous?.Adapters.Where(a => File.Exists(Path.Combine(outDir, a.File)) && Zoo.Sha256(Path.Combine(outDir, a.File)) == a.Sha256).ToList() ?? [];

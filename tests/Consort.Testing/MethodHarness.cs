@@ -21,27 +21,31 @@ public static class MethodHarness
     /// <param name="answers">The task's answer extractor.</param>
     /// <param name="baseDirectory">Folder for relative paths.</param>
     /// <param name="log">Receives the method's messages.</param>
+    /// <param name="services">Host services (embeddings, trainers).</param>
+    /// <param name="cancellationToken">Cancels the creation.</param>
     public static Task<ConsortModel> CreateAsync(ICollaborationMethod method, IReadOnlyList<ConsortModel> models, string? hyperparameters = null,
         IFitData? dev = null, string name = "collab", IModelLoader? loader = null, int seed = 42, int concurrency = 4,
-        AnswerExtractor? answers = null, string? baseDirectory = null, Action<string>? log = null, CancellationToken cancellationToken = default)
+        AnswerExtractor? answers = null, string? baseDirectory = null, Action<string>? log = null, IServiceProvider? services = null,
+        CancellationToken cancellationToken = default)
     {
-        var (options, descriptor) = Plan(method, models.Select(m => m.Descriptor).ToList(), hyperparameters, dev is not null, name, loader, baseDirectory);
+        var (options, descriptor) = Plan(method, models.Select(m => m.Descriptor).ToList(), hyperparameters, dev is not null, name, loader, baseDirectory, services);
         return method.CreateAsync(new MethodContext
         {
             Name = name, Models = models, Options = options, Descriptor = descriptor, Dev = dev, Seed = seed, MaxConcurrency = concurrency,
-            Loader = loader, Answers = answers ?? AnswerExtractor.Generic, BaseDirectory = baseDirectory, Log = log,
+            Loader = loader, Answers = answers ?? AnswerExtractor.Generic, BaseDirectory = baseDirectory, Log = log, Services = services,
         }, cancellationToken);
     }
 
     /// <summary>Binds and plans only (what validation before work does), returning the options and the result's descriptor.</summary>
     public static (MethodOptions Options, ModelDescriptor Descriptor) Plan(ICollaborationMethod method, IReadOnlyList<ModelDescriptor> members,
-        string? hyperparameters = null, bool hasDev = false, string name = "collab", IModelLoader? loader = null, string? baseDirectory = null)
+        string? hyperparameters = null, bool hasDev = false, string name = "collab", IModelLoader? loader = null, string? baseDirectory = null,
+        IServiceProvider? services = null)
     {
         var json = hyperparameters is null ? null : JsonNode.Parse(hyperparameters)!.AsObject();
         var options = method.Bind(json, $"run '{name}' (method {method.Metadata.Name})");
         var plan = new MethodPlan
         {
-            Name = name, Method = method.Metadata, Members = members, HasDev = hasDev, Loader = loader,
+            Name = name, Method = method.Metadata, Members = members, HasDev = hasDev, Loader = loader, Services = services,
             BaseDirectory = baseDirectory ?? Environment.CurrentDirectory,
         };
         return (options, method.Plan(plan, options));

@@ -137,6 +137,11 @@ public sealed class MethodPlan
     public string BaseDirectory { get; init; } = Environment.CurrentDirectory;
     /// <summary>Describes further models a method names (e.g. a merge's base model), without loading them.</summary>
     public IModelLoader? Loader { get; init; }
+    /// <summary>Host services (embeddings, trainers, model references) a method may check its options against.</summary>
+    public IServiceProvider? Services { get; init; }
+
+    /// <summary>A host service, or null.</summary>
+    public T? GetService<T>() where T : class => Services?.GetService(typeof(T)) as T;
 
     /// <summary>The message prefix: run and method.</summary>
     public string Where => $"run '{Limits.ForMessage(Name)}' (method {Method.Name})";

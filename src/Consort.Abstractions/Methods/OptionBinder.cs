@@ -92,6 +92,8 @@ public static class OptionBinder
             {
                 if (p.GetCustomAttribute<OptionAttribute>() is not { } a || !p.CanWrite) continue;
                 string name = a.Name ?? SnakeCase(p.Name);
+                // A method's own option shadows a common one of the same key (llm_blender's top_k is MoCo's candidate count).
+                if (level != type && list.Any(x => string.Equals(x.Info.Name, name, StringComparison.OrdinalIgnoreCase))) continue;
                 var info = new OptionInfo(name, a.Aliases, TypeText(p.PropertyType), p.GetValue(fresh) is { } v0 ? DefaultText(v0) : a.DefaultText ?? "(none)", a.Description,
                     double.IsNaN(a.Min) ? null : a.Min, double.IsNaN(a.Max) ? null : a.Max, AllowedOf(p.PropertyType, a), a.Ignored, a.MinExclusive);
                 list.Add(new Prop(p, a, info));

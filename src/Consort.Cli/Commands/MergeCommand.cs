@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Consort.Weights.Config;
 using Consort.Weights.Engine;
+using Consort.Weights.Methods;
 using Spectre.Console;
 
 namespace Consort.Cli.Commands;
@@ -11,14 +12,26 @@ public sealed class MergeCommand : ICliCommand
     /// <inheritdoc />
     public Command Build()
     {
-        var config = new Argument<string>("config") { Description = "mergekit-style YAML (merge_method, base_model, models, parameters, dtype)" };
-        var output = new Option<string>("--out", "-o") { Description = "output: a .gguf file, or a folder for safetensors", Required = true };
-        var cmd = new Command("merge", "Merge model weights (linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, slerp, model_stock, expo).");
+        var config = new Argument<string>("config") { Description = "mergekit-style YAML (merge_method, base_model, models or slices, parameters, dtype, tokenizer, chat_template)" };
+        var output = new Option<string>("--out", "-o") { Description = "output: a .gguf file, or a folder for safetensors (either way, whatever the inputs are)", Required = true };
+        var shard = new Option<string?>("--out-shard-size") { Description = "most bytes per safetensors shard, e.g. 5B (mergekit's option; K, M, B suffixes)" };
+        var seed = new Option<int?>("--random-seed") { Description = "seed for random methods (DARE, DELLA); overrides random_seed in the config" };
+        var crimes = new Option<bool>("--allow-crimes") { Description = "merge models of different architectures" };
+        var lazy = new Option<bool>("--lazy-unpickle") { Description = "accepted for mergekit compatibility; Consort always streams from memory-mapped files" };
+        var cmd = new Command("merge", "Merge model weights with mergekit's methods (" + string.Join(", ", MergeMethodRegistry.Names) + ").");
         cmd.Arguments.Add(config);
-        cmd.Options.Add(output);
+        foreach (var o in new Option[] { output, shard, seed, crimes, lazy }) cmd.Options.Add(o);
         cmd.SetAction((ParseResult pr, CancellationToken ct) =>
         {
             var cfg = MergeConfig.Load(pr.GetValue(config)!, Consort.Config.ModelReferenceResolver.ResolveReference);
+            cfg = cfg with
+            {
+                OutShardSize = pr.GetValue(shard) is { } s ? MergeConfig.ParseSize(s, "--out-shard-size") : cfg.OutShardSize,
+                Seed = pr.GetValue(seed) ?? cfg.Seed,
+                AllowCrimes = cfg.AllowCrimes || pr.GetValue(crimes),
+                LazyUnpickle = cfg.LazyUnpickle || pr.GetValue(lazy),
+            };
+            foreach (var w in MergeEngine.Validate(cfg)) Console.Error.WriteLine($"warning: {w}");
             var to = pr.GetValue(output)!;
             OutputPaths.CheckModelOutput(to, "--out");
             var result = Run(cfg, to, ct);

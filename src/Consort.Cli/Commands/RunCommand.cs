@@ -69,12 +69,27 @@ public sealed class RunCommand : ICliCommand
         AnsiConsole.MarkupLine($"[bold]{Markup.Escape(plan.Config.Name)}[/]: {plan.Runs.Count} run(s) on [bold]{Markup.Escape(task.Name)}[/] " +
                                $"({Markup.Escape(plan.Split)}, {plan.Selected} items{Markup.Escape(shardText)}; prompt: {task.PromptStyle}) -> {Markup.Escape(plan.OutDir)}");
         var summaries = new List<(string Name, EvalSummary Summary)>();
+        var failed = new List<(string Name, string Why)>();
+        var built = new List<ConsortModel>();
         foreach (var run in plan.Runs)
         {
             ct.ThrowIfCancellationRequested();
             var counters = new CacheCounters();
             using var scope = CacheCounters.Scope(counters);
-            var model = await session.BuildAsync(run.Model, ct);
+            ConsortModel model;
+            try
+            {
+                model = await session.BuildAsync(run.Model, ct);
+            }
+            catch (ConsortException e)
+            {
+                // A model that fails to load (e.g. llama.cpp crashed on it in the first-load probe) fails its run only;
+                // nothing of that run is written (its results files are created with its first item).
+                Console.Error.WriteLine($"error: run '{run.Name}' failed: {CliRunner.OneLine(e.Message)}");
+                failed.Add((run.Name, e.Message));
+                continue;
+            }
+            built.Add(model);
             var options = new EvalRunOptions
             {
                 OutputDirectory = Path.Combine(plan.OutDir, Safe(run.Name)),
@@ -91,16 +106,33 @@ public sealed class RunCommand : ICliCommand
             var summary = await ProgressView.RunAsync(run.Name, plan.Items.Count, p => EvalRunner.RunAsync(model, task, options, p, ct));
             summaries.Add((run.Name, summary));
         }
-        return Finish(plan.Config.FilePath, task.Name, plan.Split, plan.OutDir, summaries, log, wall.Elapsed, flags);
+        if (summaries.Count == 0)
+        {
+            Console.Error.WriteLine($"error: no run could start ({failed.Count} failed: {string.Join(", ", failed.Select(f => f.Name))})");
+            return ExitCodes.Error;
+        }
+        // Router runs with their members' baselines: the quality-cost curve from the outputs already written.
+        foreach (var table in Consort.Evaluation.Routing.RoutingReport.AttachToRuns(plan.Runs.ToDictionary(r => r.Name, r => Path.Combine(plan.OutDir, Safe(r.Name)))))
+            AnsiConsole.WriteLine(table);
+        // KV cache and batching counters of the llama.cpp models the runs used.
+        var local = LocalModelReport.Collect(built);
+        foreach (var m in local) AnsiConsole.MarkupLine($"[grey]{Markup.Escape(LocalModelReport.Line(m))}[/]");
+        int code = Finish(plan.Config.FilePath, task.Name, plan.Split, plan.OutDir, summaries, log, wall.Elapsed, flags, failed, LocalModelReport.Json(local));
+        if (failed.Count == 0) return code;
+        Console.Error.WriteLine($"error: {failed.Count} run(s) failed: {string.Join(", ", failed.Select(f => f.Name))}");
+        return ExitCodes.Error;
     }
 
     /// <summary>Prints the table, writes comparison.json and the report, warns, and picks the exit code.</summary>
     private static int Finish(string? configPath, string taskName, string split, string outDir, IReadOnlyList<(string Name, EvalSummary Summary)> summaries,
-        IReadOnlyList<string> log, TimeSpan wall, RunFlags flags)
+        IReadOnlyList<string> log, TimeSpan wall, RunFlags flags, IReadOnlyList<(string Name, string Why)>? failedRuns = null, JsonObject? localModels = null)
     {
         AnsiConsole.Write(ResultTable(taskName, split, summaries));
         Directory.CreateDirectory(outDir);
         var comparison = ComparisonJson.Build(configPath, taskName, split, summaries, wall, log);
+        if (failedRuns is { Count: > 0 })
+            comparison["failed"] = new JsonArray(failedRuns.Select(f => (JsonNode)new JsonObject { ["name"] = f.Name, ["error"] = f.Why }).ToArray());
+        if (localModels is { Count: > 0 }) comparison["local_models"] = localModels;
         OutputPaths.WriteAtomically(Path.Combine(outDir, "comparison.json"), comparison.ToJsonString(EvalJson.Indented));
         if (!flags.NoReport)
         {

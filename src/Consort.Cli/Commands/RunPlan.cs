@@ -82,6 +82,7 @@ public sealed class RunPlan
         if (split is not null and not ("dev" or "test")) throw new ConfigException($"--split must be dev or test, got '{split}'");
         if (limit is <= 0) throw new ConfigException($"--limit must be a positive number of items, got {limit}");
         if (request.Concurrency is <= 0) throw new ConfigException($"--concurrency must be at least 1, got {request.Concurrency}");
+        if (request.Concurrency is { } c) Limits.Check(c, 1, Limits.MaxConcurrency, "--concurrency", "run");
         var runs = config.Runs;
         if (runs.Count == 0 && request.NeedsTask) throw new ConfigException($"{file}: nothing to run: give a 'method' (with 'models'), 'runs', or 'baselines': true");
         if (request.Only.Count > 0)
@@ -125,7 +126,7 @@ public sealed class RunPlan
 
         // Models: files, capabilities, vocabularies and every hyperparameter value, without loading weights (methods
         // that fit on dev data are told whether the task has a dev split).
-        using (var check = new ModelSession { BaseDirectory = config.BaseDirectory, Seed = config.Seed, Dev = dev })
+        using (var check = new ModelSession { BaseDirectory = config.BaseDirectory, Seed = config.Seed, Dev = dev, Services = Consort.Embeddings.EmbeddingSources.Default })
             foreach (var r in runs)
                 if (!Leaves([r.Model]).OfType<GgufModelSpec>().Any(g => notDownloaded.Contains(g.Reference)))
                     check.Describe(r.Model);
@@ -144,7 +145,7 @@ public sealed class RunPlan
         return new ModelSession
         {
             BaseDirectory = Config.BaseDirectory, Dev = Dev, Seed = Config.Seed, MaxConcurrency = Concurrency, Log = log,
-            Decorate = decorator.Decorate, Answers = Task?.Answers ?? AnswerExtractor.Generic,
+            Decorate = decorator.Decorate, Answers = Task?.Answers ?? AnswerExtractor.Generic, Services = Consort.Embeddings.EmbeddingSources.Default,
         };
     }
 

@@ -90,18 +90,10 @@ public sealed class ServeConfig : IAsyncDisposable
     public static async Task<ServeConfig> LoadAsync(string path, string? urlsOverride, Action<string>? log, CancellationToken ct)
     {
         path = Path.GetFullPath(path);
-        if (!File.Exists(path)) throw new ConfigException($"serve config not found: {path}");
+        if (!File.Exists(path) && !Directory.Exists(path)) throw new ConfigException($"serve config not found: {path}");
         string where = Path.GetFileName(path);
-        JsonObject obj;
-        try
-        {
-            obj = JsonNode.Parse(await File.ReadAllTextAsync(path, ct), documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }) as JsonObject
+        var obj = Consort.Formats.SafeJson.ParseNodeFile(path, Limits.MaxConfigBytes, "a serve config", Consort.Formats.SafeJson.Kind.Config) as JsonObject
                   ?? throw new ConfigException($"{where}: a serve config must be a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new ConfigException($"{where}: invalid JSON: {e.Message}", e);
-        }
         string baseDir = Path.GetDirectoryName(path)!;
         bool isRunConfig = obj.Any(kv => RunKeys.Contains(kv.Key));
         foreach (var (key, _) in obj)
@@ -161,7 +153,8 @@ public sealed class ServeConfig : IAsyncDisposable
                 throw new ConfigException($"{where}: server.embedding_models: '{name}' is not a local GGUF model (embeddings come from llama.cpp)");
             embedSpecs.Add((name, g));
         }
-        int seed = obj["seed"]?.GetValue<int>() ?? 42;
+        int seed = RunConfig.Get<int?>(obj, "seed", where) ?? 42;
+        int concurrency = Limits.Check(RunConfig.Get<int?>(obj, "concurrency", where) ?? 4, 1, Limits.MaxConcurrency, "concurrency", where);
         RedisState? redis = null;
         SqliteDistributedCache? sqlite = null;
         var owned = new List<IDisposable>();
@@ -179,8 +172,9 @@ public sealed class ServeConfig : IAsyncDisposable
                 BaseDirectory = baseDir,
                 Log = log,
                 Seed = seed,
-                MaxConcurrency = obj["concurrency"]?.GetValue<int>() ?? 4,
+                MaxConcurrency = concurrency,
                 Decorate = decorator.Decorate,
+                Services = Consort.Embeddings.EmbeddingSources.Default,
             };
             foreach (var s in specs) session.Describe(s); // everything validated before anything loads
             await ModelSession.PrepareAsync(specs, log, ct);

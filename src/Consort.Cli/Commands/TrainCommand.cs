@@ -166,9 +166,7 @@ public sealed class TrainCommand : ICliCommand
         var path = Zoo.IsZooReference(pairs) ? Zoo.ResolveDataset(pairs!) : pairs!;
         if (Directory.Exists(path)) throw new ConsortException($"--pairs {path}: is a folder; give a dataset JSON file");
         if (!File.Exists(path)) throw new ConsortException($"--pairs {path}: file not found");
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new ConsortException($"--pairs {path}: not valid JSON ({e.Message})", e); }
+        var doc = Consort.Formats.SafeJson.ParseDocumentFile(path, Limits.MaxDatasetBytes, "a dataset", Consort.Formats.SafeJson.Kind.Data);
         using var parsed = doc;
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new ConsortException($"--pairs {path}: expected a dataset object with \"dev\"/\"test\" arrays");
         string kind = doc.RootElement.TryGetProperty("task_type", out var tt) && tt.ValueKind == JsonValueKind.String ? tt.GetString()! : "exact_match";

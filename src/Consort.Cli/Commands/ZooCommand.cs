@@ -44,27 +44,34 @@ public sealed class ZooCommand : ICliCommand
         var expertSteps = new Option<int>("--expert-steps") { Description = "Steps per expert", DefaultValueFactory = _ => new ZooBuildSettings().ExpertSteps };
         var seed = new Option<int>("--seed") { Description = "Data seed", DefaultValueFactory = _ => new ZooBuildSettings().DataSeed };
         var extra = new Option<string?>("--extra-steps") { Description = "Second-stage steps per expert, e.g. arith=600 (comma-separated)" };
-        var resume = new Option<bool>("--resume") { Description = "Keep a finished build's models in --out and run only missing second stages and the scoring" };
+        var team = new Option<string?>("--team-steps") { Description = "Steps per team model, e.g. team_reader=600,team_arith=0 (0 skips one; comma-separated)" };
+        var resume = new Option<bool>("--resume") { Description = "Keep a finished build's models in --out and run only what is missing (second stages, team models) and their scoring" };
         var notes = new Option<string?>("--notes") { Description = "Free-text note stored in the manifest (e.g. machine load)" };
         var adapterSteps = new Option<string?>("--adapter-steps") { Description = "LoRA adapter steps per skill, e.g. arith=300,facts_a=150 (0: no adapter)" };
         var adapterRank = new Option<int>("--adapter-rank") { Description = "LoRA adapter rank (alpha = 2 x rank)", DefaultValueFactory = _ => new ZooAdapterSettings().Rank };
         var adapterLr = new Option<float>("--adapter-lr") { Description = "LoRA adapter peak learning rate", DefaultValueFactory = _ => new ZooAdapterSettings().Optimizer.LearningRate };
         var adapterReplay = new Option<double>("--adapter-replay") { Description = "Fraction of LoRA training examples replaying the base's material", DefaultValueFactory = _ => new ZooAdapterSettings().Replay };
-        foreach (var o in new Option[] { outOpt, threads, baseSteps, expertSteps, seed, extra, resume, notes, adapterSteps, adapterRank, adapterLr, adapterReplay }) build.Options.Add(o);
+        foreach (var o in new Option[] { outOpt, threads, baseSteps, expertSteps, seed, extra, team, resume, notes, adapterSteps, adapterRank, adapterLr, adapterReplay }) build.Options.Add(o);
         build.SetAction((ParseResult pr, CancellationToken ct) =>
         {
             var outDir = pr.GetValue(outOpt) ?? DefaultZooDir();
             int t = pr.GetValue(threads), bs = pr.GetValue(baseSteps), es = pr.GetValue(expertSteps);
             if (t < 1 || bs < 1 || es < 1) throw new ConsortException("--threads, --base-steps and --expert-steps must be positive");
             var settings = new ZooBuildSettings { Threads = t, ExpertThreads = t, BaseSteps = bs, ExpertSteps = es, DataSeed = pr.GetValue(seed) };
-            if (pr.GetValue(extra) is { } ex) settings = settings with { ExtraExpertSteps = ParseExtra(ex) };
+            if (pr.GetValue(extra) is { } ex) settings = settings with { ExtraExpertSteps = ParseSteps(ex, "--extra-steps", ZooBuilder.Skills, "SKILL") };
+            if (pr.GetValue(team) is { } tm)
+            {
+                var steps = new Dictionary<string, int>(settings.TeamSteps);
+                foreach (var (k, v) in ParseSteps(tm, "--team-steps", ZooBuilder.Team.Select(x => x.Name).ToArray(), "MODEL")) steps[k] = v;
+                settings = settings with { TeamSteps = steps };
+            }
             int rank = pr.GetValue(adapterRank);
             float alr = pr.GetValue(adapterLr);
             if (rank < 1 || !(alr > 0)) throw new ConsortException("--adapter-rank and --adapter-lr must be positive");
             double replay = pr.GetValue(adapterReplay);
             if (replay is < 0 or >= 1) throw new ConsortException($"--adapter-replay {replay}: expected a fraction in [0, 1)");
             var ad = settings.Adapters with { Replay = replay, Rank = rank, Alpha = 2f * rank, Optimizer = settings.Adapters.Optimizer with { LearningRate = alr }, Threads = t };
-            if (pr.GetValue(adapterSteps) is { } ast) ad = ad with { Steps = ParseExtra(ast, "--adapter-steps") };
+            if (pr.GetValue(adapterSteps) is { } ast) ad = ad with { Steps = ParseSteps(ast, "--adapter-steps", ZooBuilder.Skills, "SKILL") };
             settings = settings with { Adapters = ad };
             var m = new ZooBuilder(settings, s => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {s}")).Build(outDir, pr.GetValue(resume), ct);
             if (pr.GetValue(notes) is { } n)
@@ -75,14 +82,14 @@ public sealed class ZooCommand : ICliCommand
         return zoo;
     }
 
-    private static Dictionary<string, int> ParseExtra(string text, string option = "--extra-steps")
+    private static Dictionary<string, int> ParseSteps(string text, string option, string[] valid, string what)
     {
         var d = new Dictionary<string, int>();
         foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var kv = part.Split('=');
-            if (kv.Length != 2 || !ZooBuilder.Skills.Contains(kv[0]) || !int.TryParse(kv[1], out var n) || n < 0)
-                throw new ConsortException($"{option} '{part}': expected SKILL=STEPS with SKILL one of {string.Join(", ", ZooBuilder.Skills)}");
+            if (kv.Length != 2 || !valid.Contains(kv[0]) || !int.TryParse(kv[1], out var n) || n < 0)
+                throw new ConsortException($"{option} '{part}': expected {what}=STEPS with {what} one of {string.Join(", ", valid)}");
             d[kv[0]] = n;
         }
         return d;

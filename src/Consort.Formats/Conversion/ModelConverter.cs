@@ -39,6 +39,7 @@ public static class ModelConverter
             using var ck = Llama2cCheckpoint.Open(input);
             var c = ck.Config;
             var hp = new LlamaHyperparameters(c.Dim, c.HiddenDim, c.Layers, c.Heads, c.KvHeads, c.VocabSize, c.SeqLen, 1e-5, 10000, c.SharedClassifier);
+            hp.Check(input);
             return toGguf ? GgufLayoutToGguf(ck, hp, output, options, ct) : GgufLayoutToHf(ck, hp, output, options, ct);
         }
         using var src = TensorSources.Open(input);
@@ -80,6 +81,7 @@ public static class ModelConverter
             w.AddTensor(name, t.Shape.Reverse().ToArray(), type);
             plan.Add((t, name, type));
         }
+        RefuseInvalid(w, st.Folder);
         long bytes = 0;
         foreach (var (t, name, _) in plan)
         {
@@ -104,6 +106,7 @@ public static class ModelConverter
         if (o.TokenizerFrom is null) throw new ConsortException("llama2.c checkpoints carry no tokenizer: pass --tokenizer-from MODEL.gguf (a GGUF with the same vocabulary)");
         WriteTokenizer(w, o, Path.GetDirectoryName(src.Path)!, hp.VocabSize);
         foreach (var t in src.Tensors) w.AddTensor(t.Name, t.Shape.Reverse().ToArray(), TypeFor(t, o, true));
+        RefuseInvalid(w, src.Path);
         foreach (var t in src.Tensors)
         {
             ct.ThrowIfCancellationRequested();
@@ -111,6 +114,13 @@ public static class ModelConverter
         }
         w.Commit();
         return new ConvertResult(output, src.Tensors.Count, new FileInfo(output).Length);
+    }
+
+    /// <summary>Validates the declared output before any tensor is converted: convert never writes a GGUF that llama.cpp would abort on.</summary>
+    private static void RefuseInvalid(GgufWriter w, string input)
+    {
+        var verdict = w.Validate();
+        if (!verdict.IsValid) throw new ModelFileException(input, $"refusing to convert: the GGUF would not run in llama.cpp: {verdict.Summary}");
     }
 
     private static ConvertResult GgufLayoutToHf(ITensorSource src, LlamaHyperparameters hp, string outFolder, ConvertOptions o, CancellationToken ct)

@@ -31,6 +31,20 @@ public sealed class GgufWriter : IDisposable
     public int Alignment { get; }
     /// <summary>Declared tensors.</summary>
     public IReadOnlyList<GgufTensorInfo> Tensors => _tensors;
+    /// <summary>Declared metadata by key, as the file will hold it (general.alignment included when not the default).</summary>
+    public IReadOnlyDictionary<string, GgufValue> Metadata
+    {
+        get
+        {
+            var d = new Dictionary<string, GgufValue>(_metadata, StringComparer.Ordinal);
+            if (Alignment != 32) d[GgufKeys.General.Alignment] = GgufValue.Of((uint)Alignment);
+            return d;
+        }
+    }
+
+    /// <summary>What <see cref="GgufValidator"/> says of the declared file: call it before writing data, so a file
+    /// llama.cpp would abort on is refused before any work.</summary>
+    public GgufVerdict Validate() => GgufValidator.Validate(_file.Destination, Metadata, _tensors);
 
     /// <summary>Adds or replaces a metadata entry (before data starts).</summary>
     public void SetMetadata(string key, GgufValue value)
@@ -47,7 +61,7 @@ public sealed class GgufWriter : IDisposable
     public void CopyMetadata(GgufFile source)
     {
         foreach (var kv in source.MetadataInOrder)
-            if (kv.Key != "general.alignment") SetMetadata(kv.Key, kv.Value);
+            if (kv.Key != GgufKeys.General.Alignment) SetMetadata(kv.Key, kv.Value);
     }
 
     /// <summary>Declares a tensor (dimensions innermost-first, as GGUF stores them).</summary>
@@ -153,7 +167,7 @@ public sealed class GgufWriter : IDisposable
     private void WriteHeader()
     {
         var meta = _metadata.ToList();
-        if (Alignment != 32) meta.Add(new("general.alignment", GgufValue.Of((uint)Alignment)));
+        if (Alignment != 32) meta.Add(new(GgufKeys.General.Alignment, GgufValue.Of((uint)Alignment)));
         _w.Write(GgufFile.Magic);
         _w.Write(3u);
         _w.Write((ulong)_tensors.Count);

@@ -52,7 +52,7 @@ public sealed unsafe class Llama2cCheckpoint : ITensorSource
     {
         path = System.IO.Path.GetFullPath(path);
         if (!File.Exists(path)) throw new ModelFileException(path, "file not found");
-        long length = new FileInfo(path).Length;
+        long length = Limits.ResolvedFile(path).Length;
         if (length < 28) throw new ModelFileException(path, $"too small for a llama2.c checkpoint ({length} bytes)");
         var h = new int[7];
         using (var fs = File.OpenRead(path))

@@ -52,8 +52,9 @@ public sealed unsafe class SafetensorsFile : ITensorSource
     public static SafetensorsFile Open(string path)
     {
         path = System.IO.Path.GetFullPath(path);
+        if (Directory.Exists(path)) throw new ModelFileException(path, "is a folder, not a .safetensors file");
         if (!File.Exists(path)) throw new ModelFileException(path, "file not found");
-        long length = new FileInfo(path).Length;
+        long length = Limits.ResolvedFile(path).Length;
         if (length < 8) throw new ModelFileException(path, $"too small to be safetensors ({length} bytes; the 8-byte header length is missing)");
         long headerLen;
         using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
@@ -83,14 +84,15 @@ public sealed unsafe class SafetensorsFile : ITensorSource
 
     private static (List<(TensorEntry, long)>, Dictionary<string, string>) ParseHeader(string path, ReadOnlySpan<byte> header, long dataLength)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw new ModelFileException(path, "header is not valid UTF-8; the file is corrupt or not safetensors");
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(header.ToArray());
+            doc = JsonDocument.Parse(header.ToArray(), SafeJson.Options);
         }
         catch (JsonException e)
         {
-            throw new ModelFileException(path, $"header is not valid JSON ({e.Message}); the file is corrupt or truncated", e);
+            throw new ModelFileException(path, $"header is not valid JSON ({SafeJson.Reason(e)}); the file is corrupt or truncated", e);
         }
         using (doc)
         {
@@ -111,36 +113,37 @@ public sealed unsafe class SafetensorsFile : ITensorSource
             var sorted = tensors.OrderBy(t => t.Begin).ToList();
             for (int i = 1; i < sorted.Count; i++)
                 if (sorted[i].Begin < sorted[i - 1].Begin + sorted[i - 1].Entry.ByteSize)
-                    throw new ModelFileException(path, $"corrupt: tensors '{sorted[i - 1].Entry.Name}' and '{sorted[i].Entry.Name}' overlap");
+                    throw new ModelFileException(path, $"corrupt: tensors {MessageText.Quote(sorted[i - 1].Entry.Name)} and {MessageText.Quote(sorted[i].Entry.Name)} overlap");
             return (tensors, metadata);
         }
     }
 
     private static (TensorEntry, long) ParseTensor(string path, string name, JsonElement e, long dataLength)
     {
-        string Bad(string problem) => $"tensor '{name}': {problem}";
+        string Bad(string problem) => $"tensor {MessageText.Quote(name)}: {problem}";
         if (e.ValueKind != JsonValueKind.Object) throw new ModelFileException(path, Bad("header entry is not an object"));
         if (!e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String) throw new ModelFileException(path, Bad("missing dtype"));
-        var type = SafetensorsDType.Parse(dt.GetString()!) ?? throw new ModelFileException(path, Bad($"dtype {dt.GetString()} is not supported (F32, F16, BF16, F64, I8-I64 are)"));
+        var type = SafetensorsDType.Parse(dt.GetString()!) ?? throw new ModelFileException(path, Bad($"dtype {MessageText.Quote(dt.GetString())} is not supported (F32, F16, BF16, F64, I8-I64 are)"));
         if (!e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array) throw new ModelFileException(path, Bad("missing shape"));
         var shape = new long[sh.GetArrayLength()];
         int k = 0;
         long elements = 1;
         foreach (var d in sh.EnumerateArray())
         {
-            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long v) || v < 0) throw new ModelFileException(path, Bad($"bad shape {sh.GetRawText()}"));
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long v) || v < 0) throw new ModelFileException(path, Bad($"bad shape {MessageText.Escape(sh.GetRawText(), 80)}"));
             shape[k++] = v;
-            elements = v == 0 ? 0 : (elements > long.MaxValue / v ? throw new ModelFileException(path, Bad($"shape {sh.GetRawText()} overflows")) : elements * v);
+            elements = v == 0 ? 0 : (elements > long.MaxValue / v ? throw new ModelFileException(path, Bad($"shape {MessageText.Escape(sh.GetRawText(), 80)} overflows")) : elements * v);
         }
         if (!e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
             throw new ModelFileException(path, Bad("missing data_offsets [begin, end]"));
-        if (!off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
-            throw new ModelFileException(path, Bad($"bad data_offsets {off.GetRawText()}"));
+        if (off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number
+            || !off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
+            throw new ModelFileException(path, Bad($"bad data_offsets {MessageText.Escape(off.GetRawText(), 80)}"));
         if (end > dataLength)
             throw new ModelFileException(path, Bad($"data_offsets [{begin}, {end}] lie outside the data section ({dataLength} bytes): the file is truncated or corrupt"));
         long expected = GgmlTypes.ByteSize(type, elements);
         if (end - begin != expected)
-            throw new ModelFileException(path, Bad($"data_offsets [{begin}, {end}] hold {end - begin} bytes but shape {sh.GetRawText()} of {dt.GetString()} needs {expected}"));
+            throw new ModelFileException(path, Bad($"data_offsets [{begin}, {end}] hold {end - begin} bytes but shape {MessageText.Escape(sh.GetRawText(), 80)} of {dt.GetString()} needs {expected}"));
         return (new TensorEntry(name, shape, type, expected), begin);
     }
 

@@ -45,8 +45,7 @@ public sealed class SafetensorsModel : ITensorSource
     {
         var p = System.IO.Path.Combine(Folder, "config.json");
         if (!File.Exists(p)) return null;
-        try { return JsonDocument.Parse(File.ReadAllBytes(p)); }
-        catch (JsonException e) { throw new ModelFileException(p, "is not valid JSON: " + e.Message, e); }
+        return SafeJson.ParseDocumentFile(p, Limits.MaxConfigBytes, "a config.json", SafeJson.Kind.Model);
     }
 
     /// <summary>Opens a folder (model.safetensors or the shard index in it), an index file, or one .safetensors file.</summary>
@@ -80,10 +79,11 @@ public sealed class SafetensorsModel : ITensorSource
         Dictionary<string, string> weightMap;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+            using var doc = SafeJson.ParseDocumentFile(indexPath, Limits.MaxConfigBytes, "a shard index", SafeJson.Kind.Model);
             if (!doc.RootElement.TryGetProperty("weight_map", out var wm) || wm.ValueKind != JsonValueKind.Object)
                 throw new ModelFileException(indexPath, "no \"weight_map\" object");
-            weightMap = wm.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? throw new ModelFileException(indexPath, $"weight_map entry '{p.Name}' is not a file name"));
+            weightMap = wm.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()!
+                : throw new ModelFileException(indexPath, $"weight_map entry {MessageText.Quote(p.Name)} is not a file name"));
         }
         catch (JsonException e) { throw new ModelFileException(indexPath, "is not valid JSON: " + e.Message, e); }
         catch (InvalidOperationException e) { throw new ModelFileException(indexPath, "weight_map values must be file names: " + e.Message, e); }
@@ -93,19 +93,19 @@ public sealed class SafetensorsModel : ITensorSource
         {
             foreach (var shard in weightMap.Values.Distinct())
             {
-                if (shard.Contains("..") || System.IO.Path.IsPathRooted(shard)) throw new ModelFileException(indexPath, $"shard name '{shard}' leaves the model folder");
+                if (shard.Contains("..") || System.IO.Path.IsPathRooted(shard)) throw new ModelFileException(indexPath, $"shard name {MessageText.Quote(shard)} leaves the model folder");
                 shards[shard] = SafetensorsFile.Open(System.IO.Path.Combine(folder, shard));
             }
             var order = new List<(string, SafetensorsFile)>();
             foreach (var (name, shard) in weightMap)
             {
                 var f = shards[shard];
-                if (f.Find(name) is null) throw new ModelFileException(f.Path, $"tensor '{name}' is listed in {IndexFileName} but missing from this shard");
+                if (f.Find(name) is null) throw new ModelFileException(f.Path, $"tensor {MessageText.Quote(name)} is listed in {IndexFileName} but missing from this shard");
                 order.Add((name, f));
             }
             foreach (var f in shards.Values)
                 foreach (var t in f.Tensors)
-                    if (!weightMap.ContainsKey(t.Name)) throw new ModelFileException(f.Path, $"tensor '{t.Name}' is not listed in {IndexFileName}");
+                    if (!weightMap.ContainsKey(t.Name)) throw new ModelFileException(f.Path, $"tensor {MessageText.Quote(t.Name)} is not listed in {IndexFileName}");
             return new SafetensorsModel(indexPath, folder, shards.Values.ToList(), order);
         }
         catch

@@ -106,7 +106,12 @@ public sealed class ApiKeyRing
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(File.ReadAllText(file), documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }) as JsonObject
+            if (new FileInfo(file).Length > Limits.MaxConfigBytes) throw new ConfigException($"{where}: a keys file larger than {Limits.MaxConfigBytes:N0} bytes");
+            // Depth bounded and duplicate keys refused, as for every config file.
+            root = JsonNode.Parse(File.ReadAllText(file), documentOptions: new JsonDocumentOptions
+                   {
+                       CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true, MaxDepth = Limits.MaxDocumentDepth, AllowDuplicateProperties = false,
+                   }) as JsonObject
                    ?? throw new ConfigException($"{where}: a keys file must be a JSON object {{\"keys\": [...]}}");
         }
         catch (JsonException e)

@@ -21,16 +21,7 @@ public sealed class FactsWorld
     {
         var rng = new Random(seed);
         var used = new HashSet<string>();
-        string NewName(int syllables)
-        {
-            while (true)
-            {
-                var s = string.Concat(Enumerable.Range(0, syllables).Select(_ => Onsets[rng.Next(Onsets.Length)] + Vowels[rng.Next(Vowels.Length)]))
-                        + Codas[rng.Next(Codas.Length)];
-                s = char.ToUpperInvariant(s[0]) + s[1..];
-                if (s.Length >= 4 && used.Add(s)) return s;
-            }
-        }
+        string NewName(int syllables) => UniqueName(rng, syllables, used);
         Places = Enumerable.Range(0, places).Select(_ => NewName(2)).ToArray();
         People = Enumerable.Range(0, people).Select(_ => NewName(2)).ToArray();
         Home = People.Select(_ => Places[rng.Next(places)]).ToArray();
@@ -38,6 +29,18 @@ public sealed class FactsWorld
     }
 
     private readonly int _seed;
+
+    /// <summary>A made-up name of <paramref name="syllables"/> syllables (at least 4 letters) not yet in <paramref name="used"/>, which it joins.</summary>
+    public static string UniqueName(Random rng, int syllables, ISet<string> used)
+    {
+        while (true)
+        {
+            var s = string.Concat(Enumerable.Range(0, syllables).Select(_ => Onsets[rng.Next(Onsets.Length)] + Vowels[rng.Next(Vowels.Length)]))
+                    + Codas[rng.Next(Codas.Length)];
+            s = char.ToUpperInvariant(s[0]) + s[1..];
+            if (s.Length >= 4 && used.Add(s)) return s;
+        }
+    }
 
     /// <summary>Place names.</summary>
     public string[] Places { get; }

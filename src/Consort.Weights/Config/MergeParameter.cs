@@ -52,6 +52,22 @@ public sealed class MergeParameter
         return _gradient[i0] * (1 - frac) + _gradient[i1] * frac;
     }
 
+    /// <summary>
+    /// Every value this parameter can resolve to, for checks before any work: the scalar, each gradient anchor
+    /// (interpolation stays between anchors) and the values of every filtered entry.
+    /// </summary>
+    public IEnumerable<object> Values()
+    {
+        if (_conditions is not null) return _conditions.SelectMany(c => c.Value.Values());
+        if (_gradient is not null) return _gradient.Select(x => (object)x);
+        return _scalar is null ? [] : [_scalar];
+    }
+
+    /// <summary>The value as mergekit YAML/JSON would write it (scalar, list, or list of {filter, value}).</summary>
+    public object? ToPlain() => _conditions is not null
+        ? _conditions.Select(c => (object?)new Dictionary<string, object?> { ["filter"] = c.Filter, ["value"] = c.Value.ToPlain() }.Where(kv => kv.Value is not null).ToDictionary()).ToList()
+        : _gradient is not null ? _gradient.Length == 1 ? _gradient[0] : _gradient.Cast<object?>().ToList() : _scalar;
+
     /// <summary>Builds a parameter from parsed YAML/JSON (scalars, lists, maps).</summary>
     public static MergeParameter From(object? node, string where)
     {

@@ -4,6 +4,7 @@ using Consort.Formats.Gguf;
 using Consort.Formats.Safetensors;
 using Consort.Weights.Config;
 using Consort.Weights.Methods;
+using Consort.Weights.Tokenizer;
 
 namespace Consort.Weights.Engine;
 
@@ -18,6 +19,8 @@ public sealed record MergeResult(string Output, int Tensors, long BytesRead, lon
 {
     /// <summary>Of <see cref="Seconds"/>, the time spent completing the output (final flush to disk and rename).</summary>
     public double CommitSeconds { get; init; }
+    /// <summary>What the config asked that the merge did not use (parameters of other methods), one line each.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
 }
 
 /// <summary>Progress of a running merge.</summary>
@@ -58,7 +61,7 @@ public static class MergeEngine
         if (parallelism <= 0) parallelism = Environment.ProcessorCount;
         var sw = Stopwatch.StartNew();
         var method = MergeMethodRegistry.Get(config.MergeMethod);
-        CheckModelCounts(config, method);
+        var warnings = Validate(config);
         output = Path.GetFullPath(output);
         var paths = config.AllPaths;
         if (paths.Contains(output)) throw new ConsortException($"{output}: the output would overwrite an input");
@@ -68,18 +71,35 @@ public static class MergeEngine
         {
             for (int i = 0; i < paths.Count; i++) sources[i] = TensorSources.Open(paths[i]);
             int baseSource = config.BaseModel is null ? -1 : 0;
-            CheckCompatible(sources, sameTensors: config.Slices is null);
+            CheckArchitectures(sources, config.AllowCrimes);
+            var vocabulary = config.Tokenizer is null ? null : TokenizerPlan.Build(config, paths, sources);
+            CheckCompatible(sources, sameTensors: config.Slices is null, vocabularyMayDiffer: vocabulary is not null);
             var template = sources[config.BaseModel is not null ? 0 : paths.ToList().IndexOf(config.Slices?[0].Sources[0].Path ?? config.Models[0].Path)];
             GgmlType? outType = config.OutDtype is null ? null : SafetensorsDType.ParseUser(config.OutDtype);
             int layers = TensorNames.LayerCount(template.Tensors.Select(t => t.Name));
+            var chatTemplate = ChatTemplates.Resolve(config.ChatTemplate, sources.Select(ChatTemplateOf));
 
-            using var sink = MergeOutput.Create(output, template, config.Name ?? Path.GetFileNameWithoutExtension(output));
+            using var sink = MergeOutput.Create(output, template, config.Name ?? Path.GetFileNameWithoutExtension(output), new MergeOutputOptions(config.OutShardSize));
+            if (vocabulary is not null) sink.SetVocabulary(vocabulary);
+            if (chatTemplate is not null) sink.SetChatTemplate(chatTemplate);
             List<PlannedTensor> plan;
             if (config.Slices is null)
             {
                 int[] modelSource = config.Models.Select(m => paths.ToList().IndexOf(m.Path)).ToArray();
-                plan = template.Tensors.Select(t => new PlannedTensor(t, OutputType(t, outType, sink), sources,
-                    sources.Select(s => s.Find(t.Name)!).ToArray(), baseSource, modelSource, config, t.Name, layers)).ToList();
+                bool embedSlerp = vocabulary is not null && config.Parameters.GetValueOrDefault("embed_slerp")?.Resolve("", 1) is true or 1.0;
+                plan = template.Tensors.Select(t =>
+                {
+                    var entries = sources.Select(s => s.Find(t.Name)!).ToArray();
+                    if (vocabulary is null || !Vocabulary.IsVocabularyTensor(t.Name))
+                        return new PlannedTensor(t, OutputType(t, outType, sink), sources, entries, baseSource, modelSource, config, t.Name, layers);
+                    // Token rows in the output vocabulary: every input seen through its row map.
+                    var remapped = t with { Shape = [vocabulary.Rows, .. t.Shape[1..]] };
+                    return new PlannedTensor(remapped, OutputType(remapped, outType, sink), sources, entries, baseSource, modelSource, config, t.Name, layers)
+                    {
+                        Remaps = sources.Select((_, i) => (RowRemap?)vocabulary.Remap(i)).ToArray(),
+                        Override = embedSlerp ? job => EmbedSlerp.Merge(job, vocabulary, job.Global("t", 0.5)) : null,
+                    };
+                }).ToList();
             }
             else
             {
@@ -125,7 +145,7 @@ public static class MergeEngine
                             TensorCodec.Encode(type, span, buf.AsSpan((int)GgmlTypes.ByteSize(type, start), (int)GgmlTypes.ByteSize(type, span.Length)));
                         }
                         job = new TensorJob(t.Name, t.ElementCount, item.Sources, entries, item.BaseSource, item.ModelSource, item.Config, item.ParameterLayers, chunk, buffers,
-                            span => { EncodeAt(emitted, span); emitted += span.Length; }, whole, parallelism, EncodeAt, item.ParameterName);
+                            span => { EncodeAt(emitted, span); emitted += span.Length; }, whole, parallelism, EncodeAt, item.ParameterName, item.Remaps);
                     }
                     else
                     {
@@ -135,12 +155,17 @@ public static class MergeEngine
                             if (span.Length % GgmlTypes.BlockSize(type) != 0 && emitted + span.Length != t.ElementCount)
                                 throw new InvalidOperationException("output chunk splits a quantization block");
                             int bytes = (int)GgmlTypes.ByteSize(type, span.Length);
+                            if (encoded.Length < bytes) encoded = new byte[bytes]; // block passes emit whole blocks (a few chunks at most)
                             TensorCodec.Encode(type, span, encoded.AsSpan(0, bytes));
                             sink.Write(t.Name, encoded.AsSpan(0, bytes));
                             emitted += span.Length;
-                        }, parameterName: item.ParameterName);
+                        }, parameterName: item.ParameterName, remaps: item.Remaps);
                     }
-                    try { method.Merge(job); }
+                    try
+                    {
+                        if (item.Override is { } merge) merge(job);
+                        else method.Merge(job);
+                    }
                     catch (AggregateException ae) when (ae.Flatten().InnerExceptions.Count > 0)
                     {
                         // Parallel parts of in-memory tensors: surface the first real error (e.g. a ModelFileException).
@@ -169,7 +194,7 @@ public static class MergeEngine
             sink.Commit();
             double commitSeconds = commit.Elapsed.TotalSeconds;
             long size = File.Exists(output) ? new FileInfo(output).Length : Directory.GetFiles(output).Sum(f => new FileInfo(f).Length);
-            return new MergeResult(output, plan.Count, read, size, sw.Elapsed.TotalSeconds, PeakResident()) { CommitSeconds = commitSeconds };
+            return new MergeResult(output, plan.Count, read, size, sw.Elapsed.TotalSeconds, PeakResident()) { CommitSeconds = commitSeconds, Warnings = warnings };
         }
         finally
         {
@@ -188,39 +213,95 @@ public static class MergeEngine
     }
 
     /// <summary>Checks a config against its method before any file is opened: base model, model counts, parameter names.</summary>
-    public static void Validate(MergeConfig c) => CheckModelCounts(c, MergeMethodRegistry.Get(c.MergeMethod));
-
-    private static void CheckModelCounts(MergeConfig c, IMergeMethod m)
+    /// <returns>Warnings: parameters that other methods take but this one does not use (mergekit ignores them too).</returns>
+    public static IReadOnlyList<string> Validate(MergeConfig c)
     {
+        var warnings = new List<string>();
+        CheckModelCounts(c, MergeMethodRegistry.Get(c.MergeMethod), warnings);
+        return warnings.Distinct().ToList();
+    }
+
+    // Names some merge method takes: mergekit silently ignores a parameter the chosen method does not read (its
+    // configs often give every model a weight), so those are accepted with a warning; other names are typos.
+    private static readonly Lazy<HashSet<string>> AnyMethodParameter = new(() =>
+        MergeMethodRegistry.Names.SelectMany(n => MergeMethodRegistry.Get(n).Parameters.Select(p => p.Name)).ToHashSet());
+
+    private static void CheckModelCounts(MergeConfig c, IMergeMethod m, List<string>? warnings = null)
+    {
+        warnings ??= [];
+        ChatTemplates.Validate(c.ChatTemplate);
+        if (c.Tokenizer is not null && c.Slices is not null) throw new ConfigException("a tokenizer merge (tokenizer / tokenizer_source) works on 'models' configs; it is not supported with 'slices'");
+        if (c.Tokenizer is not null && c.Parameters.GetValueOrDefault("embed_slerp")?.Values().Any(v => v is true or 1.0) == true
+            && (c.BaseModel is null || c.Models.Count(x => x.Path != c.BaseModel) != 1))
+            throw new ConfigException("embed_slerp interpolates the token rows of two models: give base_model and one other model");
         if (c.Slices is { } slices)
         {
             for (int i = 0; i < slices.Count; i++)
             {
                 if (c.BaseModel is not null && !slices[i].Sources.Any(x => x.Path == c.BaseModel))
                     throw new ConfigException($"slices[{i}]: base_model {Path.GetFileName(c.BaseModel)} must be one of the slice's sources (its layers there are the base)");
-                try { CheckModelCounts(c.ForSlice(i), m); }
+                try { CheckModelCounts(c.ForSlice(i), m, warnings); }
                 catch (ConfigException e) { throw new ConfigException($"slices[{i}]: {e.Message}", e); }
             }
             return;
         }
         if (m.RequiresBase && c.BaseModel is null) throw new ConfigException($"merge_method '{m.Name}' needs base_model");
         int others = c.Models.Count(x => x.Path != c.BaseModel);
-        int count = m.RequiresBase ? others : c.Models.Count;
-        if (count < m.MinModels) throw new ConfigException($"merge_method '{m.Name}' needs at least {m.MinModels} model(s){(m.RequiresBase ? " besides base_model" : "")}, got {count}");
-        if (count > m.MaxModels) throw new ConfigException($"merge_method '{m.Name}' takes at most {m.MaxModels} model(s){(m.RequiresBase ? " besides base_model" : "")}, got {count}");
-        var specs = m.Parameters.Select(p => p.Name).ToHashSet();
-        foreach (var k in c.Parameters.Keys)
-            if (!specs.Contains(k)) throw new ConfigException($"merge_method '{m.Name}' has no parameter '{k}' (it takes: {string.Join(", ", specs)})");
+        bool besidesBase = m.RequiresBase || (m.OptionalBase && c.BaseModel is not null);
+        int count = besidesBase ? others : c.Models.Count;
+        if (count < m.MinModels) throw new ConfigException($"merge_method '{m.Name}' needs at least {m.MinModels} model(s){(besidesBase ? " besides base_model" : "")}, got {count}");
+        if (count > m.MaxModels) throw new ConfigException($"merge_method '{m.Name}' takes at most {m.MaxModels} model(s){(besidesBase ? " besides base_model" : "")}, got {count}");
+        var specs = m.Parameters.ToDictionary(p => p.Name);
+        var extra = TokenizerParameters(c);
+        string Known() => string.Join(", ", specs.Keys.Concat(extra.Keys));
+        foreach (var (k, v) in c.Parameters)
+        {
+            var spec = specs.GetValueOrDefault(k) ?? extra.GetValueOrDefault(k);
+            if (spec is null && AnyMethodParameter.Value.Contains(k)) { warnings.Add($"merge_method '{m.Name}' does not use parameter '{k}' (ignored)"); continue; }
+            if (spec is null) throw new ConfigException($"merge_method '{m.Name}' has no parameter '{k}' (it takes: {Known()})");
+            CheckRange(m, spec, k, v, "");
+        }
         foreach (var model in c.Models)
-            foreach (var k in model.Parameters.Keys)
-                if (!specs.Contains(k)) throw new ConfigException($"merge_method '{m.Name}': model '{Path.GetFileName(model.Path)}' has unknown parameter '{k}' (it takes: {string.Join(", ", specs)})");
+            foreach (var (k, v) in model.Parameters)
+            {
+                var spec = specs.GetValueOrDefault(k);
+                if (spec is null && AnyMethodParameter.Value.Contains(k)) { warnings.Add($"merge_method '{m.Name}' does not use parameter '{k}' (ignored)"); continue; }
+                if (spec is null) throw new ConfigException($"merge_method '{m.Name}': model '{Path.GetFileName(model.Path)}' has unknown parameter '{k}' (it takes: {string.Join(", ", specs.Keys)})");
+                CheckRange(m, spec, k, v, $"model '{Path.GetFileName(model.Path)}': ");
+            }
+        foreach (var spec in specs.Values.Where(s => s.Default is null && s.PerModel))
+            foreach (var model in c.Models.Where(x => x.Path != c.BaseModel || !besidesBase))
+                if (!model.Parameters.ContainsKey(spec.Name) && !c.Parameters.ContainsKey(spec.Name))
+                    throw new ConfigException($"merge_method '{m.Name}': model '{Path.GetFileName(model.Path)}' needs parameter '{spec.Name}'");
+        foreach (var spec in specs.Values.Where(s => s.Default is null && !s.PerModel))
+            if (!c.Parameters.ContainsKey(spec.Name)) throw new ConfigException($"merge_method '{m.Name}' needs parameter '{spec.Name}' ({spec.RangeText})");
+        m.Validate(c);
     }
+
+    // Every value a parameter can take (scalars, gradient anchors, filtered values) must be in the method's range.
+    private static void CheckRange(IMergeMethod m, MergeParameterSpec spec, string key, MergeParameter value, string owner)
+    {
+        foreach (var v in value.Values())
+            if (spec.Check(v) is string why)
+                throw new ConfigException($"merge_method '{m.Name}': {owner}parameter '{key}' is {Show(v)}; it {why}");
+    }
+
+    private static string Show(object v) => v switch
+    {
+        double d => d.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+        bool b => b ? "true" : "false",
+        _ => v.ToString() ?? "",
+    };
+
+    /// <summary>Global parameters the tokenizer step adds to every method (mergekit's legacy embed_slerp and its t).</summary>
+    private static Dictionary<string, MergeParameterSpec> TokenizerParameters(MergeConfig c) =>
+        c.Tokenizer is null ? [] : new() { ["embed_slerp"] = new("embed_slerp", false, false), ["t"] = new("t", 0.5, false) { Min = 0, Max = 1 } };
 
     /// <summary>
     /// Checks before any work: same format, same tensor names, same shapes, same vocabulary. Every problem found is
     /// reported in one message.
     /// </summary>
-    public static void CheckCompatible(IReadOnlyList<ITensorSource> sources, bool sameTensors = true)
+    public static void CheckCompatible(IReadOnlyList<ITensorSource> sources, bool sameTensors = true, bool vocabularyMayDiffer = false)
     {
         var first = sources[0];
         var problems = new List<string>();
@@ -234,10 +315,11 @@ public static class MergeEngine
             if (missing.Count > 0) problems.Add($"{N(s)} lacks {missing.Count} tensor(s): {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? ", ..." : "")}");
             if (extra.Count > 0) problems.Add($"{N(s)} has {extra.Count} tensor(s) {N(first)} lacks: {string.Join(", ", extra.Take(8))}{(extra.Count > 8 ? ", ..." : "")}");
             foreach (var t in first.Tensors)
-                if (s.Find(t.Name) is { } o && !o.SameShape(t))
+                if (s.Find(t.Name) is { } o && !o.SameShape(t)
+                    && !(vocabularyMayDiffer && Vocabulary.IsVocabularyTensor(t.Name) && o.Shape.AsSpan(1).SequenceEqual(t.Shape.AsSpan(1))))
                     problems.Add($"{t.Name} is {t.ShapeText} in {N(first)} but {o.ShapeText} in {N(s)}");
             vocabulary:
-            if (first is GgufTensorSource g1 && s is GgufTensorSource g2 && g1.File.Vocabulary is { } v1 && g2.File.Vocabulary is { } v2 && v1 != v2)
+            if (!vocabularyMayDiffer && first is GgufTensorSource g1 && s is GgufTensorSource g2 && g1.File.Vocabulary is { } v1 && g2.File.Vocabulary is { } v2 && v1 != v2)
                 problems.Add($"{N(s)} has a different vocabulary from {N(first)} ({g2.File.Tokens?.Length} vs {g1.File.Tokens?.Length} tokens, different token texts)");
         }
         if (problems.Count > 0)
@@ -246,7 +328,45 @@ public static class MergeEngine
 
     /// <summary>One output tensor of the plan: where its inputs come from and which config resolves its parameters.</summary>
     private sealed record PlannedTensor(TensorEntry Tensor, GgmlType Type, ITensorSource[] Sources, TensorEntry[] Entries,
-        int BaseSource, int[] ModelSource, MergeConfig Config, string ParameterName, int ParameterLayers);
+        int BaseSource, int[] ModelSource, MergeConfig Config, string ParameterName, int ParameterLayers)
+    {
+        /// <summary>Per source, the token row map of a tokenizer merge (null: read as stored).</summary>
+        public RowRemap?[]? Remaps { get; init; }
+        /// <summary>Merges this tensor instead of the method (embed_slerp for token rows).</summary>
+        public Action<TensorJob>? Override { get; init; }
+    }
+
+    /// <summary>The architecture a model declares: GGUF general.architecture, or config.json's architectures[0] / model_type.</summary>
+    public static string? ArchitectureOf(ITensorSource s)
+    {
+        if (s is GgufTensorSource g) return g.File.Architecture;
+        if (s is SafetensorsModel st && st.ReadConfig() is { } doc)
+            using (doc)
+            {
+                var root = doc.RootElement;
+                if (root.TryGetProperty("architectures", out var a) && a.ValueKind == System.Text.Json.JsonValueKind.Array && a.GetArrayLength() > 0) return a[0].GetString();
+                if (root.TryGetProperty("model_type", out var mt)) return mt.GetString();
+            }
+        return null;
+    }
+
+    // mergekit refuses to mix architectures unless --allow-crimes.
+    private static void CheckArchitectures(ITensorSource[] sources, bool allowCrimes)
+    {
+        var arch = sources.Select(ArchitectureOf).ToArray();
+        if (allowCrimes || arch.Where(a => a is not null).Distinct().Count() <= 1) return;
+        throw new ConfigException("the models have different architectures (" + string.Join(", ", sources.Select((s, i) => $"{Path.GetFileName(s.Path)}: {arch[i] ?? "unknown"}"))
+            + "); give allow_crimes: true (or --allow-crimes) to merge them anyway");
+    }
+
+    private static string? ChatTemplateOf(ITensorSource s) => s switch
+    {
+        GgufTensorSource g => g.File.GetString("tokenizer.chat_template"),
+        SafetensorsModel st => File.Exists(Path.Combine(st.Folder, "tokenizer_config.json"))
+            ? (System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(st.Folder, "tokenizer_config.json"))) as System.Text.Json.Nodes.JsonObject)?["chat_template"] is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var t) ? t : null
+            : null,
+        _ => null,
+    };
 
     /// <summary>
     /// The plan of a <c>slices:</c> config: the template's global tensors (embeddings from the first slice's sources,

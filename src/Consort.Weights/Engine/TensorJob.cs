@@ -22,11 +22,30 @@ public sealed class TensorJob
     private readonly bool[] _decoded;
     private readonly Action<long, ReadOnlySpan<float>>? _emitAt;
     private long _emittedAt;
+    private readonly RowRemap?[]? _remaps;
+
+    // Decodes from an input, through its row map when the tensor's rows are tokens of another vocabulary.
+    private void Decode(int source, long start, Span<float> dst)
+    {
+        if (_remaps?[source] is { } remap)
+            remap.Read(start, dst, RowLength, (s, at, d) => _sources[s].ReadFloat32(_entries[s], at, d), source);
+        else _sources[source].ReadFloat32(_entries[source], start, dst);
+    }
+
+    private void ReleasePages(int source, long start, int count)
+    {
+        if (_remaps?[source] is null) MappedPages.Release(_sources[source], _entries[source], start, count);
+    }
+
+    /// <summary>Whether input <paramref name="source"/> is seen through a token row map (the tensor's rows are the output vocabulary's).</summary>
+    public bool IsRemapped(int source) => _remaps?[source] is not null;
 
     internal TensorJob(string name, long count, ITensorSource[] sources, TensorEntry[] entries, int baseSource, int[] modelSource,
         MergeConfig config, int layers, int chunk, List<float[]> buffers, Action<ReadOnlySpan<float>> emit,
-        List<float[]>? whole = null, int parallelism = 1, Action<long, ReadOnlySpan<float>>? emitAt = null, string? parameterName = null)
+        List<float[]>? whole = null, int parallelism = 1, Action<long, ReadOnlySpan<float>>? emitAt = null, string? parameterName = null,
+        RowRemap?[]? remaps = null)
     {
+        _remaps = remaps;
         _emitAt = emitAt;
         ParameterName = parameterName ?? name;
         Name = name; Count = count; _sources = sources; _entries = entries; BaseSource = baseSource; _modelSource = modelSource;
@@ -76,8 +95,8 @@ public sealed class TensorJob
 
     private void DecodeInto(int source, long start, Span<float> dst)
     {
-        _sources[source].ReadFloat32(_entries[source], start, dst);
-        MappedPages.Release(_sources[source], _entries[source], start, dst.Length);
+        Decode(source, start, dst);
+        ReleasePages(source, start, dst.Length);
     }
 
     /// <summary>
@@ -88,14 +107,15 @@ public sealed class TensorJob
     public void ReadBlock(int source, long start, Span<float> dst)
     {
         if (!InMemory) throw new InvalidOperationException($"tensor '{Name}' is not held in memory");
-        _sources[source].ReadFloat32(_entries[source], start, dst);
+        Decode(source, start, dst);
     }
 
     /// <summary>Accounts <paramref name="passes"/> full reads of source <paramref name="source"/> through <see cref="ReadBlock"/> and drops its pages from the resident set.</summary>
     public void FinishReading(int source, double passes = 1)
     {
         BytesRead += (long)(passes * Formats.Gguf.GgmlTypes.ByteSize(_entries[source].Type, Count));
-        for (long s = 0; s < Count; s += 1 << 24) MappedPages.Release(_sources[source], _entries[source], s, (int)Math.Min(1 << 24, Count - s));
+        if (_remaps?[source] is null)
+            for (long s = 0; s < Count; s += 1 << 24) MappedPages.Release(_sources[source], _entries[source], s, (int)Math.Min(1 << 24, Count - s));
     }
 
     /// <summary>
@@ -189,9 +209,9 @@ public sealed class TensorJob
             Whole(source).AsSpan(checked((int)start), dst.Length).CopyTo(dst);
             return;
         }
-        _sources[source].ReadFloat32(_entries[source], start, dst);
+        Decode(source, start, dst);
         BytesRead += Formats.Gguf.GgmlTypes.ByteSize(_entries[source].Type, dst.Length);
-        MappedPages.Release(_sources[source], _entries[source], start, dst.Length);
+        ReleasePages(source, start, dst.Length);
     }
 
     /// <summary>Chunk boundaries in order.</summary>

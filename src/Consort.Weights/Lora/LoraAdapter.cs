@@ -13,6 +13,8 @@ public sealed record LoraPair(string Target, TensorEntry A, TensorEntry B)
 {
     /// <summary>Rank.</summary>
     public int Rank => (int)A.Shape[0];
+    /// <summary>This pair's lora_alpha when it differs from the adapter's (PEFT alpha_pattern), else null.</summary>
+    public double? Alpha { get; init; }
 }
 
 /// <summary>
@@ -43,7 +45,7 @@ public sealed class LoraAdapter : IDisposable
     public int Rank => Pairs.Count == 0 ? 0 : Pairs[0].Rank;
 
     /// <summary>The factor on B A: alpha / r (alpha / sqrt r for rsLoRA), or 1 when alpha is 0 (llama.cpp's rule).</summary>
-    public double ScaleFor(LoraPair p) => Alpha == 0 ? 1 : RsLora ? Alpha / Math.Sqrt(p.Rank) : Alpha / p.Rank;
+    public double ScaleFor(LoraPair p) => (p.Alpha ?? Alpha) is var a && a == 0 ? 1 : RsLora ? a / Math.Sqrt(p.Rank) : a / p.Rank;
 
     /// <summary>Reads A of a pair as F32 ([r, in] row-major).</summary>
     public float[] ReadA(LoraPair p) => _source.ReadFloat32(p.A);
@@ -82,24 +84,55 @@ public sealed class LoraAdapter : IDisposable
         var cfgPath = System.IO.Path.Combine(folder, "adapter_config.json");
         if (!File.Exists(cfgPath)) throw new ModelFileException(cfgPath, "not found (a PEFT adapter folder needs adapter_config.json)");
         double alpha; int r; bool rs;
+        Dictionary<string, double> rankPattern, alphaPattern;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(cfgPath));
+            using var doc = SafeJson.ParseDocumentFile(cfgPath, Limits.MaxConfigBytes, "an adapter config", SafeJson.Kind.Model);
             var c = doc.RootElement;
             if (c.TryGetProperty("peft_type", out var pt) && pt.GetString() is { } type && type != "LORA")
-                throw new ModelFileException(cfgPath, $"peft_type '{type}' is not LORA");
+                throw new ModelFileException(cfgPath, $"peft_type '{Limits.ForMessage(type)}' is not LORA");
             r = c.TryGetProperty("r", out var rv) ? rv.GetInt32() : throw new ModelFileException(cfgPath, "missing 'r'");
             alpha = c.TryGetProperty("lora_alpha", out var av) ? av.GetDouble() : r;
             rs = c.TryGetProperty("use_rslora", out var rsv) && rsv.ValueKind == JsonValueKind.True;
+            // Per-module ranks and alphas (PEFT's rank_pattern / alpha_pattern: keys match module names' tails).
+            Dictionary<string, double> Pattern(string key) => c.TryGetProperty(key, out var pv) && pv.ValueKind == JsonValueKind.Object
+                ? pv.EnumerateObject().ToDictionary(x => x.Name, x => x.Value.GetDouble()) : [];
+            rankPattern = Pattern("rank_pattern");
+            alphaPattern = Pattern("alpha_pattern");
         }
         catch (JsonException e) { throw new ModelFileException(cfgPath, "is not valid JSON: " + e.Message, e); }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw new ModelFileException(cfgPath, "'peft_type' must be text, 'r' a whole number, 'lora_alpha' a number and rank_pattern/alpha_pattern objects of numbers", e);
+        }
+        double? Find(Dictionary<string, double> pattern, string module)
+        {
+            // Patterns come from a user's file: a bounded match time keeps a pathological pattern from hanging the load.
+            foreach (var (k, v) in pattern)
+            {
+                try
+                {
+                    if (System.Text.RegularExpressions.Regex.IsMatch(module, $"(.*\\.)?({k})$", System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1))) return v;
+                }
+                catch (ArgumentException e) // RegexParseException and RegexMatchTimeoutException both derive from it
+                {
+                    throw new ModelFileException(cfgPath, $"pattern '{Limits.ForMessage(k)}' is not a valid module pattern ({e.Message})", e);
+                }
+            }
+            return null;
+        }
         var weights = System.IO.Path.Combine(folder, "adapter_model.safetensors");
         var src = SafetensorsModel.Open(weights);
         try
         {
             var pairs = Pair(src, weights, ".lora_A.weight", ".lora_B.weight", peft: true);
-            foreach (var p in pairs)
-                if (p.Rank != r) throw new ModelFileException(weights, $"tensor '{p.A.Name}' has rank {p.Rank} but adapter_config.json says r = {r}");
+            for (int i = 0; i < pairs.Count; i++)
+            {
+                var module = pairs[i].Target[..^".weight".Length];
+                int expected = (int)(Find(rankPattern, module) ?? r);
+                if (pairs[i].Rank != expected) throw new ModelFileException(weights, $"tensor '{pairs[i].A.Name}' has rank {pairs[i].Rank} but adapter_config.json says r = {expected}");
+                if (Find(alphaPattern, module) is double a) pairs[i] = pairs[i] with { Alpha = a };
+            }
             return new LoraAdapter(folder, src, pairs, alpha, true, rs);
         }
         catch

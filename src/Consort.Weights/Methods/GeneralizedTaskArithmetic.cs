@@ -45,7 +45,7 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
     /// <inheritdoc />
     public IReadOnlyList<MergeParameterSpec> Parameters =>
     [
-        new("weight", null, true), new("density", 1.0, true), new("gamma", 0.01, true),
+        new("weight", null, true), new("density", 1.0, true) { Min = 0, Max = 1 }, new("gamma", 0.01, true) { Min = 0, Max = 1 },
         new("normalize", DefaultNormalize, false), new("rescale", DefaultRescale, false), new("lambda", 1.0, false), new("int8_mask", false, false),
     ];
 
@@ -365,7 +365,7 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
     /// float operations per element are those of the separate steps of the streaming pass, in the same order.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static void Finish(float[][] d, int k, float[] sw, float[] w, bool consensus, bool normalize, float ws, float lambda,
+    internal static void Finish(float[][] d, int k, float[] sw, float[] w, bool consensus, bool normalize, float ws, float lambda,
         ReadOnlySpan<float> baseValues, Span<float> result)
     {
         int len = result.Length, j = 0;

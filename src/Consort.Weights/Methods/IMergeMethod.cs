@@ -6,7 +6,38 @@ namespace Consort.Weights.Methods;
 /// <param name="Name">Parameter name as in mergekit configs.</param>
 /// <param name="Default">Default, or null when required.</param>
 /// <param name="PerModel">True for per-model (tensor) parameters, false for global ones.</param>
-public sealed record MergeParameterSpec(string Name, object? Default, bool PerModel);
+public sealed record MergeParameterSpec(string Name, object? Default, bool PerModel)
+{
+    /// <summary>Smallest valid value (numbers only).</summary>
+    public double Min { get; init; } = double.NegativeInfinity;
+    /// <summary>Largest valid value (numbers only).</summary>
+    public double Max { get; init; } = double.PositiveInfinity;
+    /// <summary>Whether <see cref="Min"/> itself is excluded.</summary>
+    public bool MinExclusive { get; init; }
+    /// <summary>Whether <see cref="Max"/> itself is excluded.</summary>
+    public bool MaxExclusive { get; init; }
+    /// <summary>Whole numbers only (iteration counts).</summary>
+    public bool Integer { get; init; }
+    /// <summary>A true/false switch (its default is a bool); 0 and 1 are accepted as well.</summary>
+    public bool IsFlag => Default is bool;
+
+    /// <summary>The valid range in words, e.g. "a number in [0, 1]".</summary>
+    public string RangeText => IsFlag ? "true or false"
+        : (Integer ? "a whole number" : "a finite number") + (double.IsNegativeInfinity(Min) && double.IsPositiveInfinity(Max) ? ""
+            : double.IsPositiveInfinity(Max) ? (MinExclusive ? $" > {Min}" : $" >= {Min}")
+            : double.IsNegativeInfinity(Min) ? (MaxExclusive ? $" < {Max}" : $" <= {Max}")
+            : $" in {(MinExclusive ? "(" : "[")}{Min}, {Max}{(MaxExclusive ? ")" : "]")}");
+
+    /// <summary>Null when <paramref name="value"/> is valid for this parameter, else why not.</summary>
+    public string? Check(object value)
+    {
+        if (IsFlag) return value is bool || value is double d0 && (d0 == 0 || d0 == 1) ? null : "must be true or false";
+        if (value is not double d) return $"must be {RangeText}";
+        if (!double.IsFinite(d) || d < Min || d > Max || (MinExclusive && d == Min) || (MaxExclusive && d == Max) || (Integer && d != Math.Floor(d)))
+            return $"must be {RangeText}";
+        return null;
+    }
+}
 
 /// <summary>A weight merge method (one file each; found by <see cref="MergeMethodRegistry"/>).</summary>
 public interface IMergeMethod
@@ -15,6 +46,11 @@ public interface IMergeMethod
     string Name { get; }
     /// <summary>Whether base_model is required.</summary>
     bool RequiresBase { get; }
+    /// <summary>
+    /// Whether a base_model may be given (it then changes the computation, e.g. task vectors): model counts are then
+    /// of the models besides it. False for methods that require one or ignore it.
+    /// </summary>
+    bool OptionalBase => false;
     /// <summary>Fewest models besides the base (or in total when the method takes no base).</summary>
     int MinModels { get; }
     /// <summary>Most models besides the base.</summary>
@@ -23,6 +59,12 @@ public interface IMergeMethod
     IReadOnlyList<MergeParameterSpec> Parameters { get; }
     /// <summary>Merges one tensor: reads chunks from the job and emits the output in order.</summary>
     void Merge(TensorJob job);
+
+    /// <summary>
+    /// Checks that need several parameters together (e.g. DELLA's density ± epsilon inside (0, 1)), before any file is
+    /// opened; single values are range-checked from <see cref="Parameters"/>. Throws <see cref="ConfigException"/>.
+    /// </summary>
+    void Validate(Config.MergeConfig config) { }
 }
 
 /// <summary>Finds merge methods by name.</summary>

@@ -21,7 +21,7 @@ public sealed class SlerpMerge : IMergeMethod
     /// <inheritdoc />
     public int MaxModels => 1;
     /// <inheritdoc />
-    public IReadOnlyList<MergeParameterSpec> Parameters { get; } = [new("t", null, false)];
+    public IReadOnlyList<MergeParameterSpec> Parameters { get; } = [new("t", null, false) { Min = 0, Max = 1 }];
 
     /// <summary>The coefficients (s0, s1) applied to v0 and v1 for interpolation factor t.</summary>
     public static (double S0, double S1) Coefficients(double t, double dot, double norm0, double norm1, double eps = 1e-8)

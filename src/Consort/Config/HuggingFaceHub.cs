@@ -35,10 +35,7 @@ public static class HuggingFaceHub
     public const string DefaultEndpoint = "https://huggingface.co";
 
     /// <summary>Cache root: <c>CONSORT_CACHE</c>, else <c>XDG_CACHE_HOME/consort</c>, else <c>~/.cache/consort</c>.</summary>
-    public static string CacheRoot =>
-        Environment.GetEnvironmentVariable("CONSORT_CACHE") is { Length: > 0 } c ? c :
-        Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "consort");
+    public static string CacheRoot => ConsortCache.Root;
 
     /// <summary>Where a reference lives in the cache.</summary>
     public static string CachePath(HuggingFaceReference r) =>

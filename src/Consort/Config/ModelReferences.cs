@@ -6,7 +6,7 @@ namespace Consort.Config;
 public static class ModelReferences
 {
     /// <summary>Keys a local GGUF model entry accepts.</summary>
-    public static readonly string[] GgufKeys = ["name", "type", "path", "model", "context_size", "threads", "max_sequences", "seed", "lora"];
+    public static readonly string[] GgufKeys = ["name", "type", "path", "model", "context_size", "threads", "max_sequences", "seed", "lora", "unencodable"];
     /// <summary>Keys a nested collaboration entry accepts.</summary>
     public static readonly string[] CollaborationKeys = ["name", "type", "method", "models", "model_names", "hyperparameters"];
 
@@ -25,7 +25,7 @@ public static class ModelReferences
             case JsonObject o:
                 return FromObject(o, baseDirectory, pool, where);
             default:
-                throw new ConfigException($"{where}: a model entry must be a string or an object, got {entry?.ToJsonString() ?? "null"}");
+                throw new ConfigException($"{where}: a model entry must be a string or an object, got {MessageText.Escape(entry?.ToJsonString() ?? "null")}");
         }
     }
 
@@ -48,18 +48,19 @@ public static class ModelReferences
             {
                 null => new JsonObject(),
                 JsonObject h => (JsonObject)h.DeepClone(),
-                var other => throw new ConfigException($"{where}: 'hyperparameters' of '{name ?? method}' must be an object, got {other.ToJsonString()}"),
+                var other => throw new ConfigException($"{where}: 'hyperparameters' of '{name ?? method}' must be an object, got {MessageText.Escape(other.ToJsonString())}"),
             };
             return new CollaborationSpec(name ?? method, method, members, hp);
         }
         if (type is not null and not "gguf" and not "llama")
-            throw new ConfigException($"{where}: model '{name}' has unknown type '{type}'; valid types: gguf, openai, collaboration");
+            throw new ConfigException($"{where}: model {MessageText.Quote(name)} has unknown type {MessageText.Quote(type)}; valid types: gguf, openai, collaboration");
         CheckKeys(o, GgufKeys, name ?? "model", where);
         string reference = Str(o, "path", where) ?? Str(o, "model", where)
-            ?? throw new ConfigException($"{where}: model entry {o.ToJsonString()} needs 'path' (a .gguf file or hf:/zoo: reference), 'base_url' or 'method'");
+            ?? throw new ConfigException($"{where}: model entry {MessageText.Escape(o.ToJsonString())} needs 'path' (a .gguf file or hf:/zoo: reference), 'base_url' or 'method'");
         if (pool is not null && pool.TryGetValue(reference, out var pooled) && name is null) return pooled;
+        CheckLocalOptions(o, $"{where}: model {MessageText.Quote(name ?? reference)}");
         var options = new JsonObject();
-        foreach (var key in new[] { "context_size", "threads", "max_sequences", "seed", "lora" })
+        foreach (var key in new[] { "context_size", "threads", "max_sequences", "seed", "lora", "unencodable" })
             if (o[key] is { } value) options[key] = key == "lora" ? ResolveLora(value, baseDirectory) : value.DeepClone();
         return FromReference(reference, name, options, baseDirectory, where);
     }
@@ -89,9 +90,9 @@ public static class ModelReferences
             return new GgufModelSpec(name ?? System.IO.Path.GetFileNameWithoutExtension(path), reference, path, options);
         }
         if (reference.Count(c => c == '/') == 1 && !reference.StartsWith('.') && !reference.StartsWith('/'))
-            throw new ConfigException($"{where}: '{reference}' looks like a Hugging Face model id; Consort runs GGUF files locally: " +
+            throw new ConfigException($"{where}: {MessageText.Quote(reference)} looks like a Hugging Face model id; Consort runs GGUF files locally: " +
                                       $"use 'hf:{reference}/FILE.gguf' for a GGUF in that repository, a path to a .gguf file, or an OpenAI-compatible endpoint entry");
-        throw new ConfigException($"{where}: cannot tell what model '{reference}' is: expected a .gguf path, hf:owner/repo/file.gguf, zoo:NAME, " +
+        throw new ConfigException($"{where}: cannot tell what model {MessageText.Quote(reference)} is: expected a .gguf path, hf:owner/repo/file.gguf, zoo:NAME, " +
                                   "the name of a model defined in 'models', or an object with 'base_url' (endpoint) or 'method' (collaboration)");
     }
 
@@ -108,18 +109,40 @@ public static class ModelReferences
         return node is JsonArray arr ? new JsonArray(arr.Select(Fix).ToArray()) : new JsonArray(Fix(node));
     }
 
+    /// <summary>
+    /// Checks the numbers that size a local model's work against <see cref="Limits"/> before anything loads:
+    /// <c>threads</c> (1..<see cref="Limits.MaxThreads"/>), <c>context_size</c> (2..<see cref="Limits.MaxContextTokens"/>),
+    /// <c>max_sequences</c> (1..<see cref="Limits.MaxSequences"/>), <c>seed</c> (an integer) and <c>unencodable</c>.
+    /// </summary>
+    public static void CheckLocalOptions(JsonObject o, string where)
+    {
+        long? Int(string key)
+        {
+            if (o[key] is not { } node) return null;
+            if (node is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number && v.TryGetValue<long>(out long n)) return n;
+            if (node is JsonValue d && d.GetValueKind() == System.Text.Json.JsonValueKind.Number && d.TryGetValue<double>(out double x) && x == Math.Floor(x) && Math.Abs(x) < 9e18) return (long)x;
+            throw new ConfigException($"{where}: '{key}' must be a whole number, got {MessageText.Escape(node.ToJsonString())}");
+        }
+        if (Int("threads") is { } threads) Limits.Check(threads, 1, Limits.MaxThreads, "threads", where, $"4 per processor of this machine's {Environment.ProcessorCount}");
+        if (Int("context_size") is { } ctx) Limits.Check(ctx, 2, Limits.MaxContextTokens, "context_size", where);
+        if (Int("max_sequences") is { } seqs) Limits.Check(seqs, 1, Limits.MaxSequences, "max_sequences", where, "llama.cpp's sequence limit");
+        if (Int("seed") is { } seed) Limits.Check(seed, int.MinValue, int.MaxValue, "seed", where);
+        if (o["unencodable"] is { } u)
+            Consort.LlamaCpp.LlamaModelOptions.ParseUnencodable(u is JsonValue uv && uv.TryGetValue<string>(out var us) ? us : u.ToJsonString(), where);
+    }
+
     /// <summary>Rejects keys not in <paramref name="valid"/>, naming them.</summary>
     public static void CheckKeys(JsonObject o, IReadOnlyCollection<string> valid, string owner, string where)
     {
         foreach (var (key, _) in o)
             if (!valid.Contains(key))
-                throw new ConfigException($"{where}: unknown key '{key}' in '{owner}'; valid keys: {string.Join(", ", valid)}");
+                throw new ConfigException($"{where}: unknown key {MessageText.Quote(key)} in {MessageText.Quote(owner)}; valid keys: {string.Join(", ", valid)}");
     }
 
     private static string? Str(JsonObject o, string key, string where) => o[key] switch
     {
         null => null,
         JsonValue v when v.TryGetValue<string>(out var s) => s,
-        var other => throw new ConfigException($"{where}: '{key}' must be a string, got {other.ToJsonString()}"),
+        var other => throw new ConfigException($"{where}: '{key}' must be a string, got {MessageText.Escape(other.ToJsonString())}"),
     };
 }

@@ -81,7 +81,7 @@ public sealed class ModelSession : IDisposable, IModelLoader
         var members = c.Members.Select(Describe).ToList();
         string where = $"run '{Limits.ForMessage(c.Name)}' (method {method.Metadata.Name})";
         var options = method.Bind(c.Hyperparameters, where);
-        var plan = new MethodPlan { Name = c.Name, Method = method.Metadata, Members = members, HasDev = Dev is not null, BaseDirectory = BaseDirectory, Loader = this };
+        var plan = new MethodPlan { Name = c.Name, Method = method.Metadata, Members = members, HasDev = Dev is not null, BaseDirectory = BaseDirectory, Loader = this, Services = Services };
         var d = method.Plan(plan, options);
         lock (_lock) _options[c] = options;
         return d;

@@ -52,16 +52,10 @@ public sealed class RunConfig
     public static RunConfig Load(string path)
     {
         path = Path.GetFullPath(path);
+        if (Directory.Exists(path)) throw new ConfigException($"{path}: is a folder, not a config file");
         if (!File.Exists(path)) throw new ConfigException($"config file not found: {path}");
-        JsonNode? node;
-        try
-        {
-            node = JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
-        }
-        catch (JsonException e)
-        {
-            throw new ConfigException($"{path}: invalid JSON at line {(e.LineNumber ?? 0) + 1}, position {(e.BytePositionInLine ?? 0) + 1}: {e.Message.Split(" LineNumber")[0]}", e);
-        }
+        // Size, UTF-8, depth and duplicate keys checked while parsing (a duplicate key is an error naming it).
+        var node = Consort.Formats.SafeJson.ParseNodeFile(path, Limits.MaxConfigBytes, "a run config", Consort.Formats.SafeJson.Kind.Config);
         if (node is not JsonObject obj) throw new ConfigException($"{path}: a config must be a JSON object");
         return Parse(obj, Path.GetDirectoryName(path)!, Path.GetFileNameWithoutExtension(path), path);
     }
@@ -72,7 +66,7 @@ public sealed class RunConfig
         string where = filePath is null ? "config" : Path.GetFileName(filePath);
         foreach (var (key, _) in obj)
             if (!Keys.Contains(key))
-                throw new ConfigException($"{where}: unknown key '{key}'; valid keys: {string.Join(", ", Keys)}");
+                throw new ConfigException($"{where}: unknown key {MessageText.Quote(key)}; valid keys: {string.Join(", ", Keys)}");
 
         string name = Get<string>(obj, "name", where) ?? defaultName;
         var modelsNode = obj["models"] ?? obj["model_names"];
@@ -86,7 +80,7 @@ public sealed class RunConfig
             {
                 var spec = ModelReferences.Parse(arr[i], baseDirectory, byName, $"{where}: models[{i}]");
                 if (!byName.TryAdd(spec.Name, spec))
-                    throw new ConfigException($"{where}: two models are named '{spec.Name}'; give them distinct \"name\"s");
+                    throw new ConfigException($"{where}: two models are named {MessageText.Quote(spec.Name)}; give them distinct \"name\"s");
                 pool.Add(spec);
             }
         }
@@ -101,7 +95,7 @@ public sealed class RunConfig
         {
             string method = Get<string>(obj, "method", where)!;
             MethodRegistry.Get(method); // unknown method: fail now, listing the valid ones
-            if (pool.Count == 0) throw new ConfigException($"{where}: method '{method}' needs 'models'");
+            if (pool.Count == 0) throw new ConfigException($"{where}: method {MessageText.Quote(method)} needs 'models'");
             var hp = obj["hyperparameters"] as JsonObject ?? (obj["hyperparameters"] is null ? new JsonObject() : throw new ConfigException($"{where}: 'hyperparameters' must be an object"));
             string runName = obj["runs"] is null && !baselines ? name : method;
             var spec = method.Equals("single_model", StringComparison.OrdinalIgnoreCase) && pool.Count == 1 && hp.Count == 0
@@ -136,7 +130,7 @@ public sealed class RunConfig
         else if (obj["runs"] is not null) throw new ConfigException($"{where}: 'runs' must be a list");
 
         var duplicate = runs.GroupBy(r => r.Name).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null) throw new ConfigException($"{where}: two runs are named '{duplicate.Key}'; give them distinct \"name\"s");
+        if (duplicate is not null) throw new ConfigException($"{where}: two runs are named {MessageText.Quote(duplicate.Key)}; give them distinct \"name\"s");
 
         GatewaySpec.ResolveAll(pool.Concat(runs.Select(r => r.Model)), byName, where);
         JsonNode? task = obj["task"]?.DeepClone();
@@ -160,9 +154,9 @@ public sealed class RunConfig
             Models = pool,
             Runs = runs,
             Seed = Get<int?>(obj, "seed", where) ?? 42,
-            Concurrency = Math.Max(1, Get<int?>(obj, "concurrency", where) ?? 4),
+            Concurrency = Limits.Check(Get<int?>(obj, "concurrency", where) ?? 4, 1, Limits.MaxConcurrency, "concurrency", where),
             Split = Get<string>(obj, "split", where),
-            Limit = Get<int?>(obj, "limit", where),
+            Limit = Get<int?>(obj, "limit", where) is { } limit ? Limits.Check(limit, 1, int.MaxValue, "limit", where) : null,
             Raw = obj,
         };
     }
@@ -173,13 +167,14 @@ public sealed class RunConfig
         return task;
     }
 
-    internal static T? Get<T>(JsonObject o, string key, string where)
+    /// <summary>Reads <paramref name="key"/> as <typeparamref name="T"/>; a value of another type is a <see cref="ConfigException"/> naming the key.</summary>
+    public static T? Get<T>(JsonObject o, string key, string where)
     {
         if (o[key] is not { } node) return default;
         try { return node.Deserialize<T>(); }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {
-            throw new ConfigException($"{where}: '{key}' has the wrong type ({node.ToJsonString()}; expected {typeof(T).Name.Replace("Nullable`1", Nullable.GetUnderlyingType(typeof(T))?.Name ?? "")})", e);
+            throw new ConfigException($"{where}: '{key}' has the wrong type ({MessageText.Escape(node.ToJsonString())}; expected {typeof(T).Name.Replace("Nullable`1", Nullable.GetUnderlyingType(typeof(T))?.Name ?? "")})", e);
         }
     }
 }

@@ -92,28 +92,16 @@ public sealed class EvalDataset
             : string.Join(", ", folders.Select(f => Directory.Exists(f) ? Path.GetFullPath(f) : Path.GetFullPath(f) + " (missing)"));
         var names = AvailableNames(folders);
         throw new ConsortException(looksLikePath
-            ? $"dataset file not found: {nameOrPath}"
-            : $"dataset '{nameOrPath}' not found; searched: {searched}; available: {(names.Count == 0 ? "(none)" : string.Join(", ", names))}");
+            ? $"dataset file not found: {MessageText.Escape(nameOrPath)}"
+            : $"dataset {MessageText.Quote(nameOrPath)} not found; searched: {searched}; available: {(names.Count == 0 ? "(none)" : string.Join(", ", names))}");
     }
 
     private static EvalDataset LoadFile(string path)
     {
-        JsonNode? root;
-        string sha256;
-        try
-        {
-            var bytes = File.ReadAllBytes(path);
-            sha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
-            root = JsonNode.Parse(new MemoryStream(bytes), documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
-        }
-        catch (JsonException e)
-        {
-            throw new ConsortException($"{path}: malformed JSON at line {(e.LineNumber ?? 0) + 1}, byte {(e.BytePositionInLine ?? 0) + 1}: {e.Message}", e);
-        }
-        catch (IOException e)
-        {
-            throw new ConsortException($"{path}: cannot read: {e.Message}", e);
-        }
+        // Size, UTF-8, depth and duplicate keys are bounded while parsing (errors name the file and position).
+        var bytes = Consort.Formats.SafeJson.ReadFile(path, Limits.MaxDatasetBytes, "a dataset", Consort.Formats.SafeJson.Kind.Data);
+        string sha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+        JsonNode? root = Consort.Formats.SafeJson.ParseNode(bytes, path, Consort.Formats.SafeJson.Kind.Data);
         if (root is not JsonObject obj)
             throw new ConsortException($"{path}: expected a JSON object with \"dev\"/\"test\" arrays, found {root?.GetValueKind().ToString() ?? "null"}");
 
@@ -136,7 +124,7 @@ public sealed class EvalDataset
         for (int i = 0; i < arr.Count; i++)
         {
             if (arr[i] is not JsonObject o)
-                throw new ConsortException($"{path}: split '{split}' entry {i} is not an object");
+                throw new ConsortException($"{path}: split {MessageText.Quote(split)} entry {i} is not an object");
             string id = EvalItem.TextOf(o["id"]) ?? i.ToString(System.Globalization.CultureInfo.InvariantCulture);
             // Some files (math, blend) repeat ids for different items: keep every item, with a stable suffix.
             int n = seen.TryGetValue(id, out var c) ? c + 1 : 1;
@@ -153,7 +141,7 @@ public sealed class EvalDataset
     public IReadOnlyList<EvalItem> GetSplit(string split, int? limit = null)
     {
         if (!_splits.TryGetValue(split, out var items))
-            throw new ConsortException($"{FilePath}: no split '{split}'; available: {string.Join(", ", _splits.Keys)}");
+            throw new ConsortException($"{FilePath}: no split {MessageText.Quote(split)}; available: {Limits.ForMessage(string.Join(", ", _splits.Keys))}");
         if (limit is < 0) throw new ConsortException($"limit must be at least 0, got {limit}");
         return limit is { } n && n < items.Count ? items.Take(n).ToList() : items;
     }

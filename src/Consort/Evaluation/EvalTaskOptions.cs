@@ -69,7 +69,7 @@ public sealed record EvalTaskOptions
             _ => Get<string[]>(o, "stop") ?? [],
         };
         var maxTokens = Get<int?>(o, "max_tokens");
-        if (maxTokens is <= 0) throw new ConfigException($"task: max_tokens must be positive, got {maxTokens}");
+        if (maxTokens is { } mt) Limits.Check(mt, 1, Limits.MaxGeneratedTokens, "max_tokens", "task", "no context holds more");
         var limit = Get<int?>(o, "limit");
         if (limit is < 0) throw new ConfigException($"task: limit must be at least 0, got {limit}");
         return new EvalTaskOptions

@@ -17,9 +17,9 @@ public sealed class ExactMatchTask : IEvalTaskType
     public void Validate(EvalItem item)
     {
         if (item.Input is null && item.Question is null)
-            throw new ConsortException($"{item.File}: item {item.Id}: missing field 'input'");
+            throw new ConsortException($"{item.File}: item {Limits.ForMessage(item.Id)}: missing field 'input'");
         if (item.GoldList.Count == 0)
-            throw new ConsortException($"{item.File}: item {item.Id}: missing field 'output' (the gold answer)");
+            throw new ConsortException($"{item.File}: item {Limits.ForMessage(item.Id)}: missing field 'output' (the gold answer)");
     }
 
     /// <inheritdoc />

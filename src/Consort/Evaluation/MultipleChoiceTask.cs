@@ -21,15 +21,15 @@ public sealed partial class MultipleChoiceTask : IEvalTaskType
     public void Validate(EvalItem item)
     {
         if (string.IsNullOrWhiteSpace(item.Question))
-            throw new ConsortException($"{item.File}: item {item.Id}: missing field 'question'");
+            throw new ConsortException($"{item.File}: item {Limits.ForMessage(item.Id)}: missing field 'question'");
         var choices = item.Choices;
         if (choices.Count == 0)
-            throw new ConsortException($"{item.File}: item {item.Id}: missing field 'choices' (an object letter -> text)");
+            throw new ConsortException($"{item.File}: item {Limits.ForMessage(item.Id)}: missing field 'choices' (an object letter -> text)");
         var answer = item.Answer?.Trim();
         if (string.IsNullOrEmpty(answer))
-            throw new ConsortException($"{item.File}: item {item.Id}: missing field 'answer'");
+            throw new ConsortException($"{item.File}: item {Limits.ForMessage(item.Id)}: missing field 'answer'");
         if (!choices.Any(c => string.Equals(c.Key, answer, StringComparison.OrdinalIgnoreCase)))
-            throw new ConsortException($"{item.File}: item {item.Id}: field 'answer' is '{answer}', not one of the choices {string.Join(", ", choices.Select(c => c.Key))}");
+            throw new ConsortException($"{item.File}: item {Limits.ForMessage(item.Id)}: field 'answer' is '{Limits.ForMessage(answer)}', not one of the choices {Limits.ForMessage(string.Join(", ", choices.Select(c => c.Key)))}");
     }
 
     /// <inheritdoc />

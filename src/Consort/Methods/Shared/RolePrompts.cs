@@ -45,7 +45,9 @@ public sealed class RolePrompts
     /// <param name="file">A JSON file of role: template (relative to <paramref name="baseDirectory"/>).</param>
     /// <param name="baseDirectory">Folder of the config.</param>
     /// <param name="where">Message prefix (run and method).</param>
-    public RolePrompts With(IReadOnlyDictionary<string, string>? overrides, string? file, string baseDirectory, string where)
+    /// <param name="ignoreUnknownFileRoles">Skip the file's roles this method does not have (a file shared by several
+    /// methods, such as the zoo's); placeholders of the roles it has are still checked.</param>
+    public RolePrompts With(IReadOnlyDictionary<string, string>? overrides, string? file, string baseDirectory, string where, bool ignoreUnknownFileRoles = false)
     {
         var roles = new Dictionary<string, Role>(_roles, StringComparer.Ordinal);
         if (file is not null)
@@ -55,11 +57,16 @@ public sealed class RolePrompts
             JsonObject obj;
             try
             {
-                obj = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new ConfigException($"{where}: {path}: a prompts file is a JSON object of role: template");
+                // Size, depth and duplicate roles bounded like every config (SafeJson).
+                obj = Consort.Formats.SafeJson.ParseNodeFile(path, Limits.MaxConfigBytes, "a prompts file", Consort.Formats.SafeJson.Kind.Config) as JsonObject
+                      ?? throw new ConfigException($"{where}: {path}: a prompts file is a JSON object of role: template");
             }
             catch (JsonException e) { throw new ConfigException($"{where}: {path}: invalid JSON ({e.Message})", e); }
             foreach (var (role, node) in obj)
+            {
+                if (ignoreUnknownFileRoles && !_roles.ContainsKey(role)) continue;
                 Apply(roles, role, node is JsonValue v && v.TryGetValue<string>(out var t) ? t : throw new ConfigException($"{where}: {path}: role '{Limits.ForMessage(role)}' must map to a string"), where);
+            }
         }
         if (overrides is not null)
             foreach (var (role, template) in overrides) Apply(roles, role, template, where);

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.AI;
 using Consort.Methods.Logit;
 using Consort.Testing;
 using Consort.Tests.LlamaCpp;

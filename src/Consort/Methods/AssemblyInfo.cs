@@ -1,0 +1,5 @@
+using System.Runtime.CompilerServices;
+
+[assembly: InternalsVisibleTo("Consort.Tests")]
+
+namespace Consort.Methods;
