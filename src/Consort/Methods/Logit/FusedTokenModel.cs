@@ -55,7 +55,10 @@ public sealed class FusedTokenModel : ITokenModel
         Descriptor = new ModelDescriptor
         {
             Name = name,
-            Access = ModelAccess.Text | ModelAccess.FullLogits,
+            // Over top-k members the fused distribution is approximate: planning sees top-k access (the smallest k), so a
+            // method that needs exact full distributions refuses it.
+            Access = ModelAccess.Text | (members.All(m => m.DistributionKind == DistributionKind.FullLogits) ? ModelAccess.FullLogits : ModelAccess.TopKLogprobs),
+            TopK = members.All(m => m.DistributionKind == DistributionKind.FullLogits) ? null : members.Where(m => m.Descriptor.TopK is not null).Select(m => m.Descriptor.TopK).Min(),
             Vocabulary = members[0].Descriptor.Vocabulary,
             ContextSize = ctx,
             Architecture = "fusion",

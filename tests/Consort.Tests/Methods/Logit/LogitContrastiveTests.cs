@@ -27,8 +27,8 @@ public sealed class LogitContrastiveTests(LlamaFixture fx, Xunit.Abstractions.IT
         int differ = 0;
         foreach (var p in prompts)
         {
-            var gs = (await fx.Stories.Chat.GetResponseAsync(p, options)).Text;
-            var gx = (await fx.Xs.Chat.GetResponseAsync(p, options)).Text;
+            var gs = (await fx.Stories.Chat.GetResponseAsync([new Microsoft.Extensions.AI.ChatMessage(Microsoft.Extensions.AI.ChatRole.User, p)], options)).Text;
+            var gx = (await fx.Xs.Chat.GetResponseAsync([new Microsoft.Extensions.AI.ChatMessage(Microsoft.Extensions.AI.ChatRole.User, p)], options)).Text;
             if (gs.Trim() != gx.Trim()) differ++;
             golds.Add((p, gs));
         }
