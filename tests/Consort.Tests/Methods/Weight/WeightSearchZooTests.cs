@@ -74,6 +74,13 @@ public class WeightSearchZooTests(ITestOutputHelper output)
             Assert.Equal(current, final, 6);
             Assert.True(final >= memberScores.Max());
             Assert.Equal("greedy_soup", soup.Method);
+
+            // A second run of the same search (as after a kill) reads every score back: nothing is scored again.
+            var again = new List<string>();
+            using (var soup2 = await MethodHarness.CreateAsync(new GreedySoupMethod(), members, hp.ToJsonString(), dev, name: "soup", loader: loader, log: again.Add))
+                Assert.Equal(final, await Score(soup2, dev), 6);
+            Assert.Contains(again, l => l.Contains($"resuming with {log.Count} evaluation(s)"));
+            Assert.Equal(log.Count, Log(dir.File("s")).Count);
         }
         finally { foreach (var m in members) m.Dispose(); }
     }
