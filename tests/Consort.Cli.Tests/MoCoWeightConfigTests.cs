@@ -4,7 +4,7 @@ namespace Consort.Cli.Tests;
 
 /// <summary>
 /// MoCo's weight-level example configs (examples/weight_greedy_soup.json, weight_expo.json, weight_dare_ties.json) as they
-/// are but for the model names (MoCo's LoRA members mapped to the zoo experts, dare_ties' base to zoo:base) bind and pass
+/// are but for the model names (MoCo's LoRA members mapped to the zoo experts, dare_ties' base to the zoo's base.gguf) bind and pass
 /// <c>consort validate</c>, every check a run makes before work.
 /// </summary>
 public class MoCoWeightConfigTests
@@ -15,7 +15,8 @@ public class MoCoWeightConfigTests
     {
         { "weight_greedy_soup", Common },
         { "weight_expo", Common + ", \"mode\": \"worst_to_best\"" },
-        { "weight_dare_ties", Common + ", \"base_model_name\": \"zoo:base\"" },
+        // MoCo names the base by its Hugging Face name; here the zoo's base file.
+        { "weight_dare_ties", Common + $", \"base_model_name\": \"{Path.Combine(TestPaths.RepoRoot, "zoo", "base.gguf")}\"" },
     };
 
     [Theory]
