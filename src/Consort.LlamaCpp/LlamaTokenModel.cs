@@ -29,7 +29,7 @@ public sealed class LlamaTokenModel : ITokenModel
         int maxSeq = Math.Min(Limits.MaxSequences, (int)NativeApi.llama_max_parallel_sequences());
         Limits.Check(options.MaxSequences, 1, maxSeq, "max_sequences", where, "llama.cpp's sequence limit");
         // Two: a call never computes a single row (see LlamaBatchEngine), so even one token travels with a pad.
-        Limits.Check(options.BatchSize, 2, Limits.MaxTotalContextTokens, "batch size", where);
+        Limits.Check(options.BatchSize, 2, Limits.MaxTotalContextTokens, "batch size", where, "a decode call never computes a single row");
         int modelCtx = info.ContextLength > 0 ? info.ContextLength : 2048;
         int perSeq = options.ContextSize ?? Math.Min(modelCtx, 2048);
         Limits.Check(perSeq, 2, Limits.MaxContextTokens, "context_size", where);

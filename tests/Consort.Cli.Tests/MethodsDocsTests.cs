@@ -40,7 +40,11 @@ public class MethodsDocsTests
             try
             {
                 var plan = await RunPlan.PrepareAsync(new RunRequest { ConfigPath = path, OutDir = dir.File(m.Metadata.Name) }, null, download: false, default);
-                var methods = plan.Runs.Select(r => r.Model is Consort.Config.CollaborationSpec c ? MethodRegistry.Find(c.Method)?.Metadata.Name : "single_model");
+                // The method may be the run itself or a member inside it (an adversarial member of a vote).
+                static IEnumerable<string?> Methods(Consort.Config.ModelSpec spec) => spec is Consort.Config.CollaborationSpec c
+                    ? c.Members.SelectMany(Methods).Prepend(MethodRegistry.Find(c.Method)?.Metadata.Name)
+                    : ["single_model"];
+                var methods = plan.Runs.SelectMany(r => Methods(r.Model));
                 if (!methods.Contains(m.Metadata.Name)) problems.Add($"{m.Metadata.Name}: its example runs no {m.Metadata.Name}");
             }
             catch (ConsortException e) { problems.Add($"{m.Metadata.Name}: {e.Message}"); }

@@ -29,6 +29,9 @@ public static class ModelIdentity
                 ["hyperparameters"] = c.Hyperparameters.DeepClone(),
                 ["members"] = new JsonArray(c.Members.Select(m => (JsonNode)Tree(m, names)).ToArray()),
             },
+            // A gateway answers from any of its deployments (replicas of one model); fallbacks are left out: they answer
+            // only when the deployments fail, and may name the gateway itself.
+            GatewaySpec gw => new JsonObject { ["deployments"] = new JsonArray(gw.Deployments.Select(d => (JsonNode)Tree(d, names)).ToArray()) },
             _ => throw new ConfigException($"unsupported model spec {spec.GetType().Name}"),
         };
         if (names) node["name"] = spec.Name;
@@ -42,12 +45,13 @@ public static class ModelIdentity
         var tree = Tree(spec, names: false);
         if (spec is GgufModelSpec && tree.Count == 1 && tree["sha256"] is { } sha) return "gguf:" + sha.GetValue<string>();
         if (spec is EndpointModelSpec e && tree.Count == 3) return $"endpoint:{tree["base_url"]}#{tree["model"]}";
-        if (spec is CollaborationSpec)
+        if (spec is CollaborationSpec or GatewaySpec)
         {
             tree["seed"] = seed;
             tree["dev"] = devFingerprint;
         }
-        return (spec is CollaborationSpec ? "collab:" : spec is GgufModelSpec ? "gguf:" : "endpoint:") + RunDefinition.HashJson(tree);
+        string kind = spec switch { CollaborationSpec => "collab:", GatewaySpec => "gateway:", GgufModelSpec => "gguf:", _ => "endpoint:" };
+        return kind + RunDefinition.HashJson(tree);
     }
 
     /// <summary>The identity of a local GGUF model (for its descriptor).</summary>

@@ -360,6 +360,6 @@ public sealed class BatchingTests
     public void BatchSizeBelowTwo_IsAConfigError()
     {
         var e = Assert.Throws<ConfigException>(() => Load(batchSize: 1));
-        Assert.Contains("batch size must be at least 2", e.Message);
+        Assert.Contains("'batch size' is 1; allowed: 2..", e.Message);
     }
 }
