@@ -1,0 +1,60 @@
+using Consort.Testing;
+
+namespace Consort.Cli.Tests;
+
+/// <summary>
+/// MoCo's weight-level example configs (examples/weight_greedy_soup.json, weight_expo.json, weight_dare_ties.json) as they
+/// are but for the model names (MoCo's LoRA members mapped to the zoo experts, dare_ties' base to the zoo's base.gguf) bind and pass
+/// <c>consort validate</c>, every check a run makes before work.
+/// </summary>
+public class MoCoWeightConfigTests
+{
+    private const string Common = "\"max_response_length\": 512, \"temperature\": 0.7, \"top_p\": 0.9, \"batch_size\": 32";
+
+    public static TheoryData<string, string> Configs => new()
+    {
+        { "weight_greedy_soup", Common },
+        { "weight_expo", Common + ", \"mode\": \"worst_to_best\"" },
+        // MoCo names the base by its Hugging Face name; here the zoo's base file.
+        { "weight_dare_ties", Common + $", \"base_model_name\": \"{Path.Combine(TestPaths.RepoRoot, "zoo", "base.gguf")}\"" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Configs))]
+    public async Task A_MoCo_weight_example_binds_unchanged_but_for_the_model_names(string method, string hyperparameters)
+    {
+        using var dir = new TempDir();
+        var path = dir.File(method + ".json");
+        File.WriteAllText(path, $$"""
+            {
+                "method": "{{method}}",
+                "task": "agieval_tiny",
+                "task_type": "multiple_choice",
+                "gpu_ids": [0,1,2],
+                "model_names": ["zoo:arith", "zoo:facts_a", "zoo:facts_b"],
+                "hyperparameters": { {{hyperparameters}} }
+            }
+            """);
+        var (code, stdout, stderr) = await CliHarness.RunAsync("validate", path, "--out", dir.File("out"));
+        Assert.True(code == 0, stderr + stdout);
+        Assert.Contains($"ok: {method}: 1 run(s) on agieval_tiny", stdout);
+    }
+
+    [Fact]
+    public async Task Weight_search_over_members_of_different_architectures_fails_before_work()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("bad.json");
+        File.WriteAllText(path, $$"""
+            {
+                "method": "weight_greedy_soup",
+                "task": "agieval_tiny",
+                "model_names": ["zoo:arith", "{{TestPaths.Stories260K}}"]
+            }
+            """);
+        var (code, _, stderr) = await CliHarness.RunAsync("validate", path, "--out", dir.File("out"));
+        Assert.Equal(1, code);
+        Assert.StartsWith("error: ", stderr.Trim());
+        Assert.Contains("members must share one architecture", stderr);
+    }
+}
