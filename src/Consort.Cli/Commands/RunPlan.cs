@@ -126,7 +126,7 @@ public sealed class RunPlan
 
         // Models: files, capabilities, vocabularies and every hyperparameter value, without loading weights (methods
         // that fit on dev data are told whether the task has a dev split).
-        using (var check = new ModelSession { BaseDirectory = config.BaseDirectory, Seed = config.Seed, Dev = dev, Services = Consort.Embeddings.EmbeddingSources.Default })
+        using (var check = new ModelSession { BaseDirectory = config.BaseDirectory, Seed = config.Seed, Dev = dev, Services = HostServices.Default })
             foreach (var r in runs)
                 if (!Leaves([r.Model]).OfType<GgufModelSpec>().Any(g => notDownloaded.Contains(g.Reference)))
                     check.Describe(r.Model);
@@ -145,7 +145,7 @@ public sealed class RunPlan
         return new ModelSession
         {
             BaseDirectory = Config.BaseDirectory, Dev = Dev, Seed = Config.Seed, MaxConcurrency = Concurrency, Log = log,
-            Decorate = decorator.Decorate, Answers = Task?.Answers ?? AnswerExtractor.Generic, Services = Consort.Embeddings.EmbeddingSources.Default,
+            Decorate = decorator.Decorate, Answers = Task?.Answers ?? AnswerExtractor.Generic, Services = HostServices.Default,
         };
     }
 

@@ -174,7 +174,7 @@ public sealed class ServeConfig : IAsyncDisposable
                 Seed = seed,
                 MaxConcurrency = concurrency,
                 Decorate = decorator.Decorate,
-                Services = Consort.Embeddings.EmbeddingSources.Default,
+                Services = HostServices.Default,
             };
             foreach (var s in specs) session.Describe(s); // everything validated before anything loads
             await ModelSession.PrepareAsync(specs, log, ct);
