@@ -143,6 +143,9 @@ public sealed class GatewayConfigTests
             Assert.Equal(["local", "story", "short-context", "vote"], g.Models.Select(m => m.Name));
             Assert.Equal(30, g.Options.ShutdownTimeout.TotalSeconds);
         }
+        // The replica example keeps its call cache in Redis at the default port, connected before its models load:
+        // a real redis-server answers there (started here unless one already listens).
+        using var redis = Listening(6379) ? null : await RedisProcess.StartAsync(6379);
         await using (var r = await ServeConfig.LoadAsync(Path.Combine(examples, "gateway-replica.json"), "http://127.0.0.1:0", null, default))
         {
             Assert.Equal("127.0.0.1:6379", r.Options.Redis);
@@ -159,5 +162,16 @@ public sealed class GatewayConfigTests
                 foreach (var v in new[] { "CONSORT_KEY_WEB", "CONSORT_KEY_BATCH", "CONSORT_KEY_OPS" }) Environment.SetEnvironmentVariable(v, null);
             }
         }
+    }
+
+    private static bool Listening(int port)
+    {
+        try
+        {
+            using var c = new System.Net.Sockets.TcpClient();
+            c.Connect("127.0.0.1", port);
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException) { return false; }
     }
 }
