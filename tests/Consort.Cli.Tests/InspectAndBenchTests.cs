@@ -42,6 +42,8 @@ public class InspectAndBenchTests
         Assert.Equal(3, runs.Count);
         Assert.All(runs, r => Assert.True(r!["tokens_per_second"]!.GetValue<double>() > 0));
         double a = runs[0]!["seconds"]!.GetValue<double>(), b = runs[1]!["seconds"]!.GetValue<double>(), f = runs[2]!["seconds"]!.GetValue<double>();
-        Assert.Equal(f / (a + b), j["ratio_fused_to_sum"]!.GetValue<double>(), 0.01);
+        // The printed seconds are rounded (a 16-token decode takes milliseconds): the ratio agrees within that rounding.
+        double ratio = j["ratio_fused_to_sum"]!.GetValue<double>();
+        Assert.InRange(ratio / (f / (a + b)), 0.95, 1.05);
     }
 }
