@@ -3,8 +3,8 @@ using Consort.Testing;
 namespace Consort.Cli.Tests;
 
 /// <summary>
-/// MoCo's weight-level example configs (examples/weight_greedy_soup.json, weight_expo.json, weight_dare_ties.json) as they
-/// are but for the model names (MoCo's LoRA members mapped to the zoo experts, dare_ties' base to the zoo's base.gguf) bind and pass
+/// MoCo's weight-level example configs (examples/weight_greedy_soup.json, weight_expo.json, weight_dare_ties.json), and its
+/// logit-level ones (logit_logit_contrastive.json, logit_logit_fusion.json), as they are but for the model names (MoCo's LoRA members mapped to the zoo experts, dare_ties' base to the zoo's base.gguf) bind and pass
 /// <c>consort validate</c>, every check a run makes before work.
 /// </summary>
 public class MoCoWeightConfigTests
@@ -17,11 +17,13 @@ public class MoCoWeightConfigTests
         { "weight_expo", Common + ", \"mode\": \"worst_to_best\"" },
         // MoCo names the base by its Hugging Face name; here the zoo's base file.
         { "weight_dare_ties", Common + $", \"base_model_name\": \"{Path.Combine(TestPaths.RepoRoot, "zoo", "base.gguf")}\"" },
+        { "logit_logit_contrastive", "\"max_response_length\": 512, \"temperature\": 0.7, \"top_p\": 0.9, \"batch_size\": 1" },
+        { "logit_logit_fusion", "\"max_response_length\": 512, \"temperature\": 0.7, \"top_p\": 0.9, \"batch_size\": 1" },
     };
 
     [Theory]
     [MemberData(nameof(Configs))]
-    public async Task A_MoCo_weight_example_binds_unchanged_but_for_the_model_names(string method, string hyperparameters)
+    public async Task A_MoCo_weight_or_logit_example_binds_unchanged_but_for_the_model_names(string method, string hyperparameters)
     {
         using var dir = new TempDir();
         var path = dir.File(method + ".json");
