@@ -30,6 +30,8 @@ public sealed record ModelDescriptor
     public long? Parameters { get; init; }
     /// <summary>Weights file or folder, when <see cref="ModelAccess.Weights"/> is offered.</summary>
     public string? WeightsPath { get; init; }
+    /// <summary>LoRA adapters applied on top of <see cref="WeightsPath"/> at load time (empty when none).</summary>
+    public IReadOnlyList<LoraReference> Adapters { get; init; } = [];
     /// <summary>Price per million input tokens, for cost accounting.</summary>
     public decimal? InputPricePerMillion { get; init; }
     /// <summary>Price per million output tokens, for cost accounting.</summary>

@@ -27,7 +27,13 @@ public sealed class LlamaModelProvider : IModelProvider
         if (f.FileKind == "adapter") throw new ConfigException($"model '{g.Name}': {g.Path} is a LoRA adapter; list it under \"lora\" of its base model");
         GgufValidator.ThrowIfInvalid(f); // llama.cpp must never see a file it would abort on
         foreach (var a in options.Adapters)
+        {
             if (!File.Exists(a.Path)) throw new ConfigException($"model '{g.Name}': LoRA adapter not found: {a.Path}");
+            // An adapter for another base makes llama.cpp fail (or worse) at load: refuse it here, before work.
+            using var af = GgufFile.Open(a.Path);
+            if (GgufAdapterCheck.Problem(f, af) is { } problem)
+                throw new ConfigException($"model '{g.Name}': LoRA adapter {a.Path} does not fit {g.Path}: {problem}");
+        }
         return new ModelDescriptor
         {
             Name = g.Name,
@@ -38,6 +44,7 @@ public sealed class LlamaModelProvider : IModelProvider
             Architecture = f.Architecture,
             Parameters = f.ParameterCount,
             WeightsPath = g.Path,
+            Adapters = options.Adapters.Select(a => new LoraReference(a.Path, a.Scale)).ToList(),
         };
     }
 
@@ -88,7 +95,9 @@ public sealed class LlamaModelProvider : IModelProvider
                     break;
                 case JsonObject o when o["path"] is JsonValue pv && pv.TryGetValue<string>(out var p2):
                     float scale = 1f;
-                    if (o["scale"] is { } sn && !(sn is JsonValue sv && sv.TryGetValue(out scale)))
+                    // A scale may come from parsed JSON or from code (a double built into the entry).
+                    if (o["scale"] is JsonValue dv && dv.TryGetValue(out double ds)) scale = (float)ds;
+                    else if (o["scale"] is { } sn && !(sn is JsonValue sv && sv.TryGetValue(out scale)))
                         throw new ConfigException($"model '{g.Name}': a 'lora' scale must be a number, got {Limits.ForMessage(sn.ToJsonString())}");
                     yield return (Path.GetFullPath(p2, baseDir), scale);
                     break;

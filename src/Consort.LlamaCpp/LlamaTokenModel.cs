@@ -91,6 +91,7 @@ public sealed class LlamaTokenModel : ITokenModel
             Architecture = info.Architecture,
             Parameters = info.Parameters,
             WeightsPath = info.Path,
+            Adapters = options.Adapters.Select(a => new LoraReference(System.IO.Path.GetFullPath(a.Path), a.Scale)).ToList(),
         };
     }
 

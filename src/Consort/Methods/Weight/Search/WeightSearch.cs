@@ -14,7 +14,7 @@ public abstract class WeightSearchOptions : MethodOptions
     /// <summary>Dev examples each candidate is scored on.</summary>
     [Option("Dev examples each candidate (member or merge) is scored on: a seeded sample, stratified by group; all when fewer.",
         Min = 1, Max = 1_000_000, Aliases = ["dev_samples"])]
-    public int DevSize { get; set; } = 64;
+    public virtual int DevSize { get; set; } = 64;
 
     /// <summary>Folder of the search's files.</summary>
     [Option("Folder for the search's evaluation log (a killed run resumes from it), its best recipe best.yml (mergekit YAML) and the merged best.gguf.",
@@ -59,13 +59,38 @@ public sealed class WeightSearch
     public static void CheckMembers(MethodPlan plan, bool needsDev = true)
     {
         foreach (var m in plan.Members)
+        {
             if (m.WeightsPath is null)
                 throw plan.Error($"model '{m.Name}' has no weights file (only local GGUF models can be merged)");
+            // Merging the weights files would silently leave the adapters out.
+            if (m.Adapters.Count > 0)
+                throw plan.Error($"model '{m.Name}' is a LoRA adapter of {Path.GetFileName(m.WeightsPath)}; this method merges whole models " +
+                                 "(give the merged file, or use lorahub / model_swarms, which combine adapters)");
+        }
         var first = plan.Members[0];
         foreach (var m in plan.Members.Skip(1))
             if (!string.Equals(m.Architecture, first.Architecture, StringComparison.OrdinalIgnoreCase) || m.Parameters != first.Parameters)
                 throw plan.Error($"members must share one architecture to be merged: '{first.Name}' is {Shape(first)}, '{m.Name}' is {Shape(m)}");
         SharedVocabulary.Require(plan.Members, plan.Where);
+        if (needsDev && !plan.HasDev) throw plan.Error("needs a task with a dev split to score candidates on");
+    }
+
+    /// <summary>
+    /// Validation before work for searches over LoRA adapters: every member is a local GGUF base with at least one adapter,
+    /// and all members adapt one base file (their deltas are combined over it); the run has dev data.
+    /// </summary>
+    public static void CheckLoraMembers(MethodPlan plan, string why, bool needsDev = true)
+    {
+        var first = plan.Members[0];
+        foreach (var m in plan.Members)
+        {
+            if (m.WeightsPath is null)
+                throw plan.Error($"model '{m.Name}' has no weights file (only local GGUF models with LoRA adapters can be combined)");
+            if (m.Adapters.Count == 0)
+                throw plan.Error($"model '{m.Name}' is not a LoRA adapter (its entry has no 'lora'): {why}");
+            if (!string.Equals(Path.GetFullPath(m.WeightsPath), Path.GetFullPath(first.WeightsPath!), StringComparison.Ordinal))
+                throw plan.Error($"members must be LoRA adapters of one base model: '{first.Name}' adapts {first.WeightsPath}, '{m.Name}' adapts {m.WeightsPath}");
+        }
         if (needsDev && !plan.HasDev) throw plan.Error("needs a task with a dev split to score candidates on");
     }
 
@@ -101,6 +126,14 @@ public sealed class WeightSearch
             var fi = new FileInfo(p);
             sb.Append('|').Append(p).Append(':').Append(fi.Exists ? fi.Length : -1).Append(':').Append(fi.Exists ? fi.LastWriteTimeUtc.Ticks : 0);
         }
+        // Adapters are part of what a member is (two adapter searches over one base are different searches).
+        foreach (var m in context.Models)
+            foreach (var a in m.Descriptor.Adapters)
+            {
+                var fi = new FileInfo(a.Path);
+                sb.Append("|lora:").Append(a.Path).Append(':').Append(a.Scale.ToString("R", CultureInfo.InvariantCulture))
+                  .Append(':').Append(fi.Exists ? fi.Length : -1).Append(':').Append(fi.Exists ? fi.LastWriteTimeUtc.Ticks : 0);
+            }
         var settings = JsonSerializer.SerializeToNode(options, options.GetType())!.AsObject();
         settings.Remove("SearchDir");
         sb.Append('|').Append(settings.ToJsonString());
@@ -137,7 +170,7 @@ public sealed class WeightSearch
         bool known = Log.All.Any(c => c.Key == EvaluationLog.KeyOf(point));
         double s = await Log.ScoreAsync(point, async (_, t) =>
         {
-            string file = Path.Combine(Directory, $"candidate-{Environment.ProcessId}-{Interlocked.Increment(ref _candidates)}.gguf");
+            string file = Path.Combine(CandidateFolder(), $"candidate-{Environment.ProcessId}-{Interlocked.Increment(ref _candidates)}.gguf");
             try
             {
                 await MergeAsync(recipe, file, t).ConfigureAwait(false);
@@ -149,6 +182,75 @@ public sealed class WeightSearch
         Say($"{label}: dev {s:F4}{(known ? " (from the log)" : "")}");
         return s;
     }
+
+    /// <summary>
+    /// Where merged candidates live while they are scored: tmpfs (/dev/shm) when it has room for a few of them, so a search
+    /// writes no checkpoint per candidate to disk; else the search folder. Each candidate is deleted after scoring.
+    /// </summary>
+    private string CandidateFolder()
+    {
+        const string shm = "/dev/shm";
+        try
+        {
+            long need = 4 * Paths.Select(p => new FileInfo(p)).Where(f => f.Exists).Select(f => f.Length).DefaultIfEmpty(0).Max();
+            if (System.IO.Directory.Exists(shm) && new DriveInfo(shm).AvailableFreeSpace > need)
+            {
+                var dir = Path.Combine(shm, "consort-search-" + Log.Signature[..12]);
+                System.IO.Directory.CreateDirectory(dir);
+                return dir;
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { }
+        return Directory;
+    }
+
+    /// <summary>The base file every member adapts (searches over LoRA adapters; see <see cref="CheckLoraMembers"/>).</summary>
+    public string BasePath => Paths[0];
+
+    /// <summary>
+    /// Every member's adapters with their scales times the member's coefficient (members at 0 left out), one entry per adapter
+    /// file: llama.cpp keeps one scale per loaded adapter, so the scales of members sharing a file are summed.
+    /// </summary>
+    public IReadOnlyList<(string Adapter, double Scale)> AdaptersAt(IReadOnlyList<double> coefficients) =>
+        [.. _context.Models.SelectMany((m, i) => coefficients[i] == 0 ? [] : m.Descriptor.Adapters.Select(a => (Path: Path.GetFullPath(a.Path), Scale: coefficients[i] * a.Scale)))
+            .GroupBy(a => a.Path, StringComparer.Ordinal).Select(g => (g.Key, g.Sum(a => a.Scale)))];
+
+    /// <summary>
+    /// The dev score of base + Σ coefficient_i · ΔW_i: the base loaded with every member's adapters at scaled strengths (llama.cpp
+    /// applies them at load time: no weights are written); memoized under <paramref name="point"/>.
+    /// </summary>
+    public async Task<double> ScoreAdaptersAsync(double[] coefficients, double[] point, string label, CancellationToken ct)
+    {
+        bool known = Log.All.Any(c => c.Key == EvaluationLog.KeyOf(point));
+        double s = await Log.ScoreAsync(point, async (_, t) =>
+        {
+            using var model = await _loader.LoadAsync(AdapterSpec($"{_context.Name}:{label}", coefficients), t).ConfigureAwait(false);
+            return await ScoreModelAsync(model, t).ConfigureAwait(false);
+        }, ct).ConfigureAwait(false);
+        Say($"{label}: dev {s:F4}{(known ? " (from the log)" : "")}");
+        return s;
+    }
+
+    /// <summary>
+    /// Writes the adapter combination as a mergekit recipe (best.yml: task_arithmetic over base+adapter inputs) and the merged
+    /// model (best.gguf), and returns the base with the adapters at those scales (exactly what was scored).
+    /// </summary>
+    public async Task<ConsortModel> FinishAdaptersAsync(double[] coefficients, IReadOnlyList<string> comments, CancellationToken ct)
+    {
+        string yml = Path.Combine(Directory, "best.yml"), gguf = Path.Combine(Directory, "best.gguf");
+        var adapters = AdaptersAt(coefficients);
+        MergeRecipe.ForAdapters(BasePath, adapters, comments).Save(yml);
+        await Task.Run(() => Consort.Weights.Lora.LoraMerger.Merge(BasePath, adapters.Select(a => (a.Adapter, a.Scale)).ToList(), gguf, ct), ct).ConfigureAwait(false);
+        Say($"best recipe written to {yml}; merged model {gguf}");
+        var loaded = await _loader.LoadAsync(AdapterSpec(_context.Name, coefficients), ct).ConfigureAwait(false);
+        return new ConsortModel(loaded.Descriptor, loaded.Chat, loaded.Tokens, _context.Models, _method, loaded);
+    }
+
+    private GgufModelSpec AdapterSpec(string name, IReadOnlyList<double> coefficients) => new(name, BasePath, BasePath, new JsonObject
+    {
+        ["seed"] = _context.Seed,
+        ["lora"] = new JsonArray(AdaptersAt(coefficients).Select(a => (JsonNode)new JsonObject { ["path"] = a.Adapter, ["scale"] = a.Scale }).ToArray()),
+    });
 
     /// <summary>Σ coefficient_i · member_i as a linear recipe (members with coefficient 0 left out: they add nothing).</summary>
     public MergeRecipe Linear(double[] coefficients, IReadOnlyList<string>? comments = null)
