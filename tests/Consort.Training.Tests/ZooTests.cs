@@ -25,6 +25,16 @@ public class ZooTests
         });
         Assert.All(m.Datasets, d => Assert.Equal(d.Sha256, Zoo.Sha256(Path.Combine(ZooDir, d.File))));
         Assert.Contains(m.Datasets, d => d.Name == "mixed");
+        // The LoRA adapters: one per skill, of the base, each file as the manifest says.
+        Assert.Equal(["arith-lora", "facts_a-lora", "facts_b-lora"], m.Adapters.Select(a => a.Name).Order().ToArray());
+        Assert.All(m.Adapters, a =>
+        {
+            var path = Path.Combine(ZooDir, a.File);
+            Assert.Equal(a.Bytes, new FileInfo(path).Length);
+            Assert.Equal(a.Sha256, Zoo.Sha256(path));
+            Assert.Equal("base", a.Base);
+            Assert.True(a.Training.Steps > 0 && a.Scores[a.Skill] > m.Models.Single(x => x.Role == "base").Scores[a.Skill] + 0.3);
+        });
     }
 
     [Fact]
