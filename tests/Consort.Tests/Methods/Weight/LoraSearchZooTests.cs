@@ -19,11 +19,7 @@ public class LoraSearchZooTests(ITestOutputHelper output)
     private const int DevSize = 24;
     private static readonly string[] Skills = ["arith", "facts_a", "facts_b"];
 
-    private static IFitData Data(string dataset, string split) => EvalTask.Create(new JsonObject
-    {
-        ["dataset"] = Path.Combine(TestPaths.RepoRoot, "zoo", "datasets", dataset + ".json"), ["prompt"] = "{input}", ["max_tokens"] = 8,
-        ["stop"] = new JsonArray("\n"), ["temperature"] = 0,
-    }, EvalDataset.DefaultSearchFolders(TestPaths.RepoRoot)).BuildFitData(split);
+    private static IFitData Data(string dataset, string split) => ZooSearchTesting.Data(dataset, split);
 
     private static ConsortModel Adapter(string skill)
     {
@@ -33,16 +29,9 @@ public class LoraSearchZooTests(ITestOutputHelper output)
 
     private static ConsortModel[] Adapters() => Skills.Select(Adapter).ToArray();
 
-    private static async Task<double> Score(ConsortModel m, IReadOnlyList<FitExample> items)
-    {
-        double sum = 0;
-        foreach (var ex in items) sum += ex.Score((await m.Chat.GetResponseAsync(ex.Messages, ex.Options)).Text);
-        return sum / items.Count;
-    }
+    private static Task<double> Score(ConsortModel m, IReadOnlyList<FitExample> items) => ZooSearchTesting.Score(m, items);
 
-    private static List<(string Key, double[] Point, double Score)> Log(string dir) =>
-        File.ReadAllLines(Path.Combine(dir, "evaluations.jsonl")).Skip(1).Where(l => l.Length > 0).Select(l => JsonNode.Parse(l)!.AsObject())
-            .Select(o => ((string)o["key"]!, o["point"]!.AsArray().Select(v => (double)v!).ToArray(), (double)o["score"]!)).ToList();
+    private static List<(string Key, double[] Point, double Score)> Log(string dir) => ZooSearchTesting.Log(dir);
 
     [Fact]
     public async Task Each_zoo_adapter_resolves_to_the_base_plus_its_file_and_beats_the_base_on_its_skill()
@@ -150,7 +139,7 @@ public class LoraSearchZooTests(ITestOutputHelper output)
     {
         using var dir = new TempDir();
         var dev = Data("mixed", "dev");
-        var members = new[] { "arith", "facts_a" }.Select(n => LlamaModelFactory.Load(new LlamaModelOptions { Path = Consort.Training.Zoo.ResolveModel("zoo:" + n), Name = n })).ToArray();
+        var members = new[] { "arith", "facts_a" }.Select(n => ZooSearchTesting.Zoo(n)).ToArray();
         try
         {
             using var loader = new ModelSession();

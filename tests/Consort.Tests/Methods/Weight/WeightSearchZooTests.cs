@@ -18,26 +18,13 @@ public class WeightSearchZooTests(ITestOutputHelper output)
 {
     private const int DevSize = 24;
 
-    private static IFitData Dev() => EvalTask.Create(new JsonObject
-    {
-        ["dataset"] = Path.Combine(TestPaths.RepoRoot, "zoo", "datasets", "mixed.json"), ["prompt"] = "{input}", ["max_tokens"] = 8,
-        ["stop"] = new JsonArray("\n"), ["temperature"] = 0,
-    }, EvalDataset.DefaultSearchFolders(TestPaths.RepoRoot)).BuildFitData("dev");
+    private static IFitData Dev() => ZooSearchTesting.Data("mixed", "dev");
 
-    private static ConsortModel Zoo(string name) => LlamaModelFactory.Load(new LlamaModelOptions { Path = Consort.Training.Zoo.ResolveModel("zoo:" + name), Name = name });
+    private static ConsortModel Zoo(string name) => ZooSearchTesting.Zoo(name);
 
-    private static async Task<double> Score(ConsortModel m, IFitData dev)
-    {
-        double sum = 0;
-        var items = dev.Sample(DevSize, 42);
-        foreach (var ex in items) sum += ex.Score((await m.Chat.GetResponseAsync(ex.Messages, ex.Options)).Text);
-        return sum / items.Count;
-    }
+    private static Task<double> Score(ConsortModel m, IFitData dev) => ZooSearchTesting.Score(m, dev.Sample(DevSize, 42));
 
-    // The log's evaluations in order: (key, point, score).
-    private static List<(string Key, double[] Point, double Score)> Log(string dir) =>
-        File.ReadAllLines(Path.Combine(dir, "evaluations.jsonl")).Skip(1).Where(l => l.Length > 0).Select(l => JsonNode.Parse(l)!.AsObject())
-            .Select(o => ((string)o["key"]!, o["point"]!.AsArray().Select(v => (double)v!).ToArray(), (double)o["score"]!)).ToList();
+    private static List<(string Key, double[] Point, double Score)> Log(string dir) => ZooSearchTesting.Log(dir);
 
     [Fact]
     public async Task Greedy_soup_never_accepts_a_member_that_lowers_the_dev_score()
