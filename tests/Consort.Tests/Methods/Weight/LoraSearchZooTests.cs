@@ -130,6 +130,13 @@ public class LoraSearchZooTests(ITestOutputHelper output)
             // The recipe's weight is the particle's coefficients times each member's own scale, summed over the one adapter file.
             Assert.Contains($"weight: {0.5 * best.Point[0] + 2 * best.Point[1]:0.######}", yml);
             Assert.Single(yml.Split('\n'), l => l.Contains("- model:"));
+
+            // Run again over the same folder (as after a kill): every evaluation comes from the log and the swarm ends at the same best.
+            var again = new List<string>();
+            using (await MethodHarness.CreateAsync(new ModelSwarmsMethod(), members, hp.ToJsonString(), dev, name: "swarm", loader: loader, log: again.Add)) { }
+            Assert.Contains(again, l => l.Contains($"resuming with {log.Count} evaluation(s)"));
+            Assert.Equal(log.Count, Log(dir.File("s")).Count);
+            Assert.Equal(yml, File.ReadAllText(dir.File("s/best.yml")));
         }
         finally { foreach (var m in members) m.Dispose(); }
     }
