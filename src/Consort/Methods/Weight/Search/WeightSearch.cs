@@ -170,14 +170,21 @@ public sealed class WeightSearch
         bool known = Log.All.Any(c => c.Key == EvaluationLog.KeyOf(point));
         double s = await Log.ScoreAsync(point, async (_, t) =>
         {
-            string file = Path.Combine(CandidateFolder(), $"candidate-{Environment.ProcessId}-{Interlocked.Increment(ref _candidates)}.gguf");
+            string folder = CandidateFolder();
+            string file = Path.Combine(folder, $"candidate-{Environment.ProcessId}-{Interlocked.Increment(ref _candidates)}.gguf");
             try
             {
                 await MergeAsync(recipe, file, t).ConfigureAwait(false);
                 using var model = await _loader.LoadAsync(new GgufModelSpec($"{_context.Name}:{label}", file, file, new JsonObject { ["seed"] = _context.Seed }), t).ConfigureAwait(false);
                 return await ScoreModelAsync(model, t).ConfigureAwait(false);
             }
-            finally { File.Delete(file); }
+            finally
+            {
+                File.Delete(file);
+                // The tmpfs folder goes with its last candidate (another candidate still in it keeps it).
+                if (folder != Directory)
+                    try { System.IO.Directory.Delete(folder); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            }
         }, ct).ConfigureAwait(false);
         Say($"{label}: dev {s:F4}{(known ? " (from the log)" : "")}");
         return s;
