@@ -47,10 +47,10 @@ public sealed class ZooCommand : ICliCommand
         var team = new Option<string?>("--team-steps") { Description = "Steps per team model, e.g. team_reader=600,team_arith=0 (0 skips one; comma-separated)" };
         var resume = new Option<bool>("--resume") { Description = "Keep a finished build's models in --out and run only what is missing (second stages, team models) and their scoring" };
         var notes = new Option<string?>("--notes") { Description = "Free-text note stored in the manifest (e.g. machine load)" };
-        var adapterSteps = new Option<string?>("--adapter-steps") { Description = "LoRA adapter steps per skill, e.g. arith=300,facts_a=150 (0: no adapter)" };
+        var adapterSteps = new Option<string?>("--adapter-steps") { Description = "LoRA adapter steps per skill, e.g. arith=800,facts_a=250 (0: no adapter)" };
         var adapterRank = new Option<int>("--adapter-rank") { Description = "LoRA adapter rank (alpha = 2 x rank)", DefaultValueFactory = _ => new ZooAdapterSettings().Rank };
         var adapterLr = new Option<float>("--adapter-lr") { Description = "LoRA adapter peak learning rate", DefaultValueFactory = _ => new ZooAdapterSettings().Optimizer.LearningRate };
-        var adapterReplay = new Option<double>("--adapter-replay") { Description = "Fraction of LoRA training examples replaying the base's material", DefaultValueFactory = _ => new ZooAdapterSettings().Replay };
+        var adapterReplay = new Option<double>("--adapter-replay") { Description = "Fraction of LoRA training examples replaying the base's material, for every skill (default: 0.4, arith 0.2)", DefaultValueFactory = _ => new ZooAdapterSettings().Replay };
         foreach (var o in new Option[] { outOpt, threads, baseSteps, expertSteps, seed, extra, team, resume, notes, adapterSteps, adapterRank, adapterLr, adapterReplay }) build.Options.Add(o);
         build.SetAction((ParseResult pr, CancellationToken ct) =>
         {
@@ -70,7 +70,9 @@ public sealed class ZooCommand : ICliCommand
             if (rank < 1 || !(alr > 0)) throw new ConsortException("--adapter-rank and --adapter-lr must be positive");
             double replay = pr.GetValue(adapterReplay);
             if (replay is < 0 or >= 1) throw new ConsortException($"--adapter-replay {replay}: expected a fraction in [0, 1)");
-            var ad = settings.Adapters with { Replay = replay, Rank = rank, Alpha = 2f * rank, Optimizer = settings.Adapters.Optimizer with { LearningRate = alr }, Threads = t };
+            var ad = settings.Adapters with { Rank = rank, Alpha = 2f * rank, Optimizer = settings.Adapters.Optimizer with { LearningRate = alr }, Threads = t };
+            // An explicit --adapter-replay applies to every skill (the default keeps the per-skill fractions).
+            if (pr.GetResult(adapterReplay) is { Implicit: false }) ad = ad with { Replay = replay, ReplayBySkill = new() };
             if (pr.GetValue(adapterSteps) is { } ast) ad = ad with { Steps = ParseSteps(ast, "--adapter-steps", ZooBuilder.Skills, "SKILL") };
             settings = settings with { Adapters = ad };
             var m = new ZooBuilder(settings, s => Console.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {s}")).Build(outDir, pr.GetValue(resume), ct);
