@@ -38,6 +38,11 @@ public class MixedEndpointRunTests(ITestOutputHelper output)
             // The served member's calls went through the endpoint: its trace entries carry its name and its tokens.
             Assert.Contains(results, r => r["trace"]!.AsArray().Any(t => (string?)t!["model"] == "facts_b" && (long?)t["output_tokens"] > 0));
             Assert.True(Score("cascade") > Math.Max(Score("arith"), Score("facts_b")) + 0.1, $"cascade {Score("cascade")} vs arith {Score("arith")}, facts_b {Score("facts_b")}");
+            // Two stages are one threshold: the router evaluation sweeps it from the members' baseline outputs.
+            Assert.Contains("cascade: router curve (strong = facts_b", stdout);
+            var routing = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.File("out"), "cascade", "summary.json")))!["routing"]!;
+            output.WriteLine($"cascade curve: APGR {(double?)routing["apgr"]}, CPT(50%) {(double?)routing["cpt"]!["50"]}");
+            Assert.NotNull((double?)routing["apgr"]);
         }
         finally
         {

@@ -153,7 +153,17 @@ public sealed class CascadeMethod : CollaborationMethod<CascadeOptions>
                 var response = await CallAsync(models[i], messages, o, trace, last ? "final" : $"stage {i + 1}", ct, r =>
                 {
                     confidence = last ? null : Confidence.Of(r, settings.Confidence);
-                    return last ? null : new() { ["confidence"] = confidence, ["threshold"] = thresholds[i], ["deferred"] = !(confidence >= thresholds[i]) };
+                    if (last) return null;
+                    var data = new Dictionary<string, object?> { ["confidence"] = confidence, ["threshold"] = thresholds[i], ["deferred"] = !(confidence >= thresholds[i]) };
+                    // Two stages are a router with one threshold: the strong member gets the query when the weak one's
+                    // confidence is low, so the router evaluation can sweep it (lead = −confidence) from the baselines.
+                    if (models.Count == 2 && confidence is { } c)
+                    {
+                        data["scores"] = new Dictionary<string, object?> { [models[0].Name] = c, [models[1].Name] = null };
+                        data["strong"] = models[1].Name;
+                        data["strong_advantage"] = -c;
+                    }
+                    return data;
                 }).ConfigureAwait(false);
                 if (last || confidence >= thresholds[i]) return AnswerFrom(response.Text, models[i].Name);
             }

@@ -27,6 +27,20 @@ public class CascadeTests
     }
 
     [Fact]
+    public async Task TwoStagesTraceTheirLeadSoTheRouterEvaluationCanSweepTheThreshold()
+    {
+        var two = await MethodHarness.CreateAsync(new CascadeMethod(), [Cheap(), Strong()], """{"thresholds": [0.5]}""");
+        var data = (await two.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "hard one")])).GetTrace()[0].Data!;
+        double confidence = (double)data["confidence"]!;
+        Assert.Equal("strong", data["strong"]);
+        Assert.Equal(-confidence, (double)data["strong_advantage"]!);
+        Assert.Equal(["cheap", "strong"], ((Dictionary<string, object?>)data["scores"]!).Keys);
+        // Three stages are not one threshold: no router data.
+        var three = await MethodHarness.CreateAsync(new CascadeMethod(), [Cheap(), Cheap(), Strong()], """{"thresholds": [0.5, 0.5]}""");
+        Assert.False((await three.Chat.GetResponseAsync([new ChatMessage(ChatRole.User, "hard one")])).GetTrace()[0].Data!.ContainsKey("strong"));
+    }
+
+    [Fact]
     public async Task CalibratesThresholdsOnDevToTheTargetDeferralRate()
     {
         // 3 of 4 dev prompts are easy: a 25% deferral target puts the threshold between hard and easy confidences.
