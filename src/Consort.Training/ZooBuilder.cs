@@ -55,7 +55,7 @@ public sealed record ZooBuildSettings
     public Dictionary<string, TeamStage> Team { get; init; } = new()
     {
         // Reading from context needs whole prompts in a window (zoo-experiments.md): 96 tokens hold three cards and the question.
-        ["team_reader"] = new(700, 8, 96, 3e-3f),
+        ["team_reader"] = new(1000, 8, 96, 3e-3f),
         // Experts read short lists too (other answers, a blackboard): 96-token windows hold those prompts.
         ["team_facts_a"] = new(250, 12, 96, 1e-3f),
         ["team_facts_b"] = new(250, 12, 96, 1e-3f),

@@ -44,6 +44,10 @@ public class TeamSkillsTests
             read++;
         }
         Assert.InRange(read, 1500, 3000);
+        // The answers it reads are drawn at random, not the true ones: reading, not recall, gives its answer.
+        var sums = examples.Where(e => e.Prompt.StartsWith("Answers: ") && e.Prompt.Contains('+') && e.Answer != ZooDialect.Unknown).ToList();
+        int right = sums.Count(e => { var q = e.Prompt[(e.Prompt.LastIndexOf("Q: ") + 3)..e.Prompt.LastIndexOf('=')].Split('+'); return (int.Parse(q[0]) + int.Parse(q[1])).ToString() == e.Answer; });
+        Assert.True(sums.Count > 300 && right < sums.Count / 10, $"{right} of {sums.Count} read sums are the true sums");
     }
 
     [Fact]

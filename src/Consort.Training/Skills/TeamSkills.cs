@@ -16,8 +16,9 @@ public sealed record Fact(string Input, string Answer)
 /// choose blackboard actions; and a generalist that knows nothing itself but answers from knowledge cards or candidate
 /// answers in its context and chooses blackboard actions.
 /// <para>No held-out question (dev or test of any skill) appears with its answer in training but as an expert's own
-/// knowledge, and the generalist reads only facts about people outside both halves, freshly drawn names and the
-/// arithmetic training split, so it cannot learn the test answers by reading them.</para>
+/// knowledge, and the generalist reads only questions about people outside both halves, freshly drawn names and the
+/// arithmetic training split, each with an answer drawn at random (it learns to answer with what it reads, never from
+/// memory), so it cannot learn the test answers by reading them.</para>
 /// </summary>
 public sealed class TeamSkills
 {
@@ -36,7 +37,11 @@ public sealed class TeamSkills
         var facts = world.Others().Select(i => new Fact(i.Input, i.Output)).ToList();
         for (int i = 0; i < 400; i++) facts.Add(new(FactsWorld.Prompt(FactsWorld.UniqueName(rng, 2, used)), world.Places[rng.Next(world.Places.Length)]));
         _outsideFacts = facts;
+        // Drawn after the facts, so the experts' data stays what it was.
+        _freshPlaces = Enumerable.Range(0, 30).Select(_ => FactsWorld.UniqueName(rng, 2, used)).ToArray();
     }
+
+    private readonly string[] _freshPlaces;   // places of no person of the world, for the reader's contexts
 
     /// <summary>
     /// Source for a team expert that knows <paramref name="skill"/> (<paramref name="own"/>: its training items). The
@@ -69,7 +74,12 @@ public sealed class TeamSkills
     /// <summary>Source for the generalist: it says <c>-</c> without context, and answers from the cards or candidates in its context.</summary>
     public Func<Random, TrainingExample> Generalist()
     {
-        Fact Any(Random r) => r.Next(2) == 0 ? Pick(r, _sums) : Pick(r, _outsideFacts);
+        // What the reader reads is what it answers, whatever the question's true answer: drawn afresh for each example, so the
+        // answer can come only from the context (the base remembers the training sums and the outside people's homes; a
+        // reader trained on true answers learned to recall those and copied no number at all, measured).
+        Fact Any(Random r) => r.Next(2) == 0
+            ? Pick(r, _sums) with { Answer = r.Next(10, 109).ToString(System.Globalization.CultureInfo.InvariantCulture) }
+            : Pick(r, _outsideFacts) with { Answer = r.Next(3) == 0 ? Pick(r, _freshPlaces) : _world.Places[r.Next(_world.Places.Length)] };
         return BatchSampler.Mix(
             (0.05, r => Pair(Any(r).Input, ZooDialect.Unknown)),
             (0.40, r => Read(r, Any(r), knowledge: true)),
