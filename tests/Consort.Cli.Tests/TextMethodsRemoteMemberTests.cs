@@ -1,3 +1,5 @@
+using System.Text;
+using System.Text.Json.Nodes;
 using Consort.Testing;
 
 namespace Consort.Cli.Tests;
@@ -5,7 +7,8 @@ namespace Consort.Cli.Tests;
 /// <summary>
 /// A text method whose members are partly local and partly served by another <c>consort serve</c> (OpenAI backend, real
 /// HTTP on loopback): mixture_of_agents on zoo:mixed with zoo:facts_a remote answers every item exactly as the all-local
-/// run does (greedy), and the remote member's calls are in the trace under its own name.
+/// run does (greedy), and the remote member's calls are in the trace under its own name. And a MoA configured as a
+/// collaboration of <c>consort serve</c> streams its aggregator's pieces as SSE chunks.
 /// </summary>
 public class TextMethodsRemoteMemberTests
 {
@@ -58,5 +61,49 @@ public class TextMethodsRemoteMemberTests
             Assert.Contains(trace, t => t["model"]!.ToString() == "facts_a" && t["role"]!.ToString() == "aggregate");
         }
         Assert.Equal(localResults.Select(x => x["score"]?.ToString()).OrderBy(x => x), remoteResults.Select(x => x["score"]?.ToString()).OrderBy(x => x));
+    }
+
+    [Fact]
+    public async Task Consort_serve_streams_a_mixture_of_agents_of_the_team_models_as_sse_chunks()
+    {
+        using var dir = new TempDir();
+        int port = TestNet.FreePort();
+        var prompts = Path.Combine(TestPaths.RepoRoot, "examples", "prompts", "zoo_team.json").Replace("\\", "/");
+        var serve = dir.File("serve.json");
+        File.WriteAllText(serve, $$"""
+            { "models": [ { "name": "team_arith", "path": "zoo:team_arith" }, { "name": "team_facts_a", "path": "zoo:team_facts_a" },
+                          { "name": "team_facts_b", "path": "zoo:team_facts_b" }, { "name": "team_reader", "path": "zoo:team_reader" } ],
+              "collaborations": { "moa": { "method": "mixture_of_agents", "models": ["team_arith", "team_facts_a", "team_facts_b", "team_reader"],
+                "hyperparameters": { "layers": 2, "proposers": ["team_arith", "team_facts_a", "team_facts_b"], "aggregator": "team_reader", "prompts_file": "{{prompts}}" } } } }
+            """);
+        var server = await RemoteRunTests.StartServerAsync(serve, port);
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(120) };
+            StringContent Body(bool stream) => new(new JsonObject
+            {
+                ["model"] = "moa", ["stream"] = stream, ["max_tokens"] = 8, ["temperature"] = 0, ["stop"] = new JsonArray("\n"),
+                ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Q: 7+48= A:" }),
+            }.ToJsonString(), Encoding.UTF8, "application/json");
+            using var plain = await http.PostAsync("/v1/chat/completions", Body(false));
+            var whole = JsonNode.Parse(await plain.Content.ReadAsStringAsync())!["choices"]![0]!["message"]!["content"]!.GetValue<string>();
+            using var req = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Body(true) };
+            using var resp = await http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal("text/event-stream", resp.Content.Headers.ContentType?.MediaType);
+            using var reader = new StreamReader(await resp.Content.ReadAsStreamAsync());
+            var pieces = new List<string>();
+            bool done = false;
+            while (await reader.ReadLineAsync() is { } line)
+            {
+                if (line == "data: [DONE]") { done = true; break; }
+                if (line.StartsWith("data: ") && JsonNode.Parse(line[6..])!["choices"]![0]!["delta"]!["content"]?.GetValue<string>() is { Length: > 0 } p) pieces.Add(p);
+            }
+            Assert.True(done);
+            // The reader aggregates what the arithmetic expert proposed, byte by byte: several chunks, the non-streamed text.
+            Assert.True(pieces.Count >= 2, string.Join("|", pieces));
+            Assert.Equal(whole, string.Concat(pieces));
+            Assert.Equal("55", whole.Trim());
+        }
+        finally { server.Kill(true); await server.WaitForExitAsync(); }
     }
 }
