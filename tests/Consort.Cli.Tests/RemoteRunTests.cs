@@ -9,7 +9,7 @@ namespace Consort.Cli.Tests;
 public class RemoteRunTests
 {
 
-    private static async Task<Process> StartServerAsync(string config, int port)
+    internal static async Task<Process> StartServerAsync(string config, int port)
     {
         var p = Process.Start(CliHarness.StartInfo("serve", config, "--urls", $"http://127.0.0.1:{port}"))!;
         _ = p.StandardOutput.ReadToEndAsync();
