@@ -8,6 +8,9 @@ namespace Consort.Cli.Tests;
 /// <summary>A run over an OpenAI-compatible endpoint (a real `consort serve` process) that dies mid-run resumes later.</summary>
 public class RemoteRunTests
 {
+    /// <summary>The serve-and-wait helper, now in <see cref="CliHarness.StartServerAsync"/> (kept for callers of this name).</summary>
+    internal static Task<Process> StartServerAsync(string config, int port) => CliHarness.StartServerAsync(config, port);
+
     [Fact]
     public async Task RunOverAnEndpointThatDiesMidRunResumesWithoutLosingItems()
     {
