@@ -43,6 +43,8 @@ internal sealed class LlamaBatchEngine : IDisposable
     internal const int MinCopyTokens = 8;
     /// <summary>A prompt waits for another prompt being fed when that gives it at least this many more cached tokens.</summary>
     internal const int MinSharedTokens = 8;
+    /// <summary>The longest a step waits for a sequence of the previous step to come back.</summary>
+    internal const double MaxGatherSeconds = 50e-3;
 
     private readonly LLamaContext _context;
     private readonly NativeBatch _batch;
@@ -171,10 +173,19 @@ internal sealed class LlamaBatchEngine : IDisposable
                     if (s.Pending is not null) throw new InvalidOperationException("a sequence runs one call at a time");
                 }
             }
+            long now = Stopwatch.GetTimestamp();
             foreach (var j in jobs)
             {
                 j.Ticket = ticket;
-                if (j.Sequence is { } s) s.Pending = j;
+                if (j.Sequence is { } s)
+                {
+                    s.Pending = j;
+                    if (s.SteppedAt != 0 && j.Kind == DecodeJobKind.Feed && _expected.Contains(s))
+                    {
+                        double away = Stopwatch.GetElapsedTime(s.SteppedAt, now).TotalSeconds;
+                        s.AwaySeconds = s.AwaySeconds == 0 ? away : 0.7 * s.AwaySeconds + 0.3 * away;
+                    }
+                }
                 _queue.Add(j);
             }
             _tickets.Add(ticket);
@@ -237,24 +248,56 @@ internal sealed class LlamaBatchEngine : IDisposable
     private async Task GatherAsync(Ticket mine)
     {
         long start = Stopwatch.GetTimestamp();
-        // Half a step at most (a latecomer costs the others less than a step of its own would cost it), but long
-        // enough for a thread-pool hand-off on a busy machine.
+        // At least half a step (a latecomer costs the others less than a step of its own would cost it) and long
+        // enough for a thread-pool hand-off on a busy machine. A caller that is usually away longer (it steps another
+        // model in between, as a fused member does) is waited for as long as it usually takes, within bounds: without
+        // that, sequences that fall out of step with each other never get back in step, and each one decodes alone.
         double limit = Math.Clamp(0.5 * _stepSeconds, 300e-6, 10e-3);
+        bool yielded = false;
         while (true)
         {
+            bool idle = false;
             lock (_lock)
             {
                 if (mine.Finished || _disposed) return;
                 if (mine.Jobs.Any(j => j.CancelRequested)) return;
+                foreach (var slot in _slots)
+                    if (slot.Owner is LlamaTokenSequence { Disposed: false, Pending: null }) { idle = true; break; }
+            }
+            // A leader steps on its caller's thread, so a caller stepping alone never gives its thread up. When other
+            // sequences are idle and thread-pool work is queued (their callers' continuations, likely), let it run once
+            // first: otherwise, with few pool threads, one sequence decodes to its end while the others wait in the queue.
+            if (idle && !yielded && ThreadPool.PendingWorkItemCount > 0)
+            {
+                yielded = true;
+                await Task.Yield();
+                continue;
+            }
+            lock (_lock)
+            {
+                if (mine.Finished || _disposed) return;
                 bool missing = false;
                 foreach (var s in _expected)
-                    if (!s.Disposed && s.Pending is null) { missing = true; break; }
+                {
+                    if (s.Disposed || s.Pending is not null) continue;
+                    missing = true;
+                    // Expected back by its last step plus its usual time away (and some slack); but a caller that is
+                    // often away for long (a mentor consulted now and then) is not waited for longer than a few steps.
+                    double usual = Math.Min(1.5 * s.AwaySeconds + 300e-6, Math.Min(Math.Max(4 * _stepSeconds, 2e-3), MaxGatherSeconds));
+                    double due = Stopwatch.GetElapsedTime(start, s.SteppedAt).TotalSeconds + usual;
+                    if (due > limit) limit = due;
+                }
                 if (!missing) return;
             }
             double left = limit - Stopwatch.GetElapsedTime(start).TotalSeconds;
             if (left <= 0) return;
-            if (left < 2e-3) Thread.Yield(); // timer waits are ~1 ms coarse; a step of a small model is shorter
-            else await _arrival.WaitAsync(TimeSpan.FromSeconds(left)).ConfigureAwait(false);
+            // Timer waits are ~1 ms coarse and a step of a small model is shorter, so short waits poll. But the callers
+            // waited for may need a thread-pool thread to come back (their continuations queue behind this one): while
+            // work is queued, give the thread back instead of spinning on it, or on a machine with few cores the
+            // caller never arrives in time and every sequence steps alone.
+            if (left >= 2e-3) await _arrival.WaitAsync(TimeSpan.FromSeconds(left)).ConfigureAwait(false);
+            else if (ThreadPool.PendingWorkItemCount > 0) await Task.Yield();
+            else Thread.Yield();
         }
     }
 
@@ -298,6 +341,7 @@ internal sealed class LlamaBatchEngine : IDisposable
                 {
                     j.Sequence!.SetNext(j.Logits!);
                     expected.Add(j.Sequence);
+                    j.Sequence.SteppedAt = Stopwatch.GetTimestamp();
                 }
                 FinishLocked(j, cancelled: false, error: null);
             }

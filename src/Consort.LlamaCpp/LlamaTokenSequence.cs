@@ -29,6 +29,11 @@ internal sealed class LlamaTokenSequence : ITokenSequence
     internal DecodeJob? Pending { get; set; }
     /// <summary>Under the engine's lock.</summary>
     internal bool Disposed { get; set; }
+    /// <summary>When its last single-token step finished (timestamp; 0: none yet). Under the engine's lock.</summary>
+    internal long SteppedAt { get; set; }
+    /// <summary>How long the caller usually takes to come back for the next step (seconds, moving average; 0: not
+    /// known). A caller that steps another model in between (a fused member) is away for that model's step.</summary>
+    internal double AwaySeconds { get; set; }
 
     public int Slot => State?.Index ?? -1;
     public ITokenModel Model => Owner;

@@ -5,6 +5,17 @@ using Consort.Training.Skills;
 
 namespace Consort.Training;
 
+/// <summary>Training of one team model.</summary>
+/// <param name="Steps">Optimizer steps (0: not built).</param>
+/// <param name="Batch">Windows per step.</param>
+/// <param name="SeqLen">Tokens per window.</param>
+/// <param name="LearningRate">Peak learning rate (warm-up 20 steps, cosine to a tenth).</param>
+public sealed record TeamStage(int Steps, int Batch, int SeqLen, float LearningRate)
+{
+    /// <summary>The optimizer settings.</summary>
+    public OptimizerSettings Optimizer => new() { LearningRate = LearningRate, WarmupSteps = 20, MinLrRatio = 0.1f };
+}
+
 /// <summary>Settings of a zoo build (all recorded in the manifest).</summary>
 public sealed record ZooBuildSettings
 {
@@ -38,16 +49,22 @@ public sealed record ZooBuildSettings
     /// </summary>
     public Dictionary<string, int> ExtraExpertSteps { get; init; } = new() { [ArithmeticSkill.Name] = 800 };
     /// <summary>
-    /// Team models (name to steps; 0 skips one): experts fine-tuned from the finished experts to abstain, state knowledge
-    /// and read other answers, and a generalist fine-tuned from the base to answer from context (see <see cref="TeamSkills"/>).
+    /// Team models (see <see cref="TeamSkills"/>): experts fine-tuned from the finished experts to abstain, state knowledge
+    /// and keep their answer among others', and a generalist fine-tuned from the base to answer from context. Steps 0 skips one.
     /// </summary>
-    public Dictionary<string, int> TeamSteps { get; init; } = new() { ["team_reader"] = 600, ["team_arith"] = 200, ["team_facts_a"] = 200, ["team_facts_b"] = 200 };
-    /// <summary>Windows per step of the team stages (their prompts are long, so fewer, longer windows).</summary>
-    public int TeamBatch { get; init; } = 8;
-    /// <summary>Tokens per window of the team stages: a whole context prompt and its answer fit (see zoo-experiments).</summary>
-    public int TeamSeqLen { get; init; } = 128;
-    /// <summary>Team optimizer.</summary>
-    public OptimizerSettings TeamOptimizer { get; init; } = new() { LearningRate = 2e-3f, WarmupSteps = 20, MinLrRatio = 0.1f };
+    public Dictionary<string, TeamStage> Team { get; init; } = new()
+    {
+        // Reading from context needs whole prompts in a window (zoo-experiments.md): 96 tokens hold three cards and the question.
+        ["team_reader"] = new(1000, 8, 96, 3e-3f),
+        // Experts read short lists too (other answers, a blackboard): 96-token windows hold those prompts.
+        ["team_facts_a"] = new(250, 12, 96, 1e-3f),
+        ["team_facts_b"] = new(250, 12, 96, 1e-3f),
+        // The addition skill is fragile: a lower rate keeps it (2e-3 lost most of it in 200 steps, measured).
+        ["team_arith"] = new(250, 12, 96, 5e-4f),
+    };
+    /// <summary>Context length written to the team models' GGUF: longer prompts than their 128-token training windows
+    /// run (the default prompts of real-model methods), though they only follow the zoo dialect.</summary>
+    public int TeamContext { get; init; } = 2048;
     /// <summary>Training jobs (and scoring jobs) that run at once after the first stage.</summary>
     public int ParallelJobs { get; init; } = 2;
     /// <summary>Tensor type of the committed matrices.</summary>
@@ -209,7 +226,8 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
         foreach (int k in Enumerable.Range(0, Team.Length).OrderBy(k => jobs.Any(j => j.Name == Team[k].Parent + "/2") ? 0 : 1))
         {
             var (name, parent, skill) = Team[k];
-            if (!s.TeamSteps.TryGetValue(name, out var steps) || steps <= 0 || models.Any(m => m.Name == name)) continue;
+            if (!s.Team.TryGetValue(name, out var stage) || stage.Steps <= 0 || models.Any(m => m.Name == name)) continue;
+            int steps = stage.Steps;
             int seed = s.DataSeed + 200 + 10 * k;
             // A parent still in training (the arith second stage) must finish first.
             string[] after = jobs.Where(j => j.Name == parent + "/2").Select(j => j.Name).ToArray();
@@ -217,12 +235,11 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
             {
                 var parentPath = Path.Combine(outDir, models.First(m => m.Name == parent).File);
                 var path = Path.Combine(outDir, name + ".gguf");
-                using var t = new TinyLlamaTrainer(s.Architecture, s.TeamBatch, s.TeamSeqLen, s.ExpertThreads) { Optimizer = s.TeamOptimizer };
+                using var t = new TinyLlamaTrainer(s.Architecture with { Context = s.TeamContext }, stage.Batch, stage.SeqLen, s.ExpertThreads) { Optimizer = stage.Optimizer };
                 t.LoadGguf(parentPath);
-                var src = skill is null ? team.Generalist()
-                    : team.Expert(data[skill].Train.Select(i => new Fact(i.Input, i.Output)).ToList(), skill == ArithmeticSkill.Name);
-                Log($"{name}: {steps} steps from {parent} ({s.TeamBatch}x{s.TeamSeqLen} tokens per step)");
-                var r = TrainingLoop.Run(t, new BatchSampler(src, s.TeamBatch, s.TeamSeqLen, seed), new BatchSampler(src, s.TeamBatch, s.TeamSeqLen, seed + 1),
+                var src = skill is null ? team.Generalist() : team.Expert(skill, data[skill].Train.Select(i => new Fact(i.Input, i.Output)).ToList());
+                Log($"{name}: {steps} steps from {parent} ({stage.Batch}x{stage.SeqLen} tokens per step, lr {stage.LearningRate:G3})");
+                var r = TrainingLoop.Run(t, new BatchSampler(src, stage.Batch, stage.SeqLen, seed), new BatchSampler(src, stage.Batch, stage.SeqLen, seed + 1),
                     new TrainingPlan { Steps = steps, EvalEvery = 0, ReportEvery = 100 }, p => Log(Format(name, p)), ct);
                 t.SaveGguf(path, "consort-zoo-" + name, s.TensorType, Meta("team", skill));
                 var mix = skill is null ? new Dictionary<string, double> { ["team_generalist"] = 1.0 } : new() { ["team_expert_" + skill] = 1.0 };
@@ -230,7 +247,7 @@ public sealed class ZooBuilder(ZooBuildSettings settings, Action<string>? log = 
                 {
                     Name = name, File = name + ".gguf", Role = "team", Skill = skill, TensorType = s.TensorType.ToString(),
                     Bytes = new FileInfo(path).Length, Sha256 = Zoo.Sha256(path),
-                    Training = Training(parent, null, seed, mix, true, steps, s.TeamOptimizer, r) with { Batch = s.TeamBatch, SeqLen = s.TeamSeqLen },
+                    Training = Training(parent, null, seed, mix, true, steps, stage.Optimizer, r) with { Batch = stage.Batch, SeqLen = stage.SeqLen },
                 };
                 lock (models) models.Add(model);
                 Log($"{name}: done in {r.Seconds:F0} s, loss {r.FinalLoss:F3}, eval {r.EvalLoss:F3}, {r.TokensPerSecond:F0} tok/s");

@@ -48,6 +48,26 @@ internal static class CliHarness
     }
 
     /// <summary>A small f1 task of story openings and their continuations, as a dataset file.</summary>
+    /// <summary>Starts <c>consort serve CONFIG</c> on loopback at <paramref name="port"/> and waits until /health answers (the caller kills it).</summary>
+    public static async Task<Process> StartServerAsync(string config, int port)
+    {
+        var p = Process.Start(StartInfo("serve", config, "--urls", $"http://127.0.0.1:{port}"))!;
+        _ = p.StandardOutput.ReadToEndAsync();
+        _ = p.StandardError.ReadToEndAsync();
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            if (p.HasExited) throw new InvalidOperationException("consort serve exited early");
+            try { if ((await http.GetAsync($"http://127.0.0.1:{port}/health")).IsSuccessStatusCode) return p; }
+            catch (HttpRequestException) { }
+            catch (TaskCanceledException) { }
+            await Task.Delay(100);
+        }
+        p.Kill(true);
+        throw new TimeoutException("consort serve did not become healthy");
+    }
+
     public static string WriteStoryDataset(string folder, int items)
     {
         string[] openings = ["Once upon a time", "One day, a little girl", "Tom and his dog", "The sun was shining and", "Lily wanted to play"];

@@ -24,7 +24,7 @@ public class MethodsDocsTests
             Assert.Contains($"## {m.Metadata.Name}", md);
             foreach (var a in m.Metadata.Aliases) Assert.Contains($"`{a}`", md);
         }
-        Assert.Contains("| `deferral_rate` | float | `0.5` | [0, 1] |", md);
+        Assert.Contains("| `deferral_rate` (`percentage`) | float | `0.5` | [0, 1] |", md);
         Assert.Contains("`max_tokens` (`max_response_length`, `max_new_tokens`)", md);
     }
 

@@ -8,25 +8,8 @@ namespace Consort.Cli.Tests;
 /// <summary>A run over an OpenAI-compatible endpoint (a real `consort serve` process) that dies mid-run resumes later.</summary>
 public class RemoteRunTests
 {
-
-    private static async Task<Process> StartServerAsync(string config, int port)
-    {
-        var p = Process.Start(CliHarness.StartInfo("serve", config, "--urls", $"http://127.0.0.1:{port}"))!;
-        _ = p.StandardOutput.ReadToEndAsync();
-        _ = p.StandardError.ReadToEndAsync();
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-        var sw = Stopwatch.StartNew();
-        while (sw.Elapsed < TimeSpan.FromSeconds(60))
-        {
-            if (p.HasExited) throw new InvalidOperationException("consort serve exited early");
-            try { if ((await http.GetAsync($"http://127.0.0.1:{port}/health")).IsSuccessStatusCode) return p; }
-            catch (HttpRequestException) { }
-            catch (TaskCanceledException) { }
-            await Task.Delay(100);
-        }
-        p.Kill(true);
-        throw new TimeoutException("consort serve did not become healthy");
-    }
+    /// <summary>The serve-and-wait helper, now in <see cref="CliHarness.StartServerAsync"/> (kept for callers of this name).</summary>
+    internal static Task<Process> StartServerAsync(string config, int port) => CliHarness.StartServerAsync(config, port);
 
     [Fact]
     public async Task RunOverAnEndpointThatDiesMidRunResumesWithoutLosingItems()
@@ -45,7 +28,7 @@ public class RemoteRunTests
         var outDir = dir.File("out");
         var results = Path.Combine(outDir, "remote", "results.jsonl");
 
-        var server = await StartServerAsync(serve, port);
+        var server = await CliHarness.StartServerAsync(serve, port);
         try
         {
             using var client = Process.Start(CliHarness.StartInfo("run", run, "--out", outDir))!;
@@ -69,7 +52,7 @@ public class RemoteRunTests
         Assert.InRange(ok, 3, 59); // some answered before the endpoint died, the rest failed
         Assert.Contains(first, r => r["error"] is not null);
 
-        server = await StartServerAsync(serve, port);
+        server = await CliHarness.StartServerAsync(serve, port);
         try
         {
             var (code, o, e) = await CliHarness.RunAsync("run", run, "--out", outDir);
@@ -103,7 +86,7 @@ public class RemoteRunTests
               "models": [ { "name": "remote_fusion", "type": "openai", "base_url": "http://127.0.0.1:{{port}}/v1", "model": "fusion", "top_logprobs": 0 },
                           "{{TestPaths.Stories260K}}" ] }
             """);
-        var server = await StartServerAsync(serve, port);
+        var server = await CliHarness.StartServerAsync(serve, port);
         try
         {
             var (code, o, e) = await CliHarness.RunAsync("run", run, "--out", dir.File("out"));

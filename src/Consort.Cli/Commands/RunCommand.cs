@@ -112,7 +112,11 @@ public sealed class RunCommand : ICliCommand
             return ExitCodes.Error;
         }
         // Router runs with their members' baselines: the quality-cost curve from the outputs already written.
-        foreach (var table in Consort.Evaluation.Routing.RoutingReport.AttachToRuns(plan.Runs.ToDictionary(r => r.Name, r => Path.Combine(plan.OutDir, Safe(r.Name)))))
+        var runFolders = plan.Runs.ToDictionary(r => r.Name, r => Path.Combine(plan.OutDir, Safe(r.Name)));
+        foreach (var table in Consort.Evaluation.Routing.RoutingReport.AttachToRuns(runFolders))
+            AnsiConsole.WriteLine(table);
+        // Hyperparameter sweeps ("sweep": {"gamma": [...]}): one curve per sweep, its ends the members alone.
+        foreach (var table in Consort.Evaluation.Routing.SweepReport.AttachToRuns(plan.Config.Sweeps, runFolders))
             AnsiConsole.WriteLine(table);
         // KV cache and batching counters of the llama.cpp models the runs used.
         var local = LocalModelReport.Collect(built);

@@ -61,9 +61,9 @@ public sealed class ZooCommand : ICliCommand
             if (pr.GetValue(extra) is { } ex) settings = settings with { ExtraExpertSteps = ParseSteps(ex, "--extra-steps", ZooBuilder.Skills, "SKILL") };
             if (pr.GetValue(team) is { } tm)
             {
-                var steps = new Dictionary<string, int>(settings.TeamSteps);
-                foreach (var (k, v) in ParseSteps(tm, "--team-steps", ZooBuilder.Team.Select(x => x.Name).ToArray(), "MODEL")) steps[k] = v;
-                settings = settings with { TeamSteps = steps };
+                var stages = new Dictionary<string, TeamStage>(settings.Team);
+                foreach (var (k, v) in ParseSteps(tm, "--team-steps", ZooBuilder.Team.Select(x => x.Name).ToArray(), "MODEL")) stages[k] = stages[k] with { Steps = v };
+                settings = settings with { Team = stages };
             }
             int rank = pr.GetValue(adapterRank);
             float alr = pr.GetValue(adapterLr);

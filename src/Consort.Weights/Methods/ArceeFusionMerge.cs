@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using Consort.Weights.Engine;
 
 namespace Consort.Weights.Methods;
@@ -24,24 +25,31 @@ public sealed class ArceeFusionMerge : IMergeMethod
     /// <inheritdoc />
     public IReadOnlyList<MergeParameterSpec> Parameters { get; } = [];
 
-    /// <summary>KL(softmax(p) + 1e-8 ‖ softmax(q) + 1e-8) of two rows.</summary>
+    /// <summary>KL(softmax(p) + 1e-8 ‖ softmax(q) + 1e-8) of two rows (vectorized, in single precision: it runs for
+    /// every row of every tensor, and the double-precision loop made this method 25x slower than a read of its inputs).</summary>
     public static double RowKl(ReadOnlySpan<float> p, ReadOnlySpan<float> q)
     {
-        static double LogSumExp(ReadOnlySpan<float> x, out double max)
+        int n = p.Length;
+        float[] rent = System.Buffers.ArrayPool<float>.Shared.Rent(2 * n);
+        try
         {
-            max = double.NegativeInfinity;
-            foreach (var v in x) max = Math.Max(max, v);
-            double s = 0;
-            foreach (var v in x) s += Math.Exp(v - max);
-            return s;
+            var a = rent.AsSpan(0, n); var b = rent.AsSpan(n, n);
+            static void Soft(ReadOnlySpan<float> x, Span<float> into)
+            {
+                TensorPrimitives.Subtract(x, TensorPrimitives.Max(x), into);
+                TensorPrimitives.Exp(into, into);
+                TensorPrimitives.Multiply(into, 1f / TensorPrimitives.Sum(into), into);
+                TensorPrimitives.Add(into, 1e-8f, into);
+            }
+            Soft(p, a); Soft(q, b);
+            TensorPrimitives.Divide(a, b, b);
+            TensorPrimitives.Log(b, b);
+            return TensorPrimitives.Dot(a, b);
         }
-        double sp = LogSumExp(p, out double mp), sq = LogSumExp(q, out double mq), kl = 0;
-        for (int j = 0; j < p.Length; j++)
+        finally
         {
-            double a = Math.Exp(p[j] - mp) / sp + 1e-8, b = Math.Exp(q[j] - mq) / sq + 1e-8;
-            kl += a * Math.Log(a / b);
+            System.Buffers.ArrayPool<float>.Shared.Return(rent);
         }
-        return kl;
     }
 
     /// <summary>mergekit's approximate quantile: the sorted sample's element at floor(q·(n − 1)).</summary>

@@ -18,7 +18,11 @@ public sealed class HostServices : IServiceProvider
 
     /// <inheritdoc />
     public object? GetService(Type serviceType) =>
-        serviceType == typeof(IModelReferences) ? References : EmbeddingSources.Default.GetService(serviceType);
+        serviceType == typeof(IModelReferences) ? References
+        : serviceType == typeof(IAnswerModelTrainer) ? Trainer
+        : EmbeddingSources.Default.GetService(serviceType);
+
+    private static readonly TinyLlamaAnswerTrainer Trainer = new();
 
     private sealed class ConfigModelReferences : IModelReferences
     {

@@ -10,6 +10,16 @@ namespace Consort.Config;
 public sealed record RunEntry(string Name, ModelSpec Model);
 
 /// <summary>
+/// A run swept over one hyperparameter (<c>"sweep": {"gamma": [0.1, 0.3]}</c>): one run per value, named
+/// <c>name@key=value</c>, evaluated side by side and reported as one quality-cost curve.
+/// </summary>
+/// <param name="Name">The run's name before expansion.</param>
+/// <param name="Key">The swept hyperparameter.</param>
+/// <param name="Points">Each value and the name of the run that uses it, in config order.</param>
+/// <param name="Members">The collaboration's member names.</param>
+public sealed record SweepGroup(string Name, string Key, IReadOnlyList<(double Value, string Run)> Points, IReadOnlyList<string> Members);
+
+/// <summary>
 /// A run config, in the spirit of MoCo's: <c>{"method", "task", "models": [...], "hyperparameters": {...}}</c>
 /// (MoCo's <c>model_names</c>, <c>task_type</c> and <c>gpu_ids</c> are accepted too). A config may also
 /// list several <c>runs</c> over a shared model pool and ask for <c>baselines</c> (each model alone),
@@ -21,9 +31,9 @@ public sealed class RunConfig
     public static readonly string[] Keys =
     [
         "name", "method", "task", "task_type", "models", "model_names", "hyperparameters", "runs", "baselines",
-        "seed", "concurrency", "split", "limit", "gpu_ids", "description", "collaborations", "server",
+        "seed", "concurrency", "split", "limit", "gpu_ids", "description", "collaborations", "server", "sweep",
     ];
-    private static readonly string[] RunKeys = ["name", "method", "models", "model_names", "hyperparameters"];
+    private static readonly string[] RunKeys = ["name", "method", "models", "model_names", "hyperparameters", "sweep"];
 
     /// <summary>Config file path (null for configs built in code).</summary>
     public string? FilePath { get; init; }
@@ -47,6 +57,8 @@ public sealed class RunConfig
     public int? Limit { get; init; }
     /// <summary>The raw JSON (echoed into results).</summary>
     public required JsonObject Raw { get; init; }
+    /// <summary>Runs swept over a hyperparameter (their expanded runs are in <see cref="Runs"/>).</summary>
+    public IReadOnlyList<SweepGroup> Sweeps { get; init; } = [];
 
     /// <summary>Reads and parses a config file.</summary>
     public static RunConfig Load(string path)
@@ -87,6 +99,7 @@ public sealed class RunConfig
         else if (modelsNode is not null) throw new ConfigException($"{where}: 'models' must be a list");
 
         var runs = new List<RunEntry>();
+        var sweeps = new List<SweepGroup>();
         bool baselines = Get<bool?>(obj, "baselines", where) ?? false;
         if (baselines)
             foreach (var m in pool) runs.Add(new RunEntry(m.Name, m));
@@ -101,8 +114,10 @@ public sealed class RunConfig
             var spec = method.Equals("single_model", StringComparison.OrdinalIgnoreCase) && pool.Count == 1 && hp.Count == 0
                 ? pool[0]
                 : new CollaborationSpec(runName, method, pool, (JsonObject)hp.DeepClone());
-            runs.Add(new RunEntry(spec.Name, spec));
+            if (obj["sweep"] is { } sweep) runs.AddRange(Sweep(sweep, spec, where, sweeps));
+            else runs.Add(new RunEntry(spec.Name, spec));
         }
+        else if (obj["sweep"] is not null) throw new ConfigException($"{where}: 'sweep' given without a 'method'");
         else if (obj["hyperparameters"] is not null && obj["runs"] is null)
             throw new ConfigException($"{where}: 'hyperparameters' given without a 'method'");
 
@@ -120,11 +135,14 @@ public sealed class RunConfig
                 if (runArr[i] is not JsonObject r) throw new ConfigException($"{at}: a run must be an object or a model name");
                 ModelReferences.CheckKeys(r, RunKeys, Get<string>(r, "name", at) ?? "run", at);
                 var runObj = (JsonObject)r.DeepClone();
+                var runSweep = runObj["sweep"];
+                runObj.Remove("sweep");
                 if (runObj["models"] is null && runObj["model_names"] is null)
                     runObj["models"] = new JsonArray(pool.Select(p => (JsonNode)JsonValue.Create(p.Name)!).ToArray());
                 var spec = ModelReferences.Parse(runObj, baseDirectory, byName, at);
                 if (spec is CollaborationSpec c) MethodRegistry.Get(c.Method);
-                runs.Add(new RunEntry(spec.Name, spec));
+                if (runSweep is not null) runs.AddRange(Sweep(runSweep, spec, at, sweeps));
+                else runs.Add(new RunEntry(spec.Name, spec));
             }
         }
         else if (obj["runs"] is not null) throw new ConfigException($"{where}: 'runs' must be a list");
@@ -158,7 +176,34 @@ public sealed class RunConfig
             Split = Get<string>(obj, "split", where),
             Limit = Get<int?>(obj, "limit", where) is { } limit ? Limits.Check(limit, 1, int.MaxValue, "limit", where) : null,
             Raw = obj,
+            Sweeps = sweeps,
         };
+    }
+
+    // One run per value of the swept hyperparameter; each goes through the method's own checks like any run.
+    private static IEnumerable<RunEntry> Sweep(JsonNode sweep, ModelSpec spec, string where, List<SweepGroup> groups)
+    {
+        if (spec is not CollaborationSpec c) throw new ConfigException($"{where}: 'sweep' needs a collaboration method, not a single model");
+        if (sweep is not JsonObject o || o.Count != 1 || o.First().Value is not JsonArray values)
+            throw new ConfigException($"{where}: 'sweep' must be an object naming one hyperparameter and its values, e.g. {{\"gamma\": [0.1, 0.3, 0.5]}}");
+        var key = o.First().Key;
+        if (values.Count is 0 or > Limits.MaxListOption) throw new ConfigException($"{where}: sweep '{key}' needs 1 to {Limits.MaxListOption} values, got {values.Count}");
+        if (c.Hyperparameters.ContainsKey(key)) throw new ConfigException($"{where}: '{key}' is both a hyperparameter and swept; give it in one place");
+        var points = new List<(double, string)>();
+        var entries = new List<RunEntry>();
+        foreach (var v in values)
+        {
+            if (v is not JsonValue jv || !jv.TryGetValue<double>(out var x) || !double.IsFinite(x))
+                throw new ConfigException($"{where}: sweep '{key}' values must be numbers, got {MessageText.Escape(v?.ToJsonString() ?? "null")}");
+            var name = $"{c.Name}@{key}={x.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+            if (points.Any(p => p.Item2 == name)) throw new ConfigException($"{where}: sweep '{key}' lists {x} twice");
+            var hp = (JsonObject)c.Hyperparameters.DeepClone();
+            hp[key] = x;
+            entries.Add(new RunEntry(name, c with { Name = name, Hyperparameters = hp }));
+            points.Add((x, name));
+        }
+        groups.Add(new SweepGroup(c.Name, key, points, c.Members.Select(m => m.Name).ToArray()));
+        return entries;
     }
 
     private static JsonObject WithTaskType(JsonObject task, JsonNode taskType)

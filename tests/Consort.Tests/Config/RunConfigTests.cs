@@ -146,4 +146,53 @@ public class RunConfigTests
         var r = await v2.Chat.GetResponseAsync([new Microsoft.Extensions.AI.ChatMessage(Microsoft.Extensions.AI.ChatRole.User, "Once upon a time")]);
         Assert.Equal(2, r.GetTrace().Count);
     }
+
+    [Fact]
+    public void ASweepBecomesOneRunPerValueAndIsRememberedAsOneGroup()
+    {
+        var c = Parse($$"""
+            { "task": "gsm8k", "baselines": true, "models": [{"name": "g", "path": "{{Stories}}"}, {"name": "m", "path": "{{Xs}}"}],
+              "runs": [{ "name": "nudge", "method": "nudging", "hyperparameters": {"max_tokens": 4}, "sweep": {"gamma": [0.2, 0.5]} }] }
+            """);
+        Assert.Equal(["g", "m", "nudge@gamma=0.2", "nudge@gamma=0.5"], c.Runs.Select(r => r.Name));
+        var spec = Assert.IsType<CollaborationSpec>(c.Runs[3].Model);
+        Assert.Equal(0.5, (double)spec.Hyperparameters["gamma"]!);
+        Assert.Equal(4, (int)spec.Hyperparameters["max_tokens"]!);
+        var g = Assert.Single(c.Sweeps);
+        Assert.Equal(("nudge", "gamma"), (g.Name, g.Key));
+        Assert.Equal([(0.2, "nudge@gamma=0.2"), (0.5, "nudge@gamma=0.5")], g.Points);
+        Assert.Equal(["g", "m"], g.Members);
+        // Top level too.
+        var top = Parse($$"""{ "method": "co_llm", "task": "gsm8k", "models": ["{{Stories}}", "{{Xs}}"], "sweep": {"deferral_threshold": [0.3]} }""");
+        Assert.Equal("test@deferral_threshold=0.3", Assert.Single(top.Runs).Name);
+    }
+
+    [Theory]
+    [InlineData("""{"gamma": 0.2}""", "'sweep' must be an object naming one hyperparameter")]
+    [InlineData("""{"gamma": [0.2], "top_k": [1]}""", "'sweep' must be an object naming one hyperparameter")]
+    [InlineData("""{"gamma": []}""", "sweep 'gamma' needs 1 to")]
+    [InlineData("""{"gamma": ["low"]}""", "sweep 'gamma' values must be numbers")]
+    [InlineData("""{"gamma": [0.2, 0.2]}""", "lists 0.2 twice")]
+    [InlineData("""{"max_tokens": [4]}""", "'max_tokens' is both a hyperparameter and swept")]
+    public void ABadSweepIsOneClearError(string sweep, string expected)
+    {
+        var e = Assert.Throws<ConfigException>(() => Parse($$"""
+            { "task": "gsm8k", "models": ["{{Stories}}", "{{Xs}}"],
+              "runs": [{ "name": "nudge", "method": "nudging", "hyperparameters": {"max_tokens": 4}, "sweep": {{sweep}} }] }
+            """));
+        Assert.Contains("runs[0]", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void ASweptValueOutOfRangeFailsInTheMethodsOwnCheckNamingTheRun()
+    {
+        var c = Parse($$"""{ "method": "nudging", "task": "gsm8k", "models": ["{{Stories}}", "{{Xs}}"], "sweep": {"gamma": [0.5, 1.5]} }""");
+        using var session = new ModelSession();
+        session.Describe(c.Runs[0].Model);
+        var e = Assert.Throws<ConfigException>(() => session.Describe(c.Runs[1].Model));
+        Assert.Contains("test@gamma=1.5", e.Message);
+        Assert.Contains("'gamma'", e.Message);
+        Assert.Contains("[0, 1]", e.Message);
+    }
 }

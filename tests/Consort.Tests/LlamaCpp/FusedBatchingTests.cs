@@ -18,9 +18,18 @@ public sealed class FusedBatchingTests
         using var b = LlamaModelFactory.LoadTokenModel(new LlamaModelOptions { Path = TestPaths.Llama2Xs, ContextSize = 128, MaxSequences = 4 });
         using var fused = new FusedTokenModel("fused", [a, b], [0.5, 0.5], FusionCombine.Prob);
         string[] prompts = ["Once upon a time", "The little dog", "Lily saw a bird", "Tom and Sam"];
-        async Task<List<float[]>> Decode(string text)
+        var allStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int starts = 0;
+        async Task<List<float[]>> Decode(string text, bool together)
         {
             using var seq = await fused.StartAsync(fused.Tokenizer.Encode(text, addBos: true));
+            // Together, the sequences decode at the same time: each starts stepping once all have started (on an idle
+            // machine one sequence's 24 steps take a few milliseconds, less than the thread pool may take to start the next).
+            if (together)
+            {
+                if (Interlocked.Increment(ref starts) == prompts.Length) allStarted.SetResult();
+                await allStarted.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            }
             var rows = new List<float[]> { (float[])seq.Next.Logits!.Clone() };
             for (int i = 0; i < 24; i++)
             {
@@ -30,9 +39,9 @@ public sealed class FusedBatchingTests
             return rows;
         }
         var alone = new List<List<float[]>>();
-        foreach (var p in prompts) alone.Add(await Decode(p));
+        foreach (var p in prompts) alone.Add(await Decode(p, together: false));
         var (sa, sb) = (a.Statistics, b.Statistics);
-        var together = await Task.WhenAll(prompts.Select(p => Task.Run(() => Decode(p))));
+        var together = await Task.WhenAll(prompts.Select(p => Task.Run(() => Decode(p, together: true))));
         for (int i = 0; i < prompts.Length; i++)
             for (int t = 0; t < alone[i].Count; t++)
                 Assert.True(alone[i][t].AsSpan().SequenceEqual(together[i][t]), $"fused sequence {i}, step {t}");

@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 namespace Consort.Evaluation.Routing;
 
 /// <summary>One operating point of a router or cascade: what a threshold did on the evaluated items.</summary>
-/// <param name="Threshold">The threshold (router: the strong member's advantage it needs; cascade: the sweep value).</param>
+/// <param name="Threshold">The threshold (router: the strong member's advantage it needs; a sweep: the swept value; NaN: a member alone).</param>
 /// <param name="StrongShare">Share of items sent to the strong member, in [0, 1].</param>
 /// <param name="Cost">Mean cost per item of the chosen members (the members' cost unit).</param>
 /// <param name="Score">Mean score of the chosen members' answers.</param>
@@ -25,7 +25,9 @@ public sealed record CurvePoint(double Threshold, double StrongShare, double Cos
 ///   "auc": 0.625, "apgr": 0.75, "cpt": { "20": 0.1, "50": 0.25, "80": 0.4 }, "min_margin_over_random": 0.0,
 ///   "calibration": { "target_strong_share": 0.5, "threshold": 0.4, "strong_share": 0.5 } }
 /// </code>
-/// Points are sorted by strong share; <c>calibration</c> is present when a target share was asked for.
+/// Points are sorted by strong share; <c>calibration</c> is present when a target share was asked for. A hyperparameter
+/// sweep (<see cref="SweepReport"/>) writes <c>"x": "strong_token_share"</c> and <c>"swept": "gamma"</c>, its thresholds are the
+/// swept values, and its two members alone are points with threshold null at shares 0 and 1.
 /// </para>
 /// </summary>
 public sealed class RoutingCurve
@@ -67,6 +69,10 @@ public sealed class RoutingCurve
     public double MinMarginOverRandom { get; }
     /// <summary>Unit of <see cref="CurvePoint.Cost"/>: "cost" (the members' prices) or "tokens" (measured tokens).</summary>
     public string CostUnit { get; set; } = "tokens";
+    /// <summary>What x is: "strong_share" (share of calls to the strong member) or "strong_token_share" (share of answer tokens it wrote).</summary>
+    public string X { get; init; } = "strong_share";
+    /// <summary>The hyperparameter a sweep varied (each point's threshold is its value); null for a router's threshold.</summary>
+    public string? Swept { get; init; }
     /// <summary>The calibrated operating point, when one was asked for.</summary>
     public (double TargetShare, double Threshold, double StrongShare)? Calibration { get; init; }
 
@@ -102,7 +108,7 @@ public sealed class RoutingCurve
     {
         var json = new JsonObject
         {
-            ["x"] = "strong_share",
+            ["x"] = X,
             ["strong_model"] = StrongModel, ["weak_model"] = WeakModel,
             ["strong_score"] = StrongScore, ["weak_score"] = WeakScore,
             ["points"] = new JsonArray(Points.Select(p => (JsonNode)new JsonObject
@@ -115,6 +121,7 @@ public sealed class RoutingCurve
             ["cpt"] = new JsonObject(Cpt.Select(c => KeyValuePair.Create(c.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), (JsonNode?)c.Value))),
             ["min_margin_over_random"] = MinMarginOverRandom,
         };
+        if (Swept is not null) json["swept"] = Swept;
         if (Calibration is { } c)
             json["calibration"] = new JsonObject { ["target_strong_share"] = c.TargetShare, ["threshold"] = Finite(c.Threshold), ["strong_share"] = c.StrongShare };
         return json;

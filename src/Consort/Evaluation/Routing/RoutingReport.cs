@@ -60,12 +60,7 @@ public static class RoutingReport
     /// <param name="points">Operating points of the sweep.</param>
     public static IReadOnlyList<string> AttachToRuns(IReadOnlyDictionary<string, string> folders, int points = 10)
     {
-        var records = new Dictionary<string, IReadOnlyList<ResultRecord>>(StringComparer.Ordinal);
-        foreach (var (name, folder) in folders)
-        {
-            var path = Path.Combine(folder, "results.jsonl");
-            if (File.Exists(path)) records[name] = ResultsFile.Read(path);
-        }
+        var records = ReadRuns(folders);
         var lines = new List<string>();
         foreach (var (name, run) in records)
         {
@@ -77,6 +72,18 @@ public static class RoutingReport
             lines.Add(Table(name, curve));
         }
         return lines;
+    }
+
+    /// <summary>Each run's results.jsonl, by run name (runs without one are left out).</summary>
+    public static Dictionary<string, IReadOnlyList<ResultRecord>> ReadRuns(IReadOnlyDictionary<string, string> folders)
+    {
+        var records = new Dictionary<string, IReadOnlyList<ResultRecord>>(StringComparer.Ordinal);
+        foreach (var (name, folder) in folders)
+        {
+            var path = Path.Combine(folder, "results.jsonl");
+            if (File.Exists(path)) records[name] = ResultsFile.Read(path);
+        }
+        return records;
     }
 
     // The trace entry data of the routed call (the first entry that carries router scores).
@@ -94,15 +101,18 @@ public static class RoutingReport
         File.Move(tmp, summaryPath, overwrite: true);
     }
 
+    private static string Cut(string s) => s.Length <= 9 ? s : s[..9];
+
     /// <summary>The curve as a printable table: one row per operating point, then PGR, APGR and CPT.</summary>
     public static string Table(string run, RoutingCurve c)
     {
         static string F(double? v) => v is { } x ? x.ToString("0.000", CultureInfo.InvariantCulture) : "-";
         var sb = new StringBuilder();
-        sb.AppendLine($"{run}: router curve (strong = {c.StrongModel} {F(c.StrongScore)}, weak = {c.WeakModel} {F(c.WeakScore)})");
-        sb.AppendLine("  threshold   strong share   score   pgr     random   calls");
+        bool sweep = c.Swept is not null;
+        sb.AppendLine($"{run}: {(sweep ? "sweep" : "router")} curve (strong = {c.StrongModel} {F(c.StrongScore)}, weak = {c.WeakModel} {F(c.WeakScore)})");
+        sb.AppendLine(sweep ? $"  {Cut(c.Swept!),9}   strong tokens  score   pgr     random   tokens" : "  threshold   strong share   score   pgr     random   calls");
         foreach (var (p, r) in c.Points.Zip(c.Random))
-            sb.AppendLine($"  {(double.IsFinite(p.Threshold) ? p.Threshold.ToString("0.0000", CultureInfo.InvariantCulture) : "none"),9}   {F(p.StrongShare),12}   {F(p.Score)}   {F(c.Pgr(p.Score)),6}  {F(r.Score)}    " +
+            sb.AppendLine($"  {(double.IsNaN(p.Threshold) ? "alone" : double.IsFinite(p.Threshold) ? p.Threshold.ToString("0.0000", CultureInfo.InvariantCulture) : "none"),9}   {F(p.StrongShare),12}   {F(p.Score)}   {F(c.Pgr(p.Score)),6}  {F(r.Score)}    " +
                           string.Join(" ", p.Shares.Select(s => $"{s.Key} {s.Value.ToString("P0", CultureInfo.InvariantCulture)}")));
         sb.Append($"  APGR {F(c.Apgr)}, CPT(20%) {F(c.Cpt[20])}, CPT(50%) {F(c.Cpt[50])}, CPT(80%) {F(c.Cpt[80])}, min margin over random {F(c.MinMarginOverRandom)}");
         if (c.Calibration is { } cal) sb.Append($"\n  calibrated to {cal.TargetShare.ToString("P0", CultureInfo.InvariantCulture)} strong calls: threshold {cal.Threshold.ToString("G4", CultureInfo.InvariantCulture)} gives {cal.StrongShare.ToString("P1", CultureInfo.InvariantCulture)}");

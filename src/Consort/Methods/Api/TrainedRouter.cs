@@ -1,3 +1,4 @@
+using Consort.Config;
 using System.Text.Json.Nodes;
 using Consort.Methods.Api.Routing;
 using Microsoft.Extensions.AI;
@@ -15,12 +16,15 @@ public enum RouterKind
     [OptionValue("mf")] Mf,
     /// <summary>RouteLLM's similarity-weighted Bradley-Terry ranking.</summary>
     [OptionValue("sw_ranking")] SwRanking,
+    /// <summary>MoCo's: a small local model fine-tuned to write the best member's name after the query.</summary>
+    [OptionValue("lm")] Lm,
 }
 
 /// <summary>Options of <see cref="TrainedRouterMethod"/>.</summary>
 public sealed class TrainedRouterOptions : MethodOptions
 {
-    [Option("Router: knn, mlp, mf (RouteLLM's matrix factorization), sw_ranking (RouteLLM's similarity-weighted ranking).")]
+    [Option("Router: knn, mlp, mf (RouteLLM's matrix factorization), sw_ranking (RouteLLM's similarity-weighted ranking) over query embeddings; " +
+            "lm (MoCo's: router_base_model fine-tuned on dev to write the best member's name after the query).")]
     public RouterKind Router { get; set; } = RouterKind.Mlp;
 
     [Option("Query embeddings: \"minilm\" (offline all-MiniLM-L6-v2), a GGUF model (path, zoo:, hf:) or {\"base_url\", \"model\"} of an endpoint's /v1/embeddings.", DefaultText = "minilm")]
@@ -59,8 +63,12 @@ public sealed class TrainedRouterOptions : MethodOptions
     [Option("Candidate descriptions (MoCo's; accepted and checked, the embedding routers do not read them).", DefaultText = "none")]
     public List<string>? ModelDescriptions { get; set; }
 
-    [Option("MoCo's base model of its fine-tuned router: accepted, no effect (Consort trains an embedding router).", Ignored = true, DefaultText = "-")]
+    [Option("Router lm: the local model fine-tuned into the router (a byte-level tiny LLaMA GGUF, as consort train makes; path or zoo:NAME); other routers ignore it (MoCo's name).",
+        DefaultText = "zoo:base")]
     public string? RouterBaseModel { get; set; }
+
+    [Option("Router lm: fine-tuning steps (batches of 8 dev pairs).", Min = 1, Max = 100_000)]
+    public int LmSteps { get; set; } = 60;
 
     [Option("MoCo's reward model for ties: accepted, no effect (ties count as ties).", Ignored = true, DefaultText = "-")]
     public string? RewardModelName { get; set; }
@@ -87,6 +95,18 @@ public sealed class TrainedRouterMethod : CollaborationMethod<TrainedRouterOptio
     protected override void Validate(TrainedRouterOptions options, MethodPlan plan)
     {
         EmbeddingSpec.Check(options.Embedding, plan, "embedding");
+        if (options.Router == RouterKind.Lm)
+        {
+            if (options.Threshold is not null || options.StrongShare is not null)
+                throw plan.Error(options.Threshold is not null ? "threshold" : "strong_share", "applies to the embedding routers; router lm names a member");
+            if (plan.GetService<IModelReferences>() is { } refs)
+            {
+                var spec = refs.Parse(JsonValue.Create(options.RouterBaseModel ?? LmRouter.DefaultBase), plan.BaseDirectory, $"{plan.Where}: hyperparameter 'router_base_model'");
+                if (spec is not GgufModelSpec g) throw plan.Error("router_base_model", "must be a local GGUF model (path or zoo:NAME) to fine-tune");
+                if (!File.Exists(g.Path) && !(options.RouterPath is { } rp && File.Exists(Path.GetFullPath(rp, plan.BaseDirectory))))
+                    throw plan.Error("router_base_model", $"'{g.Reference}': file not found ({g.Path})");
+            }
+        }
         if (options.ModelDescriptions is { } d && d.Count != plan.Members.Count)
             throw plan.Error("model_descriptions", $"has {d.Count} description(s) for {plan.Members.Count} members ({string.Join(", ", plan.Members.Select(m => m.Name))})");
         bool saved = options.RouterPath is { } p && File.Exists(Path.GetFullPath(p, plan.BaseDirectory));
@@ -106,11 +126,12 @@ public sealed class TrainedRouterMethod : CollaborationMethod<TrainedRouterOptio
     };
 
     /// <summary>Config name of a kind.</summary>
-    public static string KindName(RouterKind k) => k switch { RouterKind.Knn => "knn", RouterKind.Mlp => "mlp", RouterKind.Mf => "mf", _ => "sw_ranking" };
+    public static string KindName(RouterKind k) => k switch { RouterKind.Knn => "knn", RouterKind.Mlp => "mlp", RouterKind.Mf => "mf", RouterKind.Lm => "lm", _ => "sw_ranking" };
 
     /// <inheritdoc />
     protected override async Task<ConsortModel> CreateAsync(MethodContext context, TrainedRouterOptions options, CancellationToken ct)
     {
+        if (options.Router == RouterKind.Lm) return await LmRouter.CreateAsync(context, options, DescriptorOf(context, options), Name, ct).ConfigureAwait(false);
         var models = context.Models;
         var sources = context.GetService<IEmbeddingSources>() ?? throw new ConsortException($"method '{Name}' needs embeddings, and this host offers none");
         string baseDir = context.BaseDirectory ?? Environment.CurrentDirectory;

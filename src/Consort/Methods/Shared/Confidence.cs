@@ -13,6 +13,8 @@ public enum ConfidenceMeasure
     First,
     /// <summary>Total log-probability (favours short answers).</summary>
     Sum,
+    /// <summary>Arithmetic-mean token probability (MoCo's cascade score).</summary>
+    Average,
 }
 
 /// <summary>Confidence of an answer from its tokens' log-probabilities.</summary>
@@ -29,6 +31,7 @@ public static class Confidence
             ConfidenceMeasure.Mean => Math.Exp(lp.Average(x => (double)x)),
             ConfidenceMeasure.Min => Math.Exp(lp.Min()),
             ConfidenceMeasure.First => Math.Exp(lp[0]),
+            ConfidenceMeasure.Average => lp.Average(x => Math.Exp(x)),
             _ => lp.Sum(x => (double)x),
         };
     }

@@ -6,7 +6,7 @@ namespace Consort.Methods.Text;
 public sealed class MostConfidentOptions : MethodOptions
 {
     /// <summary>Confidence measure.</summary>
-    [Option("Confidence measure: mean (geometric-mean token probability), min, first, sum.")]
+    [Option("Confidence measure: mean (geometric-mean token probability), min, first, sum, average (arithmetic-mean token probability).")]
     public ConfidenceMeasure Confidence { get; set; } = ConfidenceMeasure.Mean;
 }
 

@@ -69,12 +69,94 @@ public class MentorCollabTests(ITestOutputHelper output)
         Assert.StartsWith(" the dog ran", r.Text);
     }
 
-    [Theory]
-    [InlineData("""{"mode": "train"}""", "free")]
-    [InlineData("""{"decision_proportion": 101}""", "decision_proportion")]
-    public void Bad_input_is_refused_before_work(string hyperparameters, string expected)
+    /// <summary>A stand-in for the generator's hidden states: whether the text so far already holds "dog".</summary>
+    private sealed class DogFeature : IEmbeddingSources, IServiceProvider, IEmbeddingGenerator<string, Embedding<float>>
     {
-        var e = Assert.Throws<ConfigException>(() => MethodHarness.Plan(new MentorCollabMethod(), [Generator().Descriptor, Mentor().Descriptor], hyperparameters));
+        public int Calls;
+        public object? GetService(Type serviceType) => serviceType.IsInstanceOfType(this) ? this : null;
+        public Task<(IEmbeddingGenerator<string, Embedding<float>> Generator, string Identity)> CreateAsync(System.Text.Json.Nodes.JsonNode? spec, string baseDirectory, CancellationToken ct) =>
+            Task.FromResult(((IEmbeddingGenerator<string, Embedding<float>>)this, "dog"));
+        public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(IEnumerable<string> values, EmbeddingGenerationOptions? options = null, CancellationToken ct = default)
+        {
+            Interlocked.Increment(ref Calls);
+            return Task.FromResult(new GeneratedEmbeddings<Embedding<float>>(values.Select(v => new Embedding<float>(new float[] { v.Contains("dog") ? 1 : 0, 0.5f }))));
+        }
+        public object? GetService(Type serviceType, object? serviceKey) => null;
+        public void Dispose() { }
+    }
+
+    // Dev: the same question, scored by whether the answer mentions the word the test rewards.
+    private static TestFitData Rewarding(string word) => new(Enumerable.Range(0, 3).Select(i =>
+        new FitExample($"d{i}", Ask("q: hi a:"), word, o => o.Contains(word) ? 1 : 0, o => o) { Options = Greedy }));
+
+    [Fact]
+    public async Task In_mode_train_a_classifier_trained_on_dev_picks_the_mentors_patch_where_the_judge_would_not()
+    {
+        // The judge answers "A" (its own patch), but on dev the mentor's "cat" patch is what scores: the classifier learns it.
+        var log = new List<string>();
+        var features = new DogFeature();
+        using var c = await MethodHarness.CreateAsync(new MentorCollabMethod(), [Generator("A"), Mentor()],
+            """{"mode": "train", "decision_proportion": 100, "patch_size": 8, "embedding": "fake"}""", Rewarding("cat"), services: features, log: log.Add);
+        Assert.Contains(log, l => l.Contains("classifier trained on") && l.Contains("where the mentor's patch scored better"));
+        int trainingCalls = features.Calls;
+        Assert.True(trainingCalls >= 3, $"{trainingCalls} feature calls while training"); // one per labelled divergence point
+        var r = await c.Chat.GetResponseAsync(Ask("q: hi a:"), Greedy);
+        var first = ((List<Dictionary<string, object?>>)r.GetTrace()[0].Data!["decisions"]!)[0];
+        Assert.Equal("classifier", first["judged"]);
+        Assert.True((double)first["p_mentor_better"]! > 0.5);
+        Assert.Equal("mentor", first["chosen"]);
+        Assert.StartsWith(" the cat sat", r.Text);
+        Assert.True(features.Calls > trainingCalls); // consulted at test time
+    }
+
+    [Fact]
+    public async Task In_mode_train_a_classifier_that_learned_the_generators_patch_is_better_keeps_it_where_the_judge_would_not()
+    {
+        // The judge answers "B" (the mentor's), but on dev the generator's "dog" patch is what scores.
+        var log = new List<string>();
+        using var c = await MethodHarness.CreateAsync(new MentorCollabMethod(), [Generator("B"), Mentor()],
+            """{"mode": "train", "decision_proportion": 100, "patch_size": 8, "embedding": "fake"}""", Rewarding("dog"), services: new DogFeature(), log: log.Add);
+        var r = await c.Chat.GetResponseAsync(Ask("q: hi a:"), Greedy);
+        var first = ((List<Dictionary<string, object?>>)r.GetTrace()[0].Data!["decisions"]!)[0];
+        Assert.Equal("classifier", first["judged"]);
+        Assert.Equal("gen", first["chosen"]);
+        Assert.StartsWith(" the dog ran", r.Text);
+    }
+
+    [Fact]
+    public async Task On_real_models_mode_train_learns_from_the_generators_own_hidden_states_and_is_consulted()
+    {
+        using var g = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Stories260K, Name = "stories260k", ContextSize = 512 });
+        using var x = LlamaModelFactory.Load(new LlamaModelOptions { Path = TestPaths.Llama2Xs, Name = "llama2xs" });
+        string[] prompts = ["Once upon a time, there was a little boy named Tim.", "One day, Lily went to the park with her mom.", "Sue had a small cat.", "Ben liked to play with his ball."];
+        var story = new ChatOptions { MaxOutputTokens = 32, Temperature = 0 };
+        // Dev: an answer scores when it mentions a friend, a common word in these stories.
+        var dev = new TestFitData(prompts.Select((p, i) => new FitExample($"d{i}", Ask(p), "friend", o => o.Contains("friend") || o.Contains("happy") ? 1 : 0, o => o) { Options = story }));
+        var log = new List<string>();
+        using var c = await MethodHarness.CreateAsync(new MentorCollabMethod(), [g, x], """{"mode": "train", "decision_proportion": 50, "patch_size": 8}""", dev,
+            services: Consort.Embeddings.EmbeddingSources.Default, log: log.Add);
+        var trained = Assert.Single(log, l => l.Contains("classifier trained on"));
+        output.WriteLine(trained);
+        var decisions = new List<Dictionary<string, object?>>();
+        foreach (var p in prompts[..2])
+            decisions.AddRange((List<Dictionary<string, object?>>)(await c.Chat.GetResponseAsync(Ask(p), story)).GetTrace()[0].Data!["decisions"]!);
+        Assert.NotEmpty(decisions);
+        Assert.All(decisions, d => Assert.Equal("classifier", d["judged"]));
+        Assert.All(decisions, d => Assert.InRange((double)d["p_mentor_better"]!, 0, 1));
+        output.WriteLine($"{decisions.Count} divergences at test, mentor kept at {decisions.Count(d => (string?)d["chosen"] == "llama2xs")}");
+    }
+
+    [Theory]
+    [InlineData("""{"mode": "train"}""", false, "free")]
+    [InlineData("""{"decision_proportion": 101}""", false, "decision_proportion")]
+    [InlineData("""{"mode": "train", "embedding": "x"}""", false, "needs a task with a dev split")]
+    [InlineData("""{"mode": "train"}""", true, "has no local weights")]
+    [InlineData("""{"mode": "train", "embedding": "x", "mlp_threshold": 2}""", true, "mlp_threshold")]
+    [InlineData("""{"mode": "trained"}""", true, "free, train")]
+    [InlineData("""{"mode": "train", "embedding": 5}""", true, "'embedding'")]
+    public void Bad_input_is_refused_before_work(string hyperparameters, bool hasDev, string expected)
+    {
+        var e = Assert.Throws<ConfigException>(() => MethodHarness.Plan(new MentorCollabMethod(), [Generator().Descriptor, Mentor().Descriptor], hyperparameters, hasDev));
         Assert.Contains(expected, e.Message);
         Assert.Contains("mentor_collab", e.Message);
     }
