@@ -17,6 +17,23 @@ public static class ElementRandom
     /// <summary>Uniform in [0, 1) for element <paramref name="index"/> of <paramref name="stream"/>.</summary>
     public static double Uniform(ulong stream, long index) => (Mix(stream + (ulong)index * 0x9E3779B97F4A7C15UL) >> 11) * (1.0 / (1UL << 53));
 
+    /// <summary>
+    /// Zeroes each element j of <paramref name="values"/> (element <paramref name="start"/> + j of the stream) whose
+    /// <see cref="Uniform"/> is at least <paramref name="keep"/>, as the per-element test would, but on the 53-bit
+    /// integers (u·2^-53 &gt;= p exactly when u &gt;= ⌈p·2^53⌉) and without a branch: the decisions are random, so a
+    /// branch would mispredict on about every other element.
+    /// </summary>
+    public static void Drop(ulong stream, long start, double keep, Span<float> values)
+    {
+        ulong limit = keep >= 1 ? 1UL << 53 : keep <= 0 ? 0 : (ulong)Math.Ceiling(keep * (1UL << 53));
+        var bits = System.Runtime.InteropServices.MemoryMarshal.Cast<float, uint>(values);
+        for (int j = 0; j < bits.Length; j++)
+        {
+            ulong u = Mix(stream + (ulong)(start + j) * 0x9E3779B97F4A7C15UL) >> 11;
+            bits[j] &= 0u - (u < limit ? 1u : 0u);
+        }
+    }
+
     private static ulong Mix(ulong z)
     {
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;

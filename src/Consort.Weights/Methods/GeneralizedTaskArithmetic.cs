@@ -120,10 +120,7 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
                 if (density[i] < 1)
                 {
                     if (Sparsify == Sparsification.Random)
-                    {
-                        for (int j = 0; j < n; j++)
-                            if (ElementRandom.Uniform(streams[i], s + j) >= density[i]) d[j] = 0;
-                    }
+                        ElementRandom.Drop(streams[i], s, density[i], d);
                     else
                         for (int j = 0; j < n; j++)
                             if (!Keeps(keep[i], drop[i], d[j])) d[j] = 0;
@@ -323,10 +320,7 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
                 if (density[i] < 1)
                 {
                     if (sparsify == Sparsification.Random)
-                    {
-                        for (int j = 0; j < len; j++)
-                            if (ElementRandom.Uniform(streams[i], s0 + j) >= density[i]) d[j] = 0;
-                    }
+                        ElementRandom.Drop(streams[i], s0, density[i], d);
                     else if (selectors[k + i] is not { } drop)
                     {
                         long q = quotas[i]?[b] ?? 0;
