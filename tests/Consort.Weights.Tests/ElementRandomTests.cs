@@ -27,4 +27,18 @@ public class ElementRandomTests
         }
         Assert.InRange(kept, keep * values.Length - 300, keep * values.Length + 300);
     }
+
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.3)]
+    [InlineData(1.0)]
+    public void SampleKeepsInOrderTheElementsDropWouldKeep(double keep)
+    {
+        ulong stream = ElementRandom.Stream(9, "t", 0);
+        var values = Enumerable.Range(0, 3001).Select(j => j + 1f).ToArray();
+        var into = new float[values.Length];
+        int m = ElementRandom.Sample(stream, 40, keep, values, into);
+        var expected = values.Where((_, j) => ElementRandom.Uniform(stream, 40 + j) < keep).ToArray();
+        Assert.Equal(expected, into.Take(m).ToArray());
+    }
 }
