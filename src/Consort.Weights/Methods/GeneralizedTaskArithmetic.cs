@@ -120,10 +120,7 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
                 if (density[i] < 1)
                 {
                     if (Sparsify == Sparsification.Random)
-                    {
-                        for (int j = 0; j < n; j++)
-                            if (ElementRandom.Uniform(streams[i], s + j) >= density[i]) d[j] = 0;
-                    }
+                        ElementRandom.Drop(streams[i], s, density[i], d);
                     else
                         for (int j = 0; j < n; j++)
                             if (!Keeps(keep[i], drop[i], d[j])) d[j] = 0;
@@ -323,10 +320,7 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
                 if (density[i] < 1)
                 {
                     if (sparsify == Sparsification.Random)
-                    {
-                        for (int j = 0; j < len; j++)
-                            if (ElementRandom.Uniform(streams[i], s0 + j) >= density[i]) d[j] = 0;
-                    }
+                        ElementRandom.Drop(streams[i], s0, density[i], d);
                     else if (selectors[k + i] is not { } drop)
                     {
                         long q = quotas[i]?[b] ?? 0;
@@ -334,14 +328,15 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
                     }
                     else
                     {
+                        // Kept = in the keep selection and not in the drop one; both masks consume their own
+                        // tie quotas in element order, as the per-element test does. The drop mask works on a copy
+                        // (the result row, free until Finish): its nonzero bits mark the outliers.
                         long qk = quotas[i]?[b] ?? 0, qd = quotas[k + i]?[b] ?? 0;
-                        var keep = selectors[i]!;
-                        for (int j = 0; j < len; j++)
-                        {
-                            bool inKeep = keep.Keep(d[j], ref qk);
-                            bool inDrop = drop.Keep(d[j], ref qd);
-                            if (!(inKeep && !inDrop)) d[j] = 0;
-                        }
+                        var outliers = scratch[k + 1].AsSpan(0, len);
+                        d.CopyTo(outliers);
+                        drop.Mask(outliers, ref qd);
+                        selectors[i]!.Mask(d, ref qk);
+                        ClearWhereNonzero(d, outliers);
                     }
                 }
             }
@@ -351,6 +346,18 @@ public abstract class GeneralizedTaskArithmetic : IMergeMethod
         });
         job.FinishReading(baseSource, basePasses);
         for (int i = 0; i < k; i++) job.FinishReading(src[i], passes[i]);
+    }
+
+    /// <summary>Zeroes <paramref name="values"/>[j] wherever the bits of <paramref name="marks"/>[j] are not all zero.</summary>
+    private static void ClearWhereNonzero(Span<float> values, ReadOnlySpan<float> marks)
+    {
+        var v = MemoryMarshal.Cast<float, uint>(values);
+        var m = MemoryMarshal.Cast<float, uint>(marks);
+        int j = 0;
+        if (Vector.IsHardwareAccelerated)
+            for (; j <= v.Length - Vector<uint>.Count; j += Vector<uint>.Count)
+                Vector.AndNot(new Vector<uint>(v.Slice(j)), ~Vector.Equals(new Vector<uint>(m.Slice(j)), Vector<uint>.Zero)).CopyTo(v.Slice(j));
+        for (; j < v.Length; j++) if (m[j] != 0) v[j] = 0;
     }
 
     /// <summary>Every how many blocks the sample for the selections takes one.</summary>

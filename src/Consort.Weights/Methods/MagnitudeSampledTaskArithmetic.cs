@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 using Consort.Weights.Config;
 using Consort.Weights.Engine;
 
@@ -72,8 +73,16 @@ public abstract class MagnitudeSampledTaskArithmetic : IMergeMethod
             int n = BlockPasses.BlockLength(job, rowLen);
             return (Enumerable.Range(0, k).Select(_ => new float[n]).ToArray(), new float[n], new int[rowLen], new RowRanks());
         }
-        // Task vectors of a block, pruned: rank each row's magnitudes, keep with the rank's probability.
-        void Deltas(Block b, (float[][] D, float[] Result, int[] Ranks, RowRanks Ranker) s)
+        // The keep masks of the rescale scan, one bit per element and block of each pruning model, so the output pass
+        // applies them instead of ranking every row again (ranking is most of DELLA's cost). Held when small: a
+        // streamed tensor of hundreds of millions of elements ranks twice instead.
+        int blockLen = BlockPasses.BlockLength(job, rowLen), blockCount = (int)((job.Count + blockLen - 1) / blockLen);
+        bool cacheMasks = rescale && (long)k * blockCount * ((blockLen + 63) / 64) * 8 <= MaskCacheBytes;
+        var masks = cacheMasks ? Enumerable.Range(0, k).Select(i => Prunes(i) ? new ulong[blockCount][] : null).ToArray() : null;
+
+        // Task vectors of a block, pruned: rank each row's magnitudes, keep with the rank's probability (or apply the
+        // cached mask). Branch-free: the keep decisions are random, so a branch would mispredict half the time.
+        void Deltas(Block b, (float[][] D, float[] Result, int[] Ranks, RowRanks Ranker) s, bool useMasks)
         {
             var bs = b.In(k);
             for (int i = 0; i < k; i++)
@@ -82,15 +91,27 @@ public abstract class MagnitudeSampledTaskArithmetic : IMergeMethod
                 TensorPrimitives.Subtract(b.In(i), bs, d);
                 if (density[i] <= 0) { d.Clear(); continue; }
                 if (density[i] >= 1) continue;
+                var bits = MemoryMarshal.Cast<float, uint>(d);
+                if (useMasks && masks![i]![b.Index] is { } cached)
+                {
+                    for (int j = 0; j < bits.Length; j++) bits[j] &= 0u - (uint)((cached[j >> 6] >> (j & 63)) & 1);
+                    continue;
+                }
+                var mask = masks?[i] is { } store ? store[b.Index] = new ulong[(b.Length + 63) / 64] : null;
                 double low = density[i] - epsilon[i], span = 2 * epsilon[i];
+                double step = rowLen > 1 ? span / (rowLen - 1) : 0;
+                var ranks = s.Ranks;
                 for (int r0 = 0; r0 < b.Length; r0 += rowLen)
                 {
-                    var row = d.Slice(r0, rowLen);
-                    s.Ranker.Rank(row, s.Ranks);
-                    double step = rowLen > 1 ? span / (rowLen - 1) : 0;
+                    s.Ranker.Rank(d.Slice(r0, rowLen), ranks);
                     long at = b.Start + r0;
-                    for (int j = 0; j < rowLen; j++)
-                        if (ElementRandom.Uniform(streams[i], at + j) >= low + step * s.Ranks[j]) row[j] = 0;
+                    var rowBits = bits.Slice(r0, rowLen);
+                    for (int j = 0; j < rowBits.Length; j++)
+                    {
+                        uint keep = ElementRandom.Uniform(streams[i], at + j) < low + step * ranks[j] ? 1u : 0u;
+                        rowBits[j] &= 0u - keep;
+                        if (mask is not null) mask[(r0 + j) >> 6] |= (ulong)keep << ((r0 + j) & 63);
+                    }
                 }
             }
         }
@@ -112,7 +133,7 @@ public abstract class MagnitudeSampledTaskArithmetic : IMergeMethod
                     TensorPrimitives.Subtract(b.In(i), bs, before);
                     part[i] = TensorPrimitives.SumOfMagnitudes(before);
                 }
-                Deltas(b, s);
+                Deltas(b, s, useMasks: false);
                 for (int i = 0; i < k; i++) if (Prunes(i)) part[k + i] = TensorPrimitives.SumOfMagnitudes(s.Item1[i].AsSpan(0, b.Length));
             }, part => { for (int i = 0; i < 2 * k; i++) sums[i] += part[i]; });
             for (int i = 0; i < k; i++)
@@ -123,8 +144,11 @@ public abstract class MagnitudeSampledTaskArithmetic : IMergeMethod
         var sw = Enumerable.Range(0, k).Select(i => scale[i] * w[i]).ToArray();
         BlockPasses.Map(job, sources, rowLen, NewScratch, (b, s) =>
         {
-            Deltas(b, s);
+            Deltas(b, s, useMasks: masks is not null);
             GeneralizedTaskArithmetic.Finish(s.D, k, sw, w, Consensus, normalize, ws, lambda, b.In(k), b.Out);
         });
     }
+
+    /// <summary>Most bytes of keep masks a tensor's rescale scan holds for its output pass.</summary>
+    internal const long MaskCacheBytes = 16 << 20;
 }

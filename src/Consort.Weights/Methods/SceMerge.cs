@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Numerics.Tensors;
 using Consort.Weights.Engine;
 
@@ -27,7 +28,23 @@ public sealed class SceMerge : IMergeMethod
     /// <summary>Population variance across the models of each position's task-vector values (<paramref name="d"/>[i][j]).</summary>
     private static void Variance(float[][] d, int k, int n, Span<float> var)
     {
-        for (int j = 0; j < n; j++)
+        int j = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            // The scalar loop's float operations per lane.
+            int vc = Vector<float>.Count;
+            var vk = new Vector<float>(k);
+            for (; j <= n - vc; j += vc)
+            {
+                var mean = Vector<float>.Zero;
+                for (int i = 0; i < k; i++) mean += new Vector<float>(d[i], j);
+                mean /= vk;
+                var v = Vector<float>.Zero;
+                for (int i = 0; i < k; i++) { var x = new Vector<float>(d[i], j) - mean; v += x * x; }
+                (v / vk).CopyTo(var.Slice(j, vc));
+            }
+        }
+        for (; j < n; j++)
         {
             float mean = 0;
             for (int i = 0; i < k; i++) mean += d[i][j];
@@ -129,7 +146,29 @@ public sealed class SceMerge : IMergeMethod
         {
             Masked(b, s);
             var bs = b.In(k); var o = b.Out;
-            for (int j = 0; j < b.Length; j++)
+            int j = 0;
+            if (Vector.IsHardwareAccelerated)
+            {
+                // The scalar loop's float operations per lane (agreeing: nonzero with the sum's sign, zero sum positive).
+                int vc = Vector<float>.Count;
+                var zero = Vector<float>.Zero; var tiny = new Vector<float>(1e-6f);
+                for (; j <= b.Length - vc; j += vc)
+                {
+                    var sum = zero;
+                    for (int i = 0; i < k; i++) sum += new Vector<float>(s.D[i], j);
+                    var pos = Vector.GreaterThanOrEqual(sum, zero);
+                    Vector<float> mixed = zero, div = zero;
+                    for (int i = 0; i < k; i++)
+                    {
+                        var x = new Vector<float>(s.D[i], j); var wi = new Vector<float>(w[i]);
+                        var agree = Vector.ConditionalSelect(pos, Vector.GreaterThan(x, zero), Vector.LessThan(x, zero));
+                        mixed = Vector.ConditionalSelect(agree, mixed + x * wi, mixed);
+                        div = Vector.ConditionalSelect(agree, div + wi, div);
+                    }
+                    (new Vector<float>(bs.Slice(j, vc)) + mixed / Vector.ConditionalSelect(Vector.LessThan(div, tiny), tiny, div)).CopyTo(o.Slice(j, vc));
+                }
+            }
+            for (; j < b.Length; j++)
             {
                 float sum = 0;
                 for (int i = 0; i < k; i++) sum += s.D[i][j];
