@@ -256,27 +256,14 @@ internal sealed class LlamaBatchEngine : IDisposable
         bool yielded = false;
         while (true)
         {
-            bool idle = false;
+            bool idle = false, missing = false;
             lock (_lock)
             {
                 if (mine.Finished || _disposed) return;
                 if (mine.Jobs.Any(j => j.CancelRequested)) return;
-                foreach (var slot in _slots)
-                    if (slot.Owner is LlamaTokenSequence { Disposed: false, Pending: null }) { idle = true; break; }
-            }
-            // A leader steps on its caller's thread, so a caller stepping alone never gives its thread up. When other
-            // sequences are idle and thread-pool work is queued (their callers' continuations, likely), let it run once
-            // first: otherwise, with few pool threads, one sequence decodes to its end while the others wait in the queue.
-            if (idle && !yielded && ThreadPool.PendingWorkItemCount > 0)
-            {
-                yielded = true;
-                await Task.Yield();
-                continue;
-            }
-            lock (_lock)
-            {
-                if (mine.Finished || _disposed) return;
-                bool missing = false;
+                if (!yielded)
+                    foreach (var slot in _slots)
+                        if (slot.Owner is LlamaTokenSequence { Disposed: false, Pending: null }) { idle = true; break; }
                 foreach (var s in _expected)
                 {
                     if (s.Disposed || s.Pending is not null) continue;
@@ -287,8 +274,17 @@ internal sealed class LlamaBatchEngine : IDisposable
                     double due = Stopwatch.GetElapsedTime(start, s.SteppedAt).TotalSeconds + usual;
                     if (due > limit) limit = due;
                 }
-                if (!missing) return;
             }
+            // A leader steps on its caller's thread, so a caller stepping alone never gives its thread up. When other
+            // sequences are idle and thread-pool work is queued (their callers' continuations, likely), let it run once
+            // first: otherwise, with few pool threads, one sequence decodes to its end while the others wait in the queue.
+            if (idle && ThreadPool.PendingWorkItemCount > 0)
+            {
+                yielded = true;
+                await Task.Yield();
+                continue;
+            }
+            if (!missing) return;
             double left = limit - Stopwatch.GetElapsedTime(start).TotalSeconds;
             if (left <= 0) return;
             // Timer waits are ~1 ms coarse and a step of a small model is shorter, so short waits poll. But the callers
