@@ -4,6 +4,7 @@ using Consort.Formats.Safetensors;
 using Consort.Testing;
 using Consort.Weights.Config;
 using Consort.Weights.Engine;
+using Consort.Weights.Methods;
 using static Consort.Weights.Tests.MergeTestModels;
 
 namespace Consort.Weights.Tests;
@@ -385,22 +386,48 @@ public class SphericalAndSparseMethodTests : IDisposable
         {
             var bs = Read(_base, name); var x = Read(_h, name);
             int rowLen = (int)shape[^1], n = bs.Length;
-            var imp = new float[n];
+            // Importances in double precision (the method computes them in single precision).
+            var imp = new double[n];
             for (int r0 = 0; r0 < n; r0 += rowLen)
             {
                 double[] Soft(float[] v) { var e = v.Skip(r0).Take(rowLen).Select(z => Math.Exp(z)).ToArray(); double s = e.Sum(); return e.Select(z => z / s + 1e-8).ToArray(); }
                 var p = Soft(x); var q = Soft(bs);
                 double kl = p.Zip(q, (a, b) => a * Math.Log(a / b)).Sum();
-                for (int j = r0; j < r0 + rowLen; j++) imp[j] = MathF.Abs(x[j] - bs[j]) * (float)kl;
+                for (int j = r0; j < r0 + rowLen; j++) imp[j] = Math.Abs((double)x[j] - bs[j]) * kl;
             }
             var sorted = imp.Order().ToArray();
-            float Q(double q) => sorted[(int)(q * (n - 1))];
-            float threshold = Q(0.5) + 1.5f * (Q(0.75) - Q(0.25));
+            double Q(double q) => sorted[(int)(q * (n - 1))];
+            double threshold = Q(0.5) + 1.5 * (Q(0.75) - Q(0.25));
             var expected = bs.Select((v, j) => imp[j] >= threshold ? (double)(v + (x[j] - v)) : v).ToArray();
             int changed = expected.Where((v, j) => v != bs[j]).Count();
             Assert.InRange(changed, 1, n / 2);
-            Near(expected, o[name], 1e-6);
+            // Single-precision KL is good to about 1e-4 relative here (its terms cancel), which moves importances and the
+            // threshold alike: an element that close to the threshold may go either way, and only those few may differ.
+            int edge = 0;
+            for (int j = 0; j < n; j++)
+            {
+                if (Math.Abs(imp[j] - threshold) <= 1e-3 * threshold) { edge++; continue; }
+                Assert.True(Math.Abs(expected[j] - o[name][j]) <= 1e-6 * (1 + Math.Abs(expected[j])), $"{name} element {j}: expected {expected[j]}, got {o[name][j]} (importance {imp[j]:G6}, threshold {threshold:G6})");
+            }
+            Assert.True(edge <= Math.Max(3, n / 200), $"{name}: {edge} of {n} importances within 1e-3 of the threshold");
         }
+    }
+
+    [Theory]
+    [InlineData(16)]
+    [InlineData(17)]
+    [InlineData(97)]
+    [InlineData(160)]
+    [InlineData(4099)]
+    public void RowKlMatchesADoublePrecisionComputation(int n)
+    {
+        var r = new Random(n);
+        var p = Enumerable.Range(0, n).Select(_ => (float)(r.NextDouble() * 4 - 2)).ToArray();
+        var q = p.Select(z => z + (float)((r.NextDouble() - 0.5) * 0.1)).ToArray();
+        double[] Soft(float[] v) { double mx = v.Max(); var e = v.Select(z => Math.Exp(z - mx)).ToArray(); double s = e.Sum(); return e.Select(z => z / s + 1e-8).ToArray(); }
+        var a = Soft(p); var b = Soft(q);
+        double expected = a.Zip(b, (u, w) => u * Math.Log(u / w)).Sum();
+        Assert.InRange(ArceeFusionMerge.RowKl(p, q), expected * (1 - 1e-3), expected * (1 + 1e-3));
     }
 
     // ---- both paths ----------------------------------------------------------------------------------------

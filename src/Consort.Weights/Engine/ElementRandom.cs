@@ -1,3 +1,7 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace Consort.Weights.Engine;
 
 /// <summary>
@@ -27,9 +31,19 @@ public static class ElementRandom
     {
         ulong limit = Limit(keep);
         var bits = System.Runtime.InteropServices.MemoryMarshal.Cast<float, uint>(values);
-        for (int j = 0; j < bits.Length; j++)
+        int j = 0;
+        if (Wide)
         {
-            ulong u = Mix(stream + (ulong)(start + j) * 0x9E3779B97F4A7C15UL) >> 11;
+            var vlimit = Vector512.Create(limit);
+            for (; j + 8 <= bits.Length; j += 8)
+            {
+                var kept = Avx512F.ConvertToVector256UInt32(Vector512.LessThan(Bits53(stream, start + j), vlimit));
+                (Vector256.LoadUnsafe(ref bits[j]) & kept).StoreUnsafe(ref bits[j]);
+            }
+        }
+        for (; j < bits.Length; j++)
+        {
+            ulong u = Mix(stream + (ulong)(start + j) * Golden) >> 11;
             bits[j] &= 0u - (u < limit ? 1u : 0u);
         }
     }
@@ -43,13 +57,77 @@ public static class ElementRandom
     {
         if (into.Length < values.Length) throw new ArgumentException("destination too short");
         ulong limit = Limit(keep);
-        int m = 0;
-        for (int j = 0; j < values.Length; j++)
+        int m = 0, j = 0;
+        if (Wide)
+        {
+            // Eight decisions at once, then stored without a branch (the decisions are random: a branch would mispredict).
+            var vlimit = Vector512.Create(limit);
+            for (; j + 8 <= values.Length; j += 8)
+            {
+                uint kept = Avx512F.ConvertToVector256UInt32(Vector512.LessThan(Bits53(stream, start + j), vlimit)).ExtractMostSignificantBits();
+                for (int t = 0; t < 8; t++)
+                {
+                    into[m] = values[j + t];
+                    m += (int)(kept >> t) & 1;
+                }
+            }
+        }
+        for (; j < values.Length; j++)
         {
             into[m] = values[j];
-            m += (Mix(stream + (ulong)(start + j) * 0x9E3779B97F4A7C15UL) >> 11) < limit ? 1 : 0;
+            m += (Mix(stream + (ulong)(start + j) * Golden) >> 11) < limit ? 1 : 0;
         }
         return m;
+    }
+
+    /// <summary>
+    /// Keeps element j of <paramref name="bits"/> (element <paramref name="start"/> + j of the stream; the bits of a
+    /// float) when <see cref="Uniform"/> &lt; <paramref name="low"/> + <paramref name="step"/> · ranks[j] (the same
+    /// double operations as that test), zeroing the others; kept elements also set bit <paramref name="maskAt"/> + j
+    /// of <paramref name="mask"/> when given. DELLA's rank-dependent keep probabilities.
+    /// </summary>
+    public static void KeepByRank(ulong stream, long start, double low, double step, ReadOnlySpan<int> ranks, Span<uint> bits, ulong[]? mask, int maskAt)
+    {
+        if (ranks.Length < bits.Length) throw new ArgumentException("ranks too short");
+        int j = 0;
+        if (Wide)
+        {
+            var vlow = Vector512.Create(low); var vstep = Vector512.Create(step); var scale = Vector512.Create(1.0 / (1UL << 53));
+            for (; j + 8 <= bits.Length; j += 8)
+            {
+                var u = Vector512.ConvertToDouble(Bits53(stream, start + j)) * scale;
+                var p = vlow + vstep * Avx512F.ConvertToVector512Double(Vector256.LoadUnsafe(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(ranks), (nuint)j));
+                var keep = Vector512.LessThan(u, p).AsUInt64();
+                (Vector256.LoadUnsafe(ref bits[j]) & Avx512F.ConvertToVector256UInt32(keep)).StoreUnsafe(ref bits[j]);
+                if (mask is not null)
+                {
+                    ulong k = Avx512F.ConvertToVector256UInt32(keep).ExtractMostSignificantBits();
+                    int at = maskAt + j, sh = at & 63;
+                    mask[at >> 6] |= k << sh;
+                    if (sh > 56) mask[(at >> 6) + 1] |= k >> (64 - sh);
+                }
+            }
+        }
+        for (; j < bits.Length; j++)
+        {
+            uint keep = Uniform(stream, start + j) < low + step * ranks[j] ? 1u : 0u;
+            bits[j] &= 0u - keep;
+            if (mask is not null) mask[(maskAt + j) >> 6] |= (ulong)keep << ((maskAt + j) & 63);
+        }
+    }
+
+    // The vector paths need 64-bit lane multiplies and conversions (AVX-512 DQ); they give the scalar path's values.
+    private static readonly bool Wide = Vector512.IsHardwareAccelerated && Avx512DQ.IsSupported;
+    private const ulong Golden = 0x9E3779B97F4A7C15UL;
+
+    // Mix(stream + index·golden) >> 11 for indices first .. first + 7.
+    private static Vector512<ulong> Bits53(ulong stream, long first)
+    {
+        var index = Vector512.Create((ulong)first) + Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7);
+        var z = Vector512.Create(stream) + index * Vector512.Create(Golden);
+        z = (z ^ Vector512.ShiftRightLogical(z, 30)) * Vector512.Create(0xBF58476D1CE4E5B9UL);
+        z = (z ^ Vector512.ShiftRightLogical(z, 27)) * Vector512.Create(0x94D049BB133111EBUL);
+        return Vector512.ShiftRightLogical(z ^ Vector512.ShiftRightLogical(z, 31), 11);
     }
 
     // u·2^-53 < p exactly when u < ⌈p·2^53⌉ (scaling by a power of two is exact).

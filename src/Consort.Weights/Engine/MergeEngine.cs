@@ -118,7 +118,7 @@ public static class MergeEngine
             // Whole encoded tensors alternate between two buffers: one is being written by the background writer
             // while the next tensor is computed into the other (at most one write in flight, so memory is bounded).
             var outBuffers = new byte[2][];
-            Task pendingWrite = Task.CompletedTask;
+            Task pendingWrite = Task.CompletedTask, populating = Task.CompletedTask;
             try
             {
                 for (int ti = 0; ti < plan.Count; ti++)
@@ -126,8 +126,19 @@ public static class MergeEngine
                     ct.ThrowIfCancellationRequested();
                     var item = plan[ti];
                     var (t, type, entries) = (item.Tensor, item.Type, item.Entries);
+                    var populated = populating;
                     if (ti + 1 < plan.Count)
-                        for (int i = 0; i < plan[ti + 1].Sources.Length; i++) MappedPages.Prefetch(plan[ti + 1].Sources[i], plan[ti + 1].Entries[i]);
+                    {
+                        var next = plan[ti + 1];
+                        for (int i = 0; i < next.Sources.Length; i++) MappedPages.Prefetch(next.Sources[i], next.Entries[i]);
+                        // The next tensor's pages mapped while this one computes (only for tensors merged in memory:
+                        // their inputs are resident for their merge anyway; a streamed one would grow the resident set).
+                        bool nextInMemory = memoryBudgetBytes > 0 && (double)next.Sources.Length * next.Tensor.ElementCount * 4 <= memoryBudgetBytes
+                            && next.Remaps is null;
+                        populating = nextInMemory
+                            ? Task.Run(() => { for (int i = 0; i < next.Sources.Length; i++) MappedPages.Populate(next.Sources[i], next.Entries[i]); }, CancellationToken.None)
+                            : Task.CompletedTask;
+                    }
                     long emitted = 0;
                     long outBytes = GgmlTypes.ByteSize(type, t.ElementCount);
                     bool inMemory = memoryBudgetBytes > 0 && (double)item.Sources.Length * t.ElementCount * 4 <= memoryBudgetBytes
@@ -171,6 +182,8 @@ public static class MergeEngine
                         // Parallel parts of in-memory tensors: surface the first real error (e.g. a ModelFileException).
                         System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ae.Flatten().InnerExceptions[0]).Throw();
                     }
+                    populated.GetAwaiter().GetResult(); // never drop pages a populate is still mapping
+                    job.ReleaseInputs();
                     if (job.EmittedAt > 0) emitted += job.EmittedAt;
                     if (emitted != t.ElementCount) throw new InvalidOperationException($"merge method '{method.Name}' emitted {emitted} of {t.ElementCount} elements of '{t.Name}'");
                     if (inMemory)
@@ -189,6 +202,7 @@ public static class MergeEngine
             {
                 // Never dispose the sink under a write still in flight (after an error or cancellation).
                 try { pendingWrite.Wait(); } catch (AggregateException) { }
+                try { populating.Wait(); } catch (AggregateException) { } // nor unmap inputs under a populate
             }
             var commit = Stopwatch.StartNew();
             sink.Commit();

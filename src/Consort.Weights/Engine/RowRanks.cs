@@ -1,40 +1,126 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace Consort.Weights.Engine;
 
 /// <summary>
-/// Ranks of magnitudes within a row by an LSD radix sort of |x|'s bits (three digits of 11, 10 and 10 bits; stable, so
-/// equal magnitudes rank in element order), in linear time: DELLA ranks every row of every task vector. Key and
-/// element index travel packed in one 64-bit word (one load and one store per element and digit), and a digit that
-/// every key of the row shares (often the low bits of deltas between F16/BF16 weights) is skipped.
+/// Ranks of magnitudes within a row by an LSD radix sort of |x|'s bits (stable, so equal magnitudes rank in element
+/// order), in linear time: DELLA ranks every row of every task vector. Only the bits that differ between the row's
+/// keys are sorted on (their span found first, by OR and AND over the row), in as few digits of at most 12 bits as
+/// cover it: deltas between F16/BF16 weights share their low mantissa bits and often their top exponent bits, so a
+/// row usually needs two passes over small histograms instead of three over 31 bits. Key and element index travel
+/// packed in one 64-bit word (one load and one store per element and digit).
 /// </summary>
 public sealed class RowRanks
 {
+    private const int MaxDigit = 12;
     private ulong[] _a = [], _b = [];
-    private readonly int[] _h = new int[2048 + 1024 + 1024];
+    private readonly int[] _h = new int[2 << MaxDigit];
 
     /// <summary>Writes the 0-based rank of |row[j]| among the row's magnitudes (ascending) into <paramref name="rank"/>.</summary>
     public void Rank(ReadOnlySpan<float> row, Span<int> rank)
     {
         int n = row.Length;
         if (n == 0) return;
-        if (_a.Length < n) { _a = new ulong[n]; _b = new ulong[n]; }
-        var h = _h;
-        Array.Clear(h);
-        Span<ulong> a = _a.AsSpan(0, n), b = _b.AsSpan(0, n);
-        for (int j = 0; j < a.Length; j++)
+        if (rank.Length < n) throw new ArgumentException("rank too short");
+        var keys = MemoryMarshal.Cast<float, uint>(row);
+        uint any = 0, all = uint.MaxValue;
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
         {
-            uint k = BitConverter.SingleToUInt32Bits(row[j]) & 0x7fffffffu;
-            a[j] = (ulong)k << 32 | (uint)j;
-            h[(int)(k & 2047)]++; h[2048 + (int)((k >> 11) & 1023)]++; h[3072 + (int)(k >> 21)]++;
+            var vo = Vector256<uint>.Zero; var va = Vector256<uint>.AllBitsSet;
+            for (; i + 8 <= n; i += 8) { var k = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(keys), (nuint)i); vo |= k; va &= k; }
+            for (int l = 0; l < 8; l++) { any |= vo[l]; all &= va[l]; }
         }
-        var first = (uint)(a[0] >> 32);
-        bool skip0 = h[(int)(first & 2047)] == n, skip1 = h[2048 + (int)((first >> 11) & 1023)] == n, skip2 = h[3072 + (int)(first >> 21)] == n;
-        Prefix(h.AsSpan(0, 2048)); Prefix(h.AsSpan(2048, 1024)); Prefix(h.AsSpan(3072, 1024));
-        // Each pass that runs moves the words from one buffer to the other; track where they are.
-        if (!skip0) { Scatter(a, b, h.AsSpan(0, 2048), 32, 2047); Swap(ref a, ref b); }
-        if (!skip1) { Scatter(a, b, h.AsSpan(2048, 1024), 43, 1023); Swap(ref a, ref b); }
-        if (!skip2) { Scatter(a, b, h.AsSpan(3072, 1024), 53, 1023); Swap(ref a, ref b); }
+        for (; i < n; i++) { any |= keys[i]; all &= keys[i]; }
+        uint varying = (any ^ all) & 0x7fffffffu;
+        if (varying == 0)
+        {
+            // Every magnitude is equal: ranks are element order.
+            for (int j = 0; j < n; j++) rank[j] = j;
+            return;
+        }
+        int lo = BitOperations.TrailingZeroCount(varying), span = 32 - BitOperations.LeadingZeroCount(varying) - lo;
+        // Fewest passes for long rows; for short ones more passes over smaller histograms (clearing and summing a
+        // histogram costs about as much per bucket as a pass does per element).
+        int digits = (span + MaxDigit - 1) / MaxDigit;
+        for (int d = digits + 1; d <= 3; d++)
+            if (d * (3L * n + (1L << ((span + d - 1) / d))) < digits * (3L * n + (1L << ((span + digits - 1) / digits)))) digits = d;
+        int width = (span + digits - 1) / digits;
+        uint mask = (1u << width) - 1;
+        int buckets = 1 << width;
+        var h = _h.AsSpan(0, digits * buckets);
+        h.Clear();
+        int indexBits = 32 - BitOperations.LeadingZeroCount((uint)(n - 1));
+        if (span + indexBits <= 32)
+        {
+            RankNarrow(keys, rank, lo, span, indexBits, digits, width, h);
+            return;
+        }
+        if (_a.Length < n) { _a = new ulong[n]; _b = new ulong[n]; }
+        Span<ulong> a = _a.AsSpan(0, n), b = _b.AsSpan(0, n);
+        int s0 = lo, s1 = lo + width, s2 = lo + 2 * width;
+        switch (digits)
+        {
+            case 1:
+                for (int j = 0; j < n; j++) { uint k = keys[j] & 0x7fffffffu; a[j] = (ulong)k << 32 | (uint)j; h[(int)((k >> s0) & mask)]++; }
+                break;
+            case 2:
+                for (int j = 0; j < n; j++)
+                {
+                    uint k = keys[j] & 0x7fffffffu; a[j] = (ulong)k << 32 | (uint)j;
+                    h[(int)((k >> s0) & mask)]++; h[buckets + (int)((k >> s1) & mask)]++;
+                }
+                break;
+            default:
+                for (int j = 0; j < n; j++)
+                {
+                    uint k = keys[j] & 0x7fffffffu; a[j] = (ulong)k << 32 | (uint)j;
+                    h[(int)((k >> s0) & mask)]++; h[buckets + (int)((k >> s1) & mask)]++; h[2 * buckets + (int)((k >> s2) & mask)]++;
+                }
+                break;
+        }
+        // Each pass moves the words from one buffer to the other; track where they are.
+        for (int d = 0; d < digits; d++)
+        {
+            var hd = h.Slice(d * buckets, buckets);
+            Prefix(hd);
+            Scatter(a, b, hd, 32 + lo + d * width, mask);
+            Swap(ref a, ref b);
+        }
         for (int p = 0; p < a.Length; p++) rank[(int)(uint)a[p]] = p;
     }
+
+    // The same sort with the key's varying bits and the element index packed in 32 bits (when they fit, as for rows
+    // of up to 2^12 elements whose keys vary in at most 20 bits): half the memory traffic of the 64-bit words.
+    private void RankNarrow(ReadOnlySpan<uint> keys, Span<int> rank, int lo, int span, int indexBits, int digits, int width, Span<int> h)
+    {
+        int n = keys.Length, buckets = 1 << width;
+        uint mask = (1u << width) - 1, window = span >= 32 ? uint.MaxValue : (1u << span) - 1;
+        if (_na.Length < n) { _na = new uint[n]; _nb = new uint[n]; }
+        Span<uint> a = _na.AsSpan(0, n), b = _nb.AsSpan(0, n);
+        for (int j = 0; j < n; j++)
+        {
+            uint k = (keys[j] >> lo) & window;
+            a[j] = k << indexBits | (uint)j;
+            h[(int)(k & mask)]++;
+            if (digits > 1) h[buckets + (int)((k >> width) & mask)]++;
+            if (digits > 2) h[2 * buckets + (int)((k >> (2 * width)) & mask)]++;
+        }
+        for (int d = 0; d < digits; d++)
+        {
+            var hd = h.Slice(d * buckets, buckets);
+            Prefix(hd);
+            int shift = indexBits + d * width;
+            foreach (var v in a) b[hd[(int)((v >> shift) & mask)]++] = v;
+            var t = a; a = b; b = t;
+        }
+        uint indexMask = indexBits >= 32 ? uint.MaxValue : (1u << indexBits) - 1;
+        for (int p = 0; p < n; p++) rank[(int)(a[p] & indexMask)] = p;
+    }
+
+    private uint[] _na = [], _nb = [];
 
     private static void Swap(ref Span<ulong> a, ref Span<ulong> b)
     {

@@ -20,6 +20,7 @@ public sealed class TensorJob
 
     private readonly List<float[]>? _whole;
     private readonly bool[] _decoded;
+    private readonly bool[] _read;
     private readonly Action<long, ReadOnlySpan<float>>? _emitAt;
     private long _emittedAt;
     private readonly RowRemap?[]? _remaps;
@@ -50,7 +51,7 @@ public sealed class TensorJob
         ParameterName = parameterName ?? name;
         Name = name; Count = count; _sources = sources; _entries = entries; BaseSource = baseSource; _modelSource = modelSource;
         _config = config; _layers = layers; ChunkSize = chunk; _buffers = buffers; _emit = emit;
-        _whole = whole; _decoded = new bool[sources.Length];
+        _whole = whole; _decoded = new bool[sources.Length]; _read = new bool[sources.Length];
         Parallelism = Math.Max(1, parallelism);
     }
 
@@ -110,12 +111,25 @@ public sealed class TensorJob
         Decode(source, start, dst);
     }
 
-    /// <summary>Accounts <paramref name="passes"/> full reads of source <paramref name="source"/> through <see cref="ReadBlock"/> and drops its pages from the resident set.</summary>
+    /// <summary>Accounts <paramref name="passes"/> full reads of source <paramref name="source"/> through <see cref="ReadBlock"/>;
+    /// its pages leave the resident set when the tensor is done (<see cref="ReleaseInputs"/>), not now: a method
+    /// that makes another pass would fault every page in again (an in-memory tensor's inputs fit the budget anyway).</summary>
     public void FinishReading(int source, double passes = 1)
     {
         BytesRead += (long)(passes * Formats.Gguf.GgmlTypes.ByteSize(_entries[source].Type, Count));
-        if (_remaps?[source] is null)
+        _read[source] = true;
+    }
+
+    /// <summary>Drops the pages of every input read through <see cref="ReadBlock"/> from the resident set (the engine
+    /// calls it once the tensor is merged).</summary>
+    internal void ReleaseInputs()
+    {
+        for (int source = 0; source < _read.Length; source++)
+        {
+            if (!_read[source] || _remaps?[source] is not null) continue;
+            _read[source] = false;
             for (long s = 0; s < Count; s += 1 << 24) MappedPages.Release(_sources[source], _entries[source], s, (int)Math.Min(1 << 24, Count - s));
+        }
     }
 
     /// <summary>
