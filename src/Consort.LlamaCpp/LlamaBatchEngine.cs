@@ -16,7 +16,13 @@ namespace Consort.LlamaCpp;
 /// <param name="ReusedPrefixTokens">Prompt tokens taken from cached prefixes instead of being computed.</param>
 /// <param name="CopiedPrefixes">Prefixes copied from another slot's KV stream.</param>
 public sealed record LlamaBatchStatistics(long Steps, long DecodeCalls, long DecodedTokens, long SequenceSteps, long GroupCalls,
-    long SharedSequenceSteps, int MostSequencesInOneCall, long PaddingTokens, long ReusedPrefixTokens, long CopiedPrefixes);
+    long SharedSequenceSteps, int MostSequencesInOneCall, long PaddingTokens, long ReusedPrefixTokens, long CopiedPrefixes)
+{
+    /// <summary>Seconds spent inside llama_decode (the rest of a run's time is the callers' and the engine's own).</summary>
+    public double DecodeSeconds { get; init; }
+    /// <summary>llama_decode calls made with one thread (the engine measures one thread against all as it goes).</summary>
+    public long OneThreadCalls { get; init; }
+}
 
 /// <summary>
 /// Continuous batching for one llama.cpp context: every call on the model's sequences (start, append, step, score,
@@ -63,9 +69,13 @@ internal sealed class LlamaBatchEngine : IDisposable
     private bool _leading, _disposed;
     private double _stepSeconds;
 
-    private long _steps, _calls, _tokens, _sequenceSteps, _groupCalls, _sharedSteps, _padding, _reused, _copies;
+    private long _steps, _calls, _tokens, _sequenceSteps, _groupCalls, _sharedSteps, _padding, _reused, _copies, _oneThreadCalls;
+    private double _decodeSeconds;
     private int _widest;
-    private readonly ThreadChoice _threads;
+    // One choice per call width (rows 1-2, 3-4, 5-8, more): a call of one sequence is bound by memory and one of
+    // eight by arithmetic, so the best thread count differs, and times per row of different widths do not compare.
+    private readonly ThreadChoice[] _threads;
+    private int _lastThreads;
 
     /// <param name="context">The native context (owned from now on).</param>
     /// <param name="name">Model name, for messages.</param>
@@ -79,7 +89,8 @@ internal sealed class LlamaBatchEngine : IDisposable
     public LlamaBatchEngine(LLamaContext context, string name, int slots, int batchSize, int prefillPerStep, int threads, bool adaptThreads)
     {
         _context = context; _name = name;
-        _threads = new ThreadChoice(adaptThreads && threads > 1 ? [threads, 1] : [threads]);
+        _threads = Enumerable.Range(0, 4).Select(_ => new ThreadChoice(adaptThreads && threads > 1 ? [threads, 1] : [threads])).ToArray();
+        _lastThreads = threads;
         BatchSize = batchSize;
         PrefillPerStep = prefillPerStep;
         _vocab = context.NativeHandle.ModelHandle.Vocab.Count;
@@ -103,7 +114,8 @@ internal sealed class LlamaBatchEngine : IDisposable
         get
         {
             lock (_lock)
-                return new LlamaBatchStatistics(_steps, _calls, _tokens, _sequenceSteps, _groupCalls, _sharedSteps, _widest, _padding, _reused, _copies);
+                return new LlamaBatchStatistics(_steps, _calls, _tokens, _sequenceSteps, _groupCalls, _sharedSteps, _widest, _padding, _reused, _copies)
+                    { DecodeSeconds = _decodeSeconds, OneThreadCalls = _oneThreadCalls };
         }
     }
 
@@ -629,16 +641,21 @@ internal sealed class LlamaBatchEngine : IDisposable
 
     private bool TryDecode(IReadOnlyList<DecodeJob> jobs, List<(DecodeJob, Exception)> failed, int tokens, int padding)
     {
-        int threads = _threads.Pick();
+        int rows = tokens + padding;
+        var choice = _threads[rows <= 2 ? 0 : rows <= 4 ? 1 : rows <= 8 ? 2 : 3];
+        int threads = _lastThreads = choice.Pick();
         var h = _context.NativeHandle;
         if (h.BatchThreads != threads) { h.GenerationThreads = threads; h.BatchThreads = threads; }
         long t0 = Stopwatch.GetTimestamp();
         var r = (DecodeResult)NativeDecode.Decode(_context, _batch);
         // Judged on the steady state: calls of a few rows (sequences stepping), per row.
-        if (tokens + padding <= 16) _threads.Record(threads, Stopwatch.GetElapsedTime(t0).TotalSeconds / (tokens + padding));
+        double took = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        if (rows <= 16) choice.Record(threads, took / rows);
         lock (_lock)
         {
             _calls++;
+            _decodeSeconds += took;
+            if (threads == 1) _oneThreadCalls++;
             _tokens += tokens;
             _padding += padding;
         }
@@ -656,7 +673,7 @@ internal sealed class LlamaBatchEngine : IDisposable
     private void RemoveFrom(int slot, int pos) => _context.NativeHandle.MemorySequenceRemove((LLamaSeqId)slot, pos, -1);
 
     /// <summary>Threads in use for decoding now.</summary>
-    public int Threads => _threads.Current;
+    public int Threads => _lastThreads;
 
     /// <summary>
     /// Picks among thread counts by measured time per row (exponential moving averages): each is tried twice, then the

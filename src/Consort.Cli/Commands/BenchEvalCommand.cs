@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Consort.Config;
 using Consort.Evaluation;
+using Consort.Formats.Gguf;
 using Consort.LlamaCpp;
 using Spectre.Console;
 
@@ -34,8 +35,9 @@ public sealed class BenchEvalCommand : IBenchCommand
         var repeats = new Option<int>("--repeats") { Description = "Timed runs of each row (the median is reported).", DefaultValueFactory = _ => 3 };
         var voteItems = new Option<int>("--vote-items") { Description = "Items of the majority_vote rows (0: skip them).", DefaultValueFactory = _ => 4 };
         var json = new Option<bool>("--json") { Description = "Print JSON." };
+        var type = new Option<string>("--type") { Description = "Weight type of the generated model: f16 or f32 (f32 is twice the bytes per token: one sequence's decode is bound by memory, not arithmetic).", DefaultValueFactory = _ => "f16" };
         var cmd = new Command("eval", "single_model tokens/s at concurrency 1, 4, 8 on a generated ~25M model vs raw batched llama_decode; majority_vote samples at once vs one by one.");
-        foreach (var o in new Option[] { items, tokens, repeats, voteItems, json }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { items, tokens, repeats, voteItems, json, type }) cmd.Options.Add(o);
         cmd.SetAction(async (ParseResult pr, CancellationToken ct) =>
         {
             int n = pr.GetValue(items), t = pr.GetValue(tokens), reps = pr.GetValue(repeats), votes = pr.GetValue(voteItems);
@@ -43,7 +45,13 @@ public sealed class BenchEvalCommand : IBenchCommand
             if (t is < 2 or > 512) throw new ConsortException($"--tokens must be 2..512, got {t}");
             if (reps is < 1 or > 100) throw new ConsortException($"--repeats must be 1..100, got {reps}");
             if (votes is < 0 or > 1000) throw new ConsortException($"--vote-items must be 0..1000, got {votes}");
-            var result = await RunAsync(n, t, reps, votes, ct);
+            var weightType = pr.GetValue(type)?.ToLowerInvariant() switch
+            {
+                "f16" or "float16" => GgmlType.F16,
+                "f32" or "float32" => GgmlType.F32,
+                var other => throw new ConsortException($"--type must be f16 or f32, got '{other}'"),
+            };
+            var result = await RunAsync(n, t, reps, votes, ct, weightType);
             if (pr.GetValue(json)) Console.WriteLine(result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             else Print(result);
             return 0;
@@ -52,13 +60,13 @@ public sealed class BenchEvalCommand : IBenchCommand
     }
 
     /// <summary>Runs the benchmark and returns its numbers.</summary>
-    public static async Task<JsonObject> RunAsync(int items, int tokens, int repeats, int voteItems, CancellationToken ct)
+    public static async Task<JsonObject> RunAsync(int items, int tokens, int repeats, int voteItems, CancellationToken ct, GgmlType type = GgmlType.F16)
     {
         var dir = Directory.CreateTempSubdirectory("consort-bench-eval-");
         try
         {
             var genWatch = Stopwatch.StartNew();
-            string modelPath = BenchModels.WriteRandom(dir.FullName, "random-25m", BenchModels.Medium, seed: 1);
+            string modelPath = BenchModels.WriteRandom(dir.FullName, "random-25m", BenchModels.Medium, seed: 1, type);
             double genSeconds = genWatch.Elapsed.TotalSeconds;
             // Built as text, as a config file is read.
             RunConfig Config(string method, string hyper, int limit) => RunConfig.Parse(JsonNode.Parse($$"""
@@ -104,6 +112,7 @@ public sealed class BenchEvalCommand : IBenchCommand
             ConsortModel? voteSeq = voteItems > 0 ? await seqSession.BuildAsync(vote.Runs[0].Model, ct) : null;
 
             var evalRows = Levels.ToDictionary(c => c, _ => new List<(double Seconds, long Tokens)>());
+            var engineRows = Levels.ToDictionary(c => c, _ => new List<(double Decode, double Wall, long Calls, long OneThread)>());
             var rawRows = new List<(double Seconds, long Tokens)>();
             var rawSingle = new List<(double Seconds, long Tokens)>();
             var voteRows = new[] { new List<double>(), new List<double>() };
@@ -121,9 +130,13 @@ public sealed class BenchEvalCommand : IBenchCommand
             {
                 foreach (int c in Levels)
                 {
+                    var before = engine.Statistics;
                     var s = await Eval(model, c, items);
                     if (s.Errors > 0) throw new ConsortException($"bench: {s.Errors} items failed at concurrency {c}");
                     evalRows[c].Add((s.WallSeconds, s.OutputTokens));
+                    var after = engine.Statistics;
+                    // Where the time went: inside llama_decode or around it (callers, waits), and on how many threads.
+                    engineRows[c].Add((after.DecodeSeconds - before.DecodeSeconds, s.WallSeconds, after.DecodeCalls - before.DecodeCalls, after.OneThreadCalls - before.OneThreadCalls));
                 }
                 // Raw: the same prompts 8 at a time, and one sequence alone (what the hardware gives a single sequence).
                 rawRows.Add(Raw(prompts, 8));
@@ -150,13 +163,21 @@ public sealed class BenchEvalCommand : IBenchCommand
             var speedups = Enumerable.Range(0, repeats).Select(i => Tps(evalRows[8][i]) / Tps(evalRows[1][i])).ToList();
             var ofRaw = Enumerable.Range(0, repeats).Select(i => Tps(evalRows[8][i]) / Tps(rawRows[i])).ToList();
             var rows = new JsonArray();
-            foreach (int c in Levels) rows.Add(Row($"single_model, concurrency {c}", evalRows[c]));
+            foreach (int c in Levels)
+            {
+                var row = Row($"single_model, concurrency {c}", evalRows[c]);
+                var e = engineRows[c];
+                row["decode_share"] = Math.Round(e.Sum(x => x.Decode) / e.Sum(x => x.Wall), 3);
+                row["one_thread_calls"] = Math.Round((double)e.Sum(x => x.OneThread) / Math.Max(1, e.Sum(x => x.Calls)), 3);
+                row["decode_calls"] = e.Sum(x => x.Calls) / repeats;
+                rows.Add(row);
+            }
             rows.Add(Row("raw llama_decode, 8 sequences per call", rawRows));
             rows.Add(Row("raw llama_decode, 1 sequence (2 prompts)", rawSingle));
             var stats = engine.Statistics;
             var result = new JsonObject
             {
-                ["model"] = "random-25m (generated, seed 1)",
+                ["model"] = $"random-25m (generated, seed 1, {type})",
                 ["parameters"] = model.Descriptor.Parameters,
                 ["generate_seconds"] = Math.Round(genSeconds, 2),
                 ["kv_cache"] = engine.KvCache.ToString(),
@@ -200,10 +221,11 @@ public sealed class BenchEvalCommand : IBenchCommand
         AnsiConsole.MarkupLine($"[bold]{Markup.Escape((string)r["model"]!)}[/], {(long)r["parameters"]!:N0} parameters; KV cache {Markup.Escape((string)r["kv_cache"]!)}");
         var t = new Table().Border(TableBorder.Rounded)
             .Title($"zoo:arith, {(int)r["items"]!} items x {(int)r["tokens_per_item"]!} tokens, median of {(int)r["repeats"]!}");
-        foreach (var c in new[] { "run", "tokens", "seconds", "tokens/s", "range" }) t.AddColumn(c);
+        foreach (var c in new[] { "run", "tokens", "seconds", "tokens/s", "range", "in llama_decode", "1-thread calls" }) t.AddColumn(c);
         foreach (var row in (JsonArray)r["rows"]!)
             t.AddRow(Markup.Escape((string)row!["run"]!), row["tokens"]!.ToString(), ((double)row["seconds"]!).ToString("0.000"),
-                ((double)row["tokens_per_second"]!).ToString("0.0"), $"{(double)row["tokens_per_second_min"]!:0.0}-{(double)row["tokens_per_second_max"]!:0.0}");
+                ((double)row["tokens_per_second"]!).ToString("0.0"), $"{(double)row["tokens_per_second_min"]!:0.0}-{(double)row["tokens_per_second_max"]!:0.0}",
+                row["decode_share"] is { } d ? $"{(double)d:P0}" : "", row["one_thread_calls"] is { } o ? $"{(double)o:P0}" : "");
         AnsiConsole.Write(t);
         string Met(string key) => (bool)r[key]! ? "[green]met[/]" : "[red]missed[/]";
         AnsiConsole.MarkupLine($"concurrency 8 / concurrency 1 = [bold]{(double)r["speedup_8_vs_1"]!:0.00}[/] (range {r["speedup_8_vs_1_range"]}; target >= {TargetSpeedup:0.0}: {Met("meets_speedup")}); raw 8 / raw 1 = {(double)r["speedup_raw_8_vs_1"]!:0.00}");

@@ -4,7 +4,7 @@ using Consort.Training;
 namespace Consort.Cli.Commands;
 
 /// <summary>Models the benchmarks generate for themselves: randomly initialized LLaMAs of a realistic size, written
-/// as GGUF (F16, the byte-level tokenizer, so every such model shares one vocabulary).</summary>
+/// as GGUF (F16 unless asked, the byte-level tokenizer, so every such model shares one vocabulary).</summary>
 internal static class BenchModels
 {
     /// <summary>About 27.5M parameters: 512 wide, 8 layers, 8 heads, FFN 1536 (the shape of
@@ -13,7 +13,7 @@ internal static class BenchModels
 
     /// <summary>Writes a model of <paramref name="shape"/> with weights drawn from <paramref name="seed"/> (normal, std
     /// 0.02, residual projections scaled down, norms 1: the trainer's initialization) into <paramref name="folder"/>.</summary>
-    public static string WriteRandom(string folder, string name, TinyLlamaConfig shape, int seed)
+    public static string WriteRandom(string folder, string name, TinyLlamaConfig shape, int seed, GgmlType type = GgmlType.F16)
     {
         var rng = new Random(seed);
         float resid = 0.02f / MathF.Sqrt(2 * shape.Layers);
@@ -36,7 +36,7 @@ internal static class BenchModels
             weights[tensor] = data;
         }
         string path = Path.Combine(folder, name + ".gguf");
-        GgufModelWriter.Write(path, shape, name, GgmlType.F16, weights);
+        GgufModelWriter.Write(path, shape, name, type, weights);
         return path;
     }
 }
