@@ -41,4 +41,43 @@ public class ElementRandomTests
         var expected = values.Where((_, j) => ElementRandom.Uniform(stream, 40 + j) < keep).ToArray();
         Assert.Equal(expected, into.Take(m).ToArray());
     }
+
+    [Theory]
+    [InlineData(0.01)]
+    [InlineData(0.125)]
+    [InlineData(0.7)]
+    public void SampleByGapsIsABernoulliSampleInOrder(double keep)
+    {
+        ulong stream = ElementRandom.Stream(3, "t", 1);
+        var values = Enumerable.Range(0, 200_000).Select(j => j + 1f).ToArray();
+        var into = new float[values.Length];
+        int m = ElementRandom.SampleByGaps(stream, 5000, keep, values, into);
+        // Binomial count within 5 standard deviations, strictly increasing (in order, no repeats).
+        double sd = Math.Sqrt(values.Length * keep * (1 - keep));
+        Assert.InRange(m, values.Length * keep - 5 * sd, values.Length * keep + 5 * sd);
+        for (int i = 1; i < m; i++) Assert.True(into[i] > into[i - 1]);
+        // Memoryless: the share of kept elements right after a kept one is keep too.
+        int next = 0;
+        for (int i = 1; i < m; i++) if (into[i] == into[i - 1] + 1) next++;
+        double sdNext = Math.Sqrt(m * keep * (1 - keep));
+        Assert.InRange(next, m * keep - 5 * sdNext - 1, m * keep + 5 * sdNext + 1);
+        // Reproducible for the same start, different for another.
+        var again = new float[values.Length];
+        Assert.Equal(m, ElementRandom.SampleByGaps(stream, 5000, keep, values, again));
+        Assert.Equal(into.Take(m), again.Take(m));
+        int other = ElementRandom.SampleByGaps(stream, 5001, keep, values, again);
+        Assert.NotEqual(into.Take(m), again.Take(other));
+    }
+
+    [Fact]
+    public void SampleByGapsAtTheEnds()
+    {
+        ulong stream = ElementRandom.Stream(3, "t", 1);
+        var values = new float[] { 1, 2, 3 };
+        var into = new float[3];
+        Assert.Equal(0, ElementRandom.SampleByGaps(stream, 0, 0, values, into));
+        Assert.Equal(3, ElementRandom.SampleByGaps(stream, 0, 1, values, into));
+        Assert.Equal(values, into);
+        Assert.Equal(0, ElementRandom.SampleByGaps(stream, 0, 0.5, [], into));
+    }
 }

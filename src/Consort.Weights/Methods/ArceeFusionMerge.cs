@@ -10,7 +10,7 @@ namespace Consort.Weights.Methods;
 /// mergekit's <c>arcee_fusion</c>: per element, importance = |other − base| × KL(softmax(other row) ‖ softmax(base row))
 /// (rows of the innermost dimension, each softmax plus 1e-8); the other model's change is kept where the importance
 /// reaches median + 1.5·IQR of all importances (quantiles of a ~1M sample when the tensor is larger, as mergekit
-/// samples; here a seeded Bernoulli sample, so it is reproducible).
+/// samples; here a seeded Bernoulli sample drawn by its geometric gaps, so it is reproducible and costs a draw per kept element).
 /// </summary>
 public sealed class ArceeFusionMerge : IMergeMethod
 {
@@ -113,13 +113,14 @@ public sealed class ArceeFusionMerge : IMergeMethod
         var pool = System.Buffers.ArrayPool<float>.Shared;
         float[] sample = pool.Rent((int)Math.Min(job.Count, sampled ? SampleSize + 8 * (int)Math.Sqrt(SampleSize) + rowLen : job.Count));
         int taken = 0;
+        // Rows of importances and of the picked sample, one pair per worker (fresh arrays per block were fresh pages).
+        using var scratch = new ThreadLocal<(float[], float[])>(() => { var i = new float[rowLen]; return (i, sampled ? new float[rowLen] : i); });
         int partCapacity = (int)Math.Min(BlockPasses.BlockLength(job, rowLen), (long)(BlockPasses.BlockLength(job, rowLen) * keep * 1.5) + 64);
         BlockPasses.Scan(job, sources, rowLen, () => new List<float>(partCapacity), (b, part) =>
         {
             var bs = b.In(0); var x = b.In(1);
             // Importances of a row, |x − base|·KL (the same float operations as per element), then the sample.
-            var imp = new float[rowLen];
-            var picked = sampled ? new float[rowLen] : imp;
+            var (imp, picked) = scratch.Value;
             for (int r0 = 0; r0 < b.Length; r0 += rowLen)
             {
                 long row = (b.Start + r0) / rowLen;
@@ -127,7 +128,7 @@ public sealed class ArceeFusionMerge : IMergeMethod
                 TensorPrimitives.Subtract(x.Slice(r0, rowLen), bs.Slice(r0, rowLen), imp);
                 TensorPrimitives.Abs(imp, imp);
                 TensorPrimitives.Multiply(imp, rowKl, imp);
-                int m = sampled ? ElementRandom.Sample(stream, b.Start + r0, keep, imp, picked) : rowLen;
+                int m = sampled ? ElementRandom.SampleByGaps(stream, b.Start + r0, keep, imp, picked) : rowLen;
                 part.AddRange(picked.AsSpan(0, m));
             }
         }, part =>
