@@ -170,6 +170,7 @@ public sealed class ServeConfig : IAsyncDisposable
             session = new ModelSession
             {
                 BaseDirectory = baseDir,
+                Unit = "collaboration",
                 Log = log,
                 Seed = seed,
                 MaxConcurrency = concurrency,

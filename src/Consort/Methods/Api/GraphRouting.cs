@@ -73,6 +73,8 @@ public sealed class GraphRoutingMethod : CollaborationMethod<GraphRoutingOptions
         if (options.SplitRatio.Count != 3 || options.SplitRatio[0] <= 0)
             throw plan.Error("split_ratio", $"must be three shares (train, validation, unused) with a positive train share, got [{string.Join(", ", options.SplitRatio)}]");
         bool saved = options.RouterPath is { } p && File.Exists(Path.GetFullPath(p, plan.BaseDirectory));
+        if (saved && RouterFile.MembersMismatch(Path.GetFullPath(options.RouterPath!, plan.BaseDirectory), plan.Members) is { } why)
+            throw plan.Error("router_path", $"'{options.RouterPath}' is a router for other members: {why}; delete it or point router_path elsewhere to train a new one");
         if (!saved && !plan.HasDev) throw plan.Error("needs a task with a dev split to build the graph from (or 'router_path' of a trained router)");
     }
 

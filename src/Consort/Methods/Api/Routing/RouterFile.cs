@@ -30,7 +30,7 @@ public sealed record RouterIdentity(IReadOnlyList<string> Models, IReadOnlyList<
     public string? Mismatch(RouterIdentity other)
     {
         if (!Models.SequenceEqual(other.Models))
-            return $"it was trained for models [{string.Join(", ", other.Models)}], this run has [{string.Join(", ", Models)}]";
+            return $"it was trained for models [{string.Join(", ", other.Models)}], the members here are [{string.Join(", ", Models)}]";
         for (int i = 0; i < Models.Count; i++)
             if (ModelIds[i] != other.ModelIds[i])
                 return $"its model '{Models[i]}' was {other.ModelIds[i]}, this run's is {ModelIds[i]}";
@@ -95,6 +95,26 @@ public static class RouterFile
         var tmp = path + ".tmp";
         File.WriteAllText(tmp, json.ToJsonString());
         File.Move(tmp, path, overwrite: true);
+    }
+
+    /// <summary>
+    /// Why a saved router at <paramref name="path"/> cannot serve <paramref name="members"/> (other members, in another
+    /// order, or other files under the same names), or null when they match or the file cannot be read (then
+    /// <see cref="Load"/> says what is wrong with it). Cheap: read at validation, before any model loads, so a server
+    /// or run pointed at another set-up's router stops with one line instead of after loading every member.
+    /// </summary>
+    public static string? MembersMismatch(string path, IReadOnlyList<ModelDescriptor> members)
+    {
+        RouterIdentity found;
+        try
+        {
+            if (JsonNode.Parse(File.ReadAllText(path)) is not JsonObject json || (string?)json["format"] != Format) return null;
+            found = new RouterIdentity(json["models"]!.AsArray().Select(n => n!.GetValue<string>()).ToArray(),
+                json["model_ids"]!.AsArray().Select(n => n!.GetValue<string>()).ToArray(), "");
+        }
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or NullReferenceException or IOException) { return null; }
+        var expected = RouterIdentity.For(members, "");
+        return expected.Mismatch(found);
     }
 
     /// <summary>
