@@ -12,7 +12,7 @@ namespace Consort.Cli.Tests;
 /// <c>router_path</c>; each collaboration answered through <c>/v1/chat/completions</c> (one streamed), and each answer
 /// traced back to the method (a routed answer is what the routed member says alone; decoded answers are the spans
 /// their members wrote). Also the start-up errors: a router saved for other members, and a method that needs a dev
-/// split serve does not have.
+/// split a serve config does not have (served from a run config, the task's dev split fits it).
 /// </summary>
 public class ApiMethodsServeTests(ITestOutputHelper output)
 {
@@ -233,5 +233,35 @@ public class ApiMethodsServeTests(ITestOutputHelper output)
         Assert.StartsWith("error: collaboration 'defer' (method co_llm): hyperparameter 'deferral' = classifier needs", line);
         Assert.Contains("\"deferral\": \"top1\"", line); // says what to give instead
         Assert.DoesNotContain("serving", stdout);
+
+        // What the message asks for: the same collaboration in a run config with a task is fitted on its dev split at start.
+        var withTask = dir.File("with_task.json");
+        File.WriteAllText(withTask, """
+            { "task": { "dataset": "zoo:facts_a", "prompt": "{input}", "max_tokens": 8, "stop": ["\n"] },
+              "models": [ { "name": "base", "path": "zoo:base" }, { "name": "facts_a", "path": "zoo:facts_a" } ],
+              "runs": [ { "name": "defer", "method": "co_llm", "hyperparameters": { "training_num": 16 } } ] }
+            """);
+        int port = TestNet.FreePort();
+        var server = await CliHarness.StartServerAsync(withTask, port);
+        try
+        {
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(90) };
+            var r = await http.PostAsJsonAsync("/v1/chat/completions", new JsonObject
+            {
+                ["model"] = "defer", ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = Questions[1] }),
+                ["max_tokens"] = 8, ["stop"] = new JsonArray("\n"), ["consort_trace"] = true,
+            });
+            var text = await r.Content.ReadAsStringAsync();
+            Assert.True(r.IsSuccessStatusCode, text);
+            var data = JsonNode.Parse(text)!["consort_trace"]![0]!["data"]!;
+            output.WriteLine($"co_llm served from a run config: {text}");
+            Assert.Equal("classifier", (string)data["deferral"]!); // the dev-fitted signal, not a training-free one
+            Assert.InRange((double)data["deferral_rate"]!, 0, 1);
+        }
+        finally
+        {
+            server.Kill(entireProcessTree: true);
+            await server.WaitForExitAsync();
+        }
     }
 }

@@ -3,7 +3,9 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Consort.Caching;
 using Consort.Config;
+using Consort.Evaluation;
 using Consort.LlamaCpp;
+using Consort.Methods;
 using Consort.Server;
 using Consort.Server.State;
 using Microsoft.Extensions.AI;
@@ -112,11 +114,13 @@ public sealed class ServeConfig : IAsyncDisposable
             byName[s.Name] = s;
             specs.Add(s);
         }
+        RunConfig? runConfig = null;
         if (isRunConfig)
         {
-            // A run config serves as it is: its pool and its runs (collaborations) become models; the task is not run.
-            var run = RunConfig.Parse((JsonObject)obj.DeepClone(), baseDir, Path.GetFileNameWithoutExtension(path), path);
-            var ignored = RunKeys.Where(k => obj.ContainsKey(k) && k is "task" or "task_type" or "split" or "limit" or "gpu_ids").ToList();
+            // A run config serves as it is: its pool and its runs (collaborations) become models; the task is not
+            // evaluated, but its dev split is what methods that fit themselves fit on, as under consort run.
+            var run = runConfig = RunConfig.Parse((JsonObject)obj.DeepClone(), baseDir, Path.GetFileNameWithoutExtension(path), path);
+            var ignored = RunKeys.Where(k => obj.ContainsKey(k) && k is "split" or "limit" or "gpu_ids").ToList();
             if (ignored.Count > 0) log?.Invoke($"note: {where} is a run config; serve ignores {string.Join(", ", ignored.Select(k => $"'{k}'"))} and serves its models and runs");
             foreach (var m in run.Models) Add(m);
             foreach (var r in run.Runs) Add(r.Model);
@@ -154,6 +158,14 @@ public sealed class ServeConfig : IAsyncDisposable
             embedSpecs.Add((name, g));
         }
         int seed = RunConfig.Get<int?>(obj, "seed", where) ?? 42;
+        IFitData? dev = null;
+        if (runConfig?.Task is { } taskNode)
+        {
+            var task = EvalTask.Create(DatasetSearch.Normalize(taskNode), DatasetSearch.Folders(baseDir), seed).ForModels(RunPlan.AllBaseModels(specs, []));
+            if (task.Dataset.SplitNames.Contains("dev")) dev = task.BuildFitData("dev");
+            log?.Invoke(dev is null ? $"note: {where}: the task has no dev split; methods that fit on dev need their saved files or fixed settings"
+                                    : $"note: {where}: methods that fit on dev use the task's dev split ({dev.Examples.Count} examples); the task is not evaluated");
+        }
         int concurrency = Limits.Check(RunConfig.Get<int?>(obj, "concurrency", where) ?? 4, 1, Limits.MaxConcurrency, "concurrency", where);
         RedisState? redis = null;
         SqliteDistributedCache? sqlite = null;
@@ -171,6 +183,7 @@ public sealed class ServeConfig : IAsyncDisposable
             {
                 BaseDirectory = baseDir,
                 Unit = "collaboration",
+                Dev = dev,
                 Log = log,
                 Seed = seed,
                 MaxConcurrency = concurrency,
