@@ -62,6 +62,7 @@ internal sealed class RouterState(JsonObject json)
 
     public int Int(string key) => Get(key).GetValue<int>();
     public double Double(string key) => Get(key).GetValue<double>();
+    public double? OptionalDouble(string key) => json[key]?.GetValue<double>();
     private JsonNode Get(string key) => json[key] ?? throw new FormatException($"missing '{key}'");
 }
 
