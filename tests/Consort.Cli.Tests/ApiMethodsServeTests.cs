@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 namespace Consort.Cli.Tests;
 
 /// <summary>
-/// Every API-level method from one real <c>consort serve</c> process on loopback, over the zoo's llama.cpp models:
+/// Every API-level method (single_model and likelihood_router too) from one real <c>consort serve</c> process on loopback, over the zoo's llama.cpp models:
 /// the routers trained first by a short <c>consort run</c> of the same hyperparameters and served from their
 /// <c>router_path</c>; each collaboration answered through <c>/v1/chat/completions</c> (one streamed), and each answer
 /// traced back to the method (a routed answer is what the routed member says alone; decoded answers are the spans
@@ -68,6 +68,8 @@ public class ApiMethodsServeTests(ITestOutputHelper output)
             ["trained_router"] = Collab("trained_router", Experts, KnnRouter()),
             ["graph_routing"] = Collab("graph_routing", Experts, GraphRouter()),
             ["cascade"] = Collab("cascade", ["arith", "facts_b"], JsonNode.Parse("""{ "thresholds": [0.95] }""")!.AsObject()),
+            ["likelihood_router"] = Collab("likelihood_router", Experts, new JsonObject()),
+            ["single_model"] = Collab("single_model", ["facts_a"], new JsonObject()),
             ["nudging"] = Collab("nudging", pair, JsonNode.Parse("""{ "gamma": 0.4 }""")!.AsObject()),
             ["co_llm"] = Collab("co_llm", pair, JsonNode.Parse("""{ "deferral": "top1", "deferral_threshold": 0.5 }""")!.AsObject()),
             ["switch_generation"] = Collab("switch_generation", pair, JsonNode.Parse("""{ "patch_size": 2, "random_selection": true }""")!.AsObject()),
@@ -116,7 +118,7 @@ public class ApiMethodsServeTests(ITestOutputHelper output)
                     Assert.All(trace, t => Assert.Contains((string)t["model"]!, members)); // every inner call went to a member
                     switch (name)
                     {
-                        case "prompt_routing" or "trained_router" or "graph_routing" or "cascade":
+                        case "prompt_routing" or "trained_router" or "graph_routing" or "cascade" or "likelihood_router" or "single_model":
                         {
                             // The routed member answers; its answer is what it gives alone.
                             var answer = trace[^1];
@@ -138,6 +140,14 @@ public class ApiMethodsServeTests(ITestOutputHelper output)
                                     Assert.Equal((double)stage["data"]!["confidence"]! < (double)stage["data"]!["threshold"]!, (bool)stage["data"]!["deferred"]!);
                                 Assert.Equal(trace.Count > 1, (bool)trace[0]["data"]!["deferred"]!);
                             }
+                            else if (name == "likelihood_router")
+                            {
+                                // Every expert scores the query's likelihood; the most likely one answers.
+                                var scored = trace.Where(t => (string?)t["role"] == "score query").ToDictionary(t => (string)t["model"]!, t => (double)t["data"]!["score"]!);
+                                Assert.Equal(Experts.Order(), scored.Keys.Order());
+                                Assert.Equal(scored.MaxBy(kv => kv.Value).Key, by);
+                            }
+                            else if (name == "single_model") Assert.Equal("facts_a", by);
                             else
                             {
                                 // The saved router's scores pick the member (no threshold: the best predicted one).
