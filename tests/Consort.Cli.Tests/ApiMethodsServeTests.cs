@@ -224,10 +224,21 @@ public class ApiMethodsServeTests(ITestOutputHelper output)
         output.WriteLine($"wrong router ({sw.Elapsed.TotalSeconds:F1} s): {stderr.Trim()}");
         Assert.Equal(1, code);
         var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-        Assert.StartsWith("error: collaboration 'router' (method trained_router): hyperparameter 'router_path' 'routers/knn.json' is a router for other members:", line);
+        Assert.StartsWith("error: collaboration 'router' (method trained_router): hyperparameter 'router_path' 'routers/knn.json' was saved for another set-up:", line);
         Assert.Contains("trained for models [arith, facts_a, facts_b], the members here are [facts_b, facts_a, arith]", line);
         Assert.DoesNotContain("building", stdout + stderr); // refused before any model loaded
         Assert.DoesNotContain("serving", stdout);
+
+        // The right members, another kind: the file's settings say what it was trained with.
+        var mlp = KnnRouter();
+        mlp["router"] = "mlp";
+        File.WriteAllText(wrong, new JsonObject { ["models"] = Pool(), ["collaborations"] = new JsonObject { ["router"] = Collab("trained_router", Experts, mlp) } }.ToJsonString());
+        (code, stdout, stderr) = await CliHarness.RunWithAsync(null, null, TimeSpan.FromMinutes(2), "serve", wrong, "--urls", $"http://127.0.0.1:{TestNet.FreePort()}");
+        output.WriteLine($"other kind: {stderr.Trim()}");
+        Assert.Equal(1, code);
+        line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        Assert.Contains("'router_path' 'routers/knn.json' was saved for another set-up: it was trained with router=knn; cost_weight=0, here router=mlp; cost_weight=0", line);
+        Assert.DoesNotContain("building", stdout + stderr);
 
         // co_llm's default deferral signal is a classifier fitted on dev tokens; a serve config has no dev split.
         var unfit = dir.File("unfit.json");

@@ -114,8 +114,8 @@ public sealed class TrainedRouterMethod : CollaborationMethod<TrainedRouterOptio
         if (options.ModelDescriptions is { } d && d.Count != plan.Members.Count)
             throw plan.Error("model_descriptions", $"has {d.Count} description(s) for {plan.Members.Count} members ({string.Join(", ", plan.Members.Select(m => m.Name))})");
         bool saved = options.RouterPath is { } p && File.Exists(Path.GetFullPath(p, plan.BaseDirectory));
-        if (saved && options.Router != RouterKind.Lm && RouterFile.MembersMismatch(Path.GetFullPath(options.RouterPath!, plan.BaseDirectory), plan.Members) is { } why)
-            throw plan.Error("router_path", $"'{options.RouterPath}' is a router for other members: {why}; delete it or point router_path elsewhere to train a new one");
+        if (saved && options.Router != RouterKind.Lm && RouterFile.SetupMismatch(Path.GetFullPath(options.RouterPath!, plan.BaseDirectory), plan.Members, Settings(options)) is { } why)
+            throw plan.Error("router_path", $"'{options.RouterPath}' was saved for another set-up: {why}; delete it or point router_path elsewhere to train a new one");
         if (!saved && !plan.HasDev)
             throw plan.Error(options.RouterPath is null ? "needs a task with a dev split to train on (or 'router_path' of a trained router)"
                 : $"router_path '{options.RouterPath}' does not exist yet and there is no dev split to train it on");
@@ -131,6 +131,9 @@ public sealed class TrainedRouterMethod : CollaborationMethod<TrainedRouterOptio
         Mf = new MfRouterOptions(Dim: o.MfDim, Epochs: o.Epochs ?? 100, LearningRate: o.LearningRate ?? 3e-4),
     };
 
+    // What a saved router must have been trained with besides its members and embedding.
+    private static string Settings(TrainedRouterOptions o) => $"router={KindName(o.Router)}; cost_weight={o.CostWeight:R}";
+
     /// <summary>Config name of a kind.</summary>
     public static string KindName(RouterKind k) => k switch { RouterKind.Knn => "knn", RouterKind.Mlp => "mlp", RouterKind.Mf => "mf", RouterKind.Lm => "lm", _ => "sw_ranking" };
 
@@ -145,7 +148,7 @@ public sealed class TrainedRouterMethod : CollaborationMethod<TrainedRouterOptio
         try
         {
             string kind = KindName(options.Router);
-            var identity = RouterIdentity.For(models.Select(m => m.Descriptor).ToArray(), embeddingId, $"router={kind}; cost_weight={options.CostWeight:R}");
+            var identity = RouterIdentity.For(models.Select(m => m.Descriptor).ToArray(), embeddingId, Settings(options));
             string? path = options.RouterPath is { } p ? Path.GetFullPath(p, baseDir) : null;
             Router router;
             DevOutcomes? outcomes = null;
