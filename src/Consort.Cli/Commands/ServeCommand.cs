@@ -161,10 +161,18 @@ public sealed class ServeConfig : IAsyncDisposable
         IFitData? dev = null;
         if (runConfig?.Task is { } taskNode)
         {
-            var task = EvalTask.Create(DatasetSearch.Normalize(taskNode), DatasetSearch.Folders(baseDir), seed).ForModels(RunPlan.AllBaseModels(specs, []));
-            if (task.Dataset.SplitNames.Contains("dev")) dev = task.BuildFitData("dev");
-            log?.Invoke(dev is null ? $"note: {where}: the task has no dev split; methods that fit on dev need their saved files or fixed settings"
-                                    : $"note: {where}: methods that fit on dev use the task's dev split ({dev.Examples.Count} examples); the task is not evaluated");
+            // Served before, the task was not read at all: a dataset this machine cannot load stays a note, not a failure
+            // (only a method that needs the dev split then refuses, with its own error).
+            string? unread = null;
+            try
+            {
+                var task = EvalTask.Create(DatasetSearch.Normalize(taskNode), DatasetSearch.Folders(baseDir), seed).ForModels(RunPlan.AllBaseModels(specs, []));
+                if (task.Dataset.SplitNames.Contains("dev")) dev = task.BuildFitData("dev");
+            }
+            catch (Exception e) when (e is ConsortException or IOException or InvalidDataException) { unread = e.Message; }
+            log?.Invoke(unread is not null ? $"note: {where}: the task's dataset could not be read ({unread}); methods that fit on dev need their saved files or fixed settings"
+                      : dev is null ? $"note: {where}: the task has no dev split; methods that fit on dev need their saved files or fixed settings"
+                      : $"note: {where}: methods that fit on dev use the task's dev split ({dev.Examples.Count} examples); the task is not evaluated");
         }
         int concurrency = Limits.Check(RunConfig.Get<int?>(obj, "concurrency", where) ?? 4, 1, Limits.MaxConcurrency, "concurrency", where);
         RedisState? redis = null;

@@ -136,6 +136,20 @@ public sealed class GatewayConfigTests
     }
 
     [Fact]
+    public async Task A_run_config_whose_dataset_is_not_here_still_serves_with_a_note()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("run.json"), """
+            {"task": {"dataset": "not-here.json", "prompt": "{input}"}, "models": [{"name": "arith", "path": "zoo:arith"}, {"name": "facts_a", "path": "zoo:facts_a"}],
+             "runs": [{"name": "vote", "method": "majority_vote"}]}
+            """);
+        var notes = new List<string>();
+        await using var loaded = await ServeConfig.LoadAsync(dir.File("run.json"), "http://127.0.0.1:0", notes.Add, default);
+        Assert.Equal(["arith", "facts_a", "vote"], loaded.Models.Select(x => x.Name));
+        Assert.Contains(notes, n => n.Contains("the task's dataset could not be read") && n.Contains("not-here.json"));
+    }
+
+    [Fact]
     public async Task The_gateway_examples_load()
     {
         string examples = Path.Combine(TestPaths.RepoRoot, "examples");
