@@ -143,8 +143,11 @@ public sealed class MethodPlan
     /// <summary>A host service, or null.</summary>
     public T? GetService<T>() where T : class => Services?.GetService(typeof(T)) as T;
 
-    /// <summary>The message prefix: run and method.</summary>
-    public string Where => $"run '{Limits.ForMessage(Name)}' (method {Method.Name})";
+    /// <summary>What the host calls a collaboration in messages: "run" (<c>consort run</c>) or "collaboration" (<c>consort serve</c>).</summary>
+    public string Unit { get; init; } = "run";
+
+    /// <summary>The message prefix: run (or collaboration) and method.</summary>
+    public string Where => $"{Unit} '{Limits.ForMessage(Name)}' (method {Method.Name})";
 
     /// <summary>An error about one hyperparameter.</summary>
     public ConfigException Error(string key, string problem) => new($"{Where}: hyperparameter '{key}' {problem}");

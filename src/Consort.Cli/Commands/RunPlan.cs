@@ -172,7 +172,7 @@ public sealed class RunPlan
         specs.SelectMany(s => s is CollaborationSpec c ? Leaves(c.Members) : [s]);
 
     // Base models have no chat template: they continue text rather than follow instructions. Endpoints speak chat.
-    private static bool AllBaseModels(IEnumerable<ModelSpec> specs, IReadOnlyCollection<string> notDownloaded)
+    internal static bool AllBaseModels(IEnumerable<ModelSpec> specs, IReadOnlyCollection<string> notDownloaded)
     {
         var leaves = Leaves(specs).ToList();
         if (leaves.Count == 0) return false;

@@ -3,7 +3,9 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Consort.Caching;
 using Consort.Config;
+using Consort.Evaluation;
 using Consort.LlamaCpp;
+using Consort.Methods;
 using Consort.Server;
 using Consort.Server.State;
 using Microsoft.Extensions.AI;
@@ -112,11 +114,13 @@ public sealed class ServeConfig : IAsyncDisposable
             byName[s.Name] = s;
             specs.Add(s);
         }
+        RunConfig? runConfig = null;
         if (isRunConfig)
         {
-            // A run config serves as it is: its pool and its runs (collaborations) become models; the task is not run.
-            var run = RunConfig.Parse((JsonObject)obj.DeepClone(), baseDir, Path.GetFileNameWithoutExtension(path), path);
-            var ignored = RunKeys.Where(k => obj.ContainsKey(k) && k is "task" or "task_type" or "split" or "limit" or "gpu_ids").ToList();
+            // A run config serves as it is: its pool and its runs (collaborations) become models; the task is not
+            // evaluated, but its dev split is what methods that fit themselves fit on, as under consort run.
+            var run = runConfig = RunConfig.Parse((JsonObject)obj.DeepClone(), baseDir, Path.GetFileNameWithoutExtension(path), path);
+            var ignored = RunKeys.Where(k => obj.ContainsKey(k) && k is "split" or "limit" or "gpu_ids").ToList();
             if (ignored.Count > 0) log?.Invoke($"note: {where} is a run config; serve ignores {string.Join(", ", ignored.Select(k => $"'{k}'"))} and serves its models and runs");
             foreach (var m in run.Models) Add(m);
             foreach (var r in run.Runs) Add(r.Model);
@@ -154,6 +158,22 @@ public sealed class ServeConfig : IAsyncDisposable
             embedSpecs.Add((name, g));
         }
         int seed = RunConfig.Get<int?>(obj, "seed", where) ?? 42;
+        IFitData? dev = null;
+        if (runConfig?.Task is { } taskNode)
+        {
+            // Served before, the task was not read at all: a dataset this machine cannot load stays a note, not a failure
+            // (only a method that needs the dev split then refuses, with its own error).
+            string? unread = null;
+            try
+            {
+                var task = EvalTask.Create(DatasetSearch.Normalize(taskNode), DatasetSearch.Folders(baseDir), seed).ForModels(RunPlan.AllBaseModels(specs, []));
+                if (task.Dataset.SplitNames.Contains("dev")) dev = task.BuildFitData("dev");
+            }
+            catch (Exception e) when (e is ConsortException or IOException or InvalidDataException) { unread = e.Message; }
+            log?.Invoke(unread is not null ? $"note: {where}: the task's dataset could not be read ({unread}); methods that fit on dev need their saved files or fixed settings"
+                      : dev is null ? $"note: {where}: the task has no dev split; methods that fit on dev need their saved files or fixed settings"
+                      : $"note: {where}: methods that fit on dev use the task's dev split ({dev.Examples.Count} examples); the task is not evaluated");
+        }
         int concurrency = Limits.Check(RunConfig.Get<int?>(obj, "concurrency", where) ?? 4, 1, Limits.MaxConcurrency, "concurrency", where);
         RedisState? redis = null;
         SqliteDistributedCache? sqlite = null;
@@ -170,6 +190,8 @@ public sealed class ServeConfig : IAsyncDisposable
             session = new ModelSession
             {
                 BaseDirectory = baseDir,
+                Unit = "collaboration",
+                Dev = dev,
                 Log = log,
                 Seed = seed,
                 MaxConcurrency = concurrency,

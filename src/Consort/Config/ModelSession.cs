@@ -38,6 +38,8 @@ public sealed class ModelSession : IDisposable, IModelLoader
     public AnswerExtractor Answers { get; init; } = AnswerExtractor.Generic;
     /// <summary>Host services methods may ask for (embedding generators, trainers).</summary>
     public IServiceProvider? Services { get; init; }
+    /// <summary>What errors call a collaboration: "run" under <c>consort run</c>, "collaboration" under <c>consort serve</c>.</summary>
+    public string Unit { get; init; } = "run";
     /// <summary>Wraps each model once built (identity, call cache, telemetry: <c>Consort.Caching.ModelDecorator</c>); null: none.</summary>
     public Func<ModelSpec, ConsortModel, ConsortModel>? Decorate { get; init; }
 
@@ -79,9 +81,9 @@ public sealed class ModelSession : IDisposable, IModelLoader
     {
         var method = MethodRegistry.Get(c.Method);
         var members = c.Members.Select(Describe).ToList();
-        string where = $"run '{Limits.ForMessage(c.Name)}' (method {method.Metadata.Name})";
+        string where = $"{Unit} '{Limits.ForMessage(c.Name)}' (method {method.Metadata.Name})";
         var options = method.Bind(c.Hyperparameters, where);
-        var plan = new MethodPlan { Name = c.Name, Method = method.Metadata, Members = members, HasDev = Dev is not null, BaseDirectory = BaseDirectory, Loader = this, Services = Services };
+        var plan = new MethodPlan { Name = c.Name, Method = method.Metadata, Members = members, HasDev = Dev is not null, BaseDirectory = BaseDirectory, Loader = this, Services = Services, Unit = Unit };
         var d = method.Plan(plan, options);
         lock (_lock) _options[c] = options;
         return d;

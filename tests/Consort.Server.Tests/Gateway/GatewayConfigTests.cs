@@ -131,7 +131,22 @@ public sealed class GatewayConfigTests
         Assert.Equal(64, loaded.Options.MaxTokens);
         await using var s = await RunningServer.StartAsync(loaded.Models);
         Assert.Equal(200, (await s.PostAsync("/v1/chat/completions", Chat("vote", "12+7="))).Status);
-        Assert.Contains(notes, n => n.Contains("'task'") && n.Contains("ignore"));
+        // The task is not evaluated; its dev split is what methods that fit on dev fit on (zoo:mixed has 120 dev examples).
+        Assert.Contains(notes, n => n.Contains("dev split (120 examples)") && n.Contains("not evaluated"));
+    }
+
+    [Fact]
+    public async Task A_run_config_whose_dataset_is_not_here_still_serves_with_a_note()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("run.json"), """
+            {"task": {"dataset": "not-here.json", "prompt": "{input}"}, "models": [{"name": "arith", "path": "zoo:arith"}, {"name": "facts_a", "path": "zoo:facts_a"}],
+             "runs": [{"name": "vote", "method": "majority_vote"}]}
+            """);
+        var notes = new List<string>();
+        await using var loaded = await ServeConfig.LoadAsync(dir.File("run.json"), "http://127.0.0.1:0", notes.Add, default);
+        Assert.Equal(["arith", "facts_a", "vote"], loaded.Models.Select(x => x.Name));
+        Assert.Contains(notes, n => n.Contains("the task's dataset could not be read") && n.Contains("not-here.json"));
     }
 
     [Fact]

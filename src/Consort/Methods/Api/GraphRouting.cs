@@ -73,8 +73,14 @@ public sealed class GraphRoutingMethod : CollaborationMethod<GraphRoutingOptions
         if (options.SplitRatio.Count != 3 || options.SplitRatio[0] <= 0)
             throw plan.Error("split_ratio", $"must be three shares (train, validation, unused) with a positive train share, got [{string.Join(", ", options.SplitRatio)}]");
         bool saved = options.RouterPath is { } p && File.Exists(Path.GetFullPath(p, plan.BaseDirectory));
+        if (saved && RouterFile.SetupMismatch(Path.GetFullPath(options.RouterPath!, plan.BaseDirectory), plan.Members, Settings(options, plan.Name)) is { } why)
+            throw plan.Error("router_path", $"'{options.RouterPath}' was saved for another set-up: {why}; delete it or point router_path elsewhere to train a new one");
         if (!saved && !plan.HasDev) throw plan.Error("needs a task with a dev split to build the graph from (or 'router_path' of a trained router)");
     }
+
+    // What a saved graph router must have been trained with besides its members and embedding.
+    private static string Settings(GraphRoutingOptions o, string name) =>
+        $"scenario={o.Scenario}; task={o.TaskDescription ?? name}; descriptions={string.Join("|", o.ModelDescriptions!)}";
 
     /// <inheritdoc />
     protected override async Task<ConsortModel> CreateAsync(MethodContext context, GraphRoutingOptions options, CancellationToken ct)
@@ -88,8 +94,7 @@ public sealed class GraphRoutingMethod : CollaborationMethod<GraphRoutingOptions
             var o = new GraphRouterOptions(options.HiddenFeatures, options.InEdges, options.LearningRate, options.WeightDecay, options.TrainEpochs,
                 options.MaskSamples, options.TrainMaskRate, [.. options.SplitRatio], options.Scenario);
             string task = options.TaskDescription ?? context.Name;
-            var identity = RouterIdentity.For(models.Select(m => m.Descriptor).ToArray(), embeddingId,
-                $"scenario={options.Scenario}; task={task}; descriptions={string.Join("|", options.ModelDescriptions!)}");
+            var identity = RouterIdentity.For(models.Select(m => m.Descriptor).ToArray(), embeddingId, Settings(options, context.Name));
             string? path = options.RouterPath is { } p ? Path.GetFullPath(p, baseDir) : null;
             Router router;
             if (path is not null && File.Exists(path))

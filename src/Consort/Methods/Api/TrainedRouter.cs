@@ -51,6 +51,10 @@ public sealed class TrainedRouterOptions : MethodOptions
     [Option("Learning rate (Adam).", Min = 0, MinExclusive = true, Max = 10, DefaultText = "mlp 1e-2, mf 3e-4")]
     public double? LearningRate { get; set; }
 
+    [Option("L2 penalty of the mlp router; unset: the one of 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1 with the least 5-fold cross-validated error on dev.",
+        Min = 0, Max = 100, DefaultText = "cross-validated")]
+    public double? WeightDecay { get; set; }
+
     [Option("Latent width of the mf router (RouteLLM's hidden_size).", Min = 1, Max = 4096, Aliases = ["hidden_size"])]
     public int MfDim { get; set; } = 128;
 
@@ -110,6 +114,8 @@ public sealed class TrainedRouterMethod : CollaborationMethod<TrainedRouterOptio
         if (options.ModelDescriptions is { } d && d.Count != plan.Members.Count)
             throw plan.Error("model_descriptions", $"has {d.Count} description(s) for {plan.Members.Count} members ({string.Join(", ", plan.Members.Select(m => m.Name))})");
         bool saved = options.RouterPath is { } p && File.Exists(Path.GetFullPath(p, plan.BaseDirectory));
+        if (saved && options.Router != RouterKind.Lm && RouterFile.SetupMismatch(Path.GetFullPath(options.RouterPath!, plan.BaseDirectory), plan.Members, Settings(options)) is { } why)
+            throw plan.Error("router_path", $"'{options.RouterPath}' was saved for another set-up: {why}; delete it or point router_path elsewhere to train a new one");
         if (!saved && !plan.HasDev)
             throw plan.Error(options.RouterPath is null ? "needs a task with a dev split to train on (or 'router_path' of a trained router)"
                 : $"router_path '{options.RouterPath}' does not exist yet and there is no dev split to train it on");
@@ -121,9 +127,12 @@ public sealed class TrainedRouterMethod : CollaborationMethod<TrainedRouterOptio
     public static RouterTrainingOptions TrainingOptions(TrainedRouterOptions o, int seed) => new()
     {
         CostWeight = o.CostWeight, Seed = seed, K = o.K,
-        Mlp = new MlpRouterOptions(Hidden: o.Hidden, Epochs: o.Epochs ?? 300, LearningRate: o.LearningRate ?? 1e-2),
+        Mlp = new MlpRouterOptions(Hidden: o.Hidden, Epochs: o.Epochs ?? 300, LearningRate: o.LearningRate ?? 1e-2, WeightDecay: o.WeightDecay),
         Mf = new MfRouterOptions(Dim: o.MfDim, Epochs: o.Epochs ?? 100, LearningRate: o.LearningRate ?? 3e-4),
     };
+
+    // What a saved router must have been trained with besides its members and embedding.
+    private static string Settings(TrainedRouterOptions o) => $"router={KindName(o.Router)}; cost_weight={o.CostWeight:R}";
 
     /// <summary>Config name of a kind.</summary>
     public static string KindName(RouterKind k) => k switch { RouterKind.Knn => "knn", RouterKind.Mlp => "mlp", RouterKind.Mf => "mf", RouterKind.Lm => "lm", _ => "sw_ranking" };
@@ -139,7 +148,7 @@ public sealed class TrainedRouterMethod : CollaborationMethod<TrainedRouterOptio
         try
         {
             string kind = KindName(options.Router);
-            var identity = RouterIdentity.For(models.Select(m => m.Descriptor).ToArray(), embeddingId, $"router={kind}; cost_weight={options.CostWeight:R}");
+            var identity = RouterIdentity.For(models.Select(m => m.Descriptor).ToArray(), embeddingId, Settings(options));
             string? path = options.RouterPath is { } p ? Path.GetFullPath(p, baseDir) : null;
             Router router;
             DevOutcomes? outcomes = null;
@@ -156,7 +165,8 @@ public sealed class TrainedRouterMethod : CollaborationMethod<TrainedRouterOptio
                 devEmbeddings = await EmbeddingRouterClient.EmbedAsync(embedder, outcomes.Examples.Select(e => DevOutcomes.QueryText(e.Messages)).ToArray(), ct).ConfigureAwait(false);
                 router = RouterTrainer.Train(kind, outcomes.ToDataset(models.Select(m => m.Name).ToArray(), devEmbeddings), TrainingOptions(options, context.Seed));
                 var means = outcomes.MeanQuality();
-                context.Log?.Invoke($"trained_router: {kind} router trained on {outcomes.Examples.Count} dev examples (cost in {outcomes.CostUnit}); dev scores {string.Join(", ", models.Select((m, i) => $"{m.Name} {means[i]:F3}"))}");
+                string decay = router is MlpRouter mlp ? $", weight decay {mlp.WeightDecay:G3}{(options.WeightDecay is null ? " (cross-validated)" : "")}" : "";
+                context.Log?.Invoke($"trained_router: {kind} router trained on {outcomes.Examples.Count} dev examples (cost in {outcomes.CostUnit}{decay}); dev scores {string.Join(", ", models.Select((m, i) => $"{m.Name} {means[i]:F3}"))}");
                 if (path is not null) { RouterFile.Save(path, router, identity); context.Log?.Invoke($"trained_router: saved to {path}"); }
             }
             double? threshold = options.Threshold;

@@ -132,7 +132,7 @@ public class RoutingMethodsTests
         Assert.Equal("Paris", (await Ask(reused, "the capital of Peru?")).Text);
         var others = new[] { ScriptedChatClient.Model("x", _ => "?"), ScriptedChatClient.Model("y", _ => "?"), ScriptedChatClient.Model("z", _ => "?") };
         var e = await Assert.ThrowsAsync<ConfigException>(() => Create(new TrainedRouterMethod(), others, hp, Dev(), emb, dir.Path));
-        Assert.Contains("trained for models [math, geo, misc], this run has [x, y, z]", e.Message);
+        Assert.Contains("trained for models [math, geo, misc], the members here are [x, y, z]", e.Message);
     }
 
     [Fact]

@@ -30,12 +30,12 @@ public sealed record RouterIdentity(IReadOnlyList<string> Models, IReadOnlyList<
     public string? Mismatch(RouterIdentity other)
     {
         if (!Models.SequenceEqual(other.Models))
-            return $"it was trained for models [{string.Join(", ", other.Models)}], this run has [{string.Join(", ", Models)}]";
+            return $"it was trained for models [{string.Join(", ", other.Models)}], the members here are [{string.Join(", ", Models)}]";
         for (int i = 0; i < Models.Count; i++)
             if (ModelIds[i] != other.ModelIds[i])
-                return $"its model '{Models[i]}' was {other.ModelIds[i]}, this run's is {ModelIds[i]}";
-        if (Embedding != other.Embedding) return $"it was trained on embeddings '{other.Embedding}', this run uses '{Embedding}'";
-        if (Settings != other.Settings) return $"it was trained with {other.Settings}, this run asks for {Settings}";
+                return $"its model '{Models[i]}' was {other.ModelIds[i]}, here it is {ModelIds[i]}";
+        if (Embedding != other.Embedding) return $"it was trained on embeddings '{other.Embedding}', here '{Embedding}'";
+        if (Settings != other.Settings) return $"it was trained with {other.Settings}, here {Settings}";
         return null;
     }
 }
@@ -62,6 +62,7 @@ internal sealed class RouterState(JsonObject json)
 
     public int Int(string key) => Get(key).GetValue<int>();
     public double Double(string key) => Get(key).GetValue<double>();
+    public double? OptionalDouble(string key) => json[key]?.GetValue<double>();
     private JsonNode Get(string key) => json[key] ?? throw new FormatException($"missing '{key}'");
 }
 
@@ -98,6 +99,26 @@ public static class RouterFile
     }
 
     /// <summary>
+    /// Why a saved router at <paramref name="path"/> cannot serve <paramref name="members"/> with
+    /// <paramref name="settings"/> (other members, in another order, other files under the same names, another kind or
+    /// cost weight), or null when they match or the file cannot be read (then <see cref="Load"/> says what is wrong
+    /// with it). The embedding is checked at load. Cheap: read at validation, before any model loads, so a server or
+    /// run pointed at another set-up's router stops with one line instead of after loading every member.
+    /// </summary>
+    public static string? SetupMismatch(string path, IReadOnlyList<ModelDescriptor> members, string settings)
+    {
+        RouterIdentity found;
+        try
+        {
+            if (JsonNode.Parse(File.ReadAllText(path)) is not JsonObject json || (string?)json["format"] != Format) return null;
+            found = new RouterIdentity(json["models"]!.AsArray().Select(n => n!.GetValue<string>()).ToArray(),
+                json["model_ids"]!.AsArray().Select(n => n!.GetValue<string>()).ToArray(), "", (string?)json["settings"] ?? "");
+        }
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or NullReferenceException or IOException) { return null; }
+        return RouterIdentity.For(members, "", settings).Mismatch(found);
+    }
+
+    /// <summary>
     /// Loads a router saved for <paramref name="expected"/>; a file for other members, another embedding or other
     /// settings, or a damaged one, is a <see cref="ConfigException"/> that says which and what to do.
     /// </summary>
@@ -123,7 +144,7 @@ public static class RouterFile
                 throw new ConfigException($"router file '{path}' belongs to another set-up: {why}; delete it or point router_path elsewhere to train a new one");
             string kind = (string?)json["kind"] ?? "";
             if (expectedKind is not null && kind != expectedKind)
-                throw new ConfigException($"router file '{path}' holds a '{kind}' router, this run asks for '{expectedKind}'; delete it or point router_path elsewhere");
+                throw new ConfigException($"router file '{path}' holds a '{kind}' router, not the '{expectedKind}' asked for; delete it or point router_path elsewhere");
             var router = RouterTrainer.Restore(kind, found.Models, json["dimension"]!.GetValue<int>(), new RouterState(json["state"]!.AsObject()));
             router.Strong = json["strong"]?.GetValue<int>() is int s and >= 0 && s < found.Models.Count ? s : throw new FormatException("bad 'strong'");
             return router;

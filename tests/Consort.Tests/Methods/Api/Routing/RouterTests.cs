@@ -73,9 +73,9 @@ public class RouterTests
         {
             RouterFile.Save(path, router, new RouterIdentity(data.Models, ["x", "y", "z"], "emb"));
             var other = Assert.Throws<ConfigException>(() => RouterFile.Load(path, new RouterIdentity(["a", "b", "d"], ["x", "y", "z"], "emb")));
-            Assert.Contains("trained for models [a, b, c], this run has [a, b, d]", other.Message);
+            Assert.Contains("trained for models [a, b, c], the members here are [a, b, d]", other.Message);
             var file = Assert.Throws<ConfigException>(() => RouterFile.Load(path, new RouterIdentity(data.Models, ["x", "y", "other"], "emb")));
-            Assert.Contains("model 'c' was z, this run's is other", file.Message);
+            Assert.Contains("model 'c' was z, here it is other", file.Message);
             var emb = Assert.Throws<ConfigException>(() => RouterFile.Load(path, new RouterIdentity(data.Models, ["x", "y", "z"], "minilm")));
             Assert.Contains("embeddings 'emb'", emb.Message);
             var kind = Assert.Throws<ConfigException>(() => RouterFile.Load(path, new RouterIdentity(data.Models, ["x", "y", "z"], "emb"), "mf"));

@@ -48,7 +48,8 @@ public class ZooRouterEvidenceTests(ITestOutputHelper output)
                 int weak = RouterSweep.References(test.Quality, test.Cost).Weak is var w && w != router.Strong ? w : (router.Strong + 1) % names.Length;
                 var curve = RouterSweep.Sweep(names, test.Quality, test.Cost, scores.Select(s => Router.StrongAdvantage(s, router.Strong)).ToArray(),
                     scores.Select(s => Router.Route(s, router.Strong, double.PositiveInfinity)).ToArray(), router.Strong, weak, points: 10);
-                output.WriteLine($"{kind}: test {results[kind]:F3}; curve (strong = {curve.StrongModel}) " +
+                string decay = router is MlpRouter mlp ? $" (weight decay {mlp.WeightDecay:G3}, cross-validated on dev)" : "";
+                output.WriteLine($"{kind}{decay}: test {results[kind]:F3}; curve (strong = {curve.StrongModel}) " +
                                  string.Join(" ", curve.Points.Select(p => $"{p.StrongShare:F2}:{p.Score:F3}")) +
                                  $"; min margin over random {curve.MinMarginOverRandom:F3}");
                 margins[kind] = curve.MinMarginOverRandom;
@@ -57,8 +58,8 @@ public class ZooRouterEvidenceTests(ITestOutputHelper output)
             }
             var best = results.MaxBy(r => r.Value);
             Assert.True(best.Value >= bestExpert + 0.30, $"best router {best.Key} {best.Value:F3} vs best expert {bestExpert:F3}");
-            // At least one kind both clears the bar and never falls under random routing at all.
-            Assert.Contains(results, r => r.Value >= bestExpert + 0.30 && margins[r.Key] >= -1e-9);
+            // The bar: the best kind's curve lies above random routing at every call share (no item's slack).
+            Assert.True(margins[best.Key] >= -1e-9, $"best router {best.Key}: its curve falls under random routing by {-margins[best.Key]:F4}");
         }
         finally
         {
