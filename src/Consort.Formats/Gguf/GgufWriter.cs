@@ -19,11 +19,12 @@ public sealed class GgufWriter : IDisposable
     private long _dataStart;
     private long _partial;
 
-    /// <summary>Starts a file for <paramref name="path"/>.</summary>
-    public GgufWriter(string path, int alignment = 32)
+    /// <summary>Starts a file for <paramref name="path"/>; <paramref name="direct"/> writes it around the page cache
+    /// where the file system allows (large outputs, see <see cref="AtomicFile"/>).</summary>
+    public GgufWriter(string path, int alignment = 32, bool direct = false)
     {
         Alignment = alignment;
-        _file = new AtomicFile(path);
+        _file = new AtomicFile(path, direct);
         _w = new BinaryWriter(_file.Stream, Encoding.UTF8, leaveOpen: true);
     }
 

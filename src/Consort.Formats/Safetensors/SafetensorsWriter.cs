@@ -21,6 +21,9 @@ public sealed class SafetensorsWriter : IDisposable
     /// <summary>Starts a file for <paramref name="path"/> (nothing is created until data is written).</summary>
     public SafetensorsWriter(string path) { _path = path; }
 
+    /// <summary>Write the file around the page cache where the file system allows (large outputs, see <see cref="AtomicFile"/>).</summary>
+    public bool Direct { get; init; }
+
     /// <summary>Total bytes of tensor data declared.</summary>
     public long DataSize => _dataSize;
 
@@ -105,7 +108,7 @@ public sealed class SafetensorsWriter : IDisposable
         }
         // Pad with spaces so the data section starts 8-aligned (as the reference writer does).
         int len = (int)ms.Length, padded = (len + 7) / 8 * 8;
-        _file = new AtomicFile(_path);
+        _file = new AtomicFile(_path, Direct);
         _file.Stream.Write(BitConverter.GetBytes((ulong)padded));
         _file.Stream.Write(ms.GetBuffer().AsSpan(0, len));
         for (int i = len; i < padded; i++) _file.Stream.WriteByte((byte)' ');

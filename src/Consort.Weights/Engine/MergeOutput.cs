@@ -93,7 +93,7 @@ public abstract class MergeOutput : IDisposable
 
     private sealed class GgufOutput(string path, GgufFile template, string name) : MergeOutput
     {
-        private readonly GgufWriter _w = Init(new GgufWriter(path, template.Alignment), template, name);
+        private readonly GgufWriter _w = Init(new GgufWriter(path, template.Alignment, direct: true), template, name);
 
         private static GgufWriter Init(GgufWriter w, GgufFile t, string name)
         {
@@ -137,7 +137,7 @@ public abstract class MergeOutput : IDisposable
             _hp = LlamaHyperparameters.FromConfigJson(cfg.RootElement, Path.Combine(template.Folder, "config.json"));
             _hasEmbedding = template.Find("model.embed_tokens.weight") is not null;
             foreach (var t in template.Tensors) GgufName(t.Name); // every name checked before any work
-            _w = new GgufWriter(path);
+            _w = new GgufWriter(path, direct: true);
             _hp.WriteGguf(_w, name, GgmlType.F32);
         }
 
@@ -263,7 +263,7 @@ public abstract class MergeOutput : IDisposable
             for (int g = 0; g < groups.Count; g++)
             {
                 string file = groups.Count == 1 ? "model.safetensors" : $"model-{g + 1:D5}-of-{groups.Count:D5}.safetensors";
-                var w = new SafetensorsWriter(Path.Combine(_folder, file));
+                var w = new SafetensorsWriter(Path.Combine(_folder, file)) { Direct = true };
                 w.SetMetadata("format", "pt");
                 foreach (var i in groups[g])
                 {
