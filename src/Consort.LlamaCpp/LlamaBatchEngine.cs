@@ -676,39 +676,51 @@ internal sealed class LlamaBatchEngine : IDisposable
     public int Threads => _lastThreads;
 
     /// <summary>
-    /// Picks among thread counts by measured time per row (exponential moving averages): each is tried twice, then the
-    /// faster is used, with the other re-tried now and then in case the machine's load changed.
-    /// Used by the leader only.
+    /// Picks among thread counts (all cores first, then one) by measured time per row (exponential moving averages).
+    /// A count is measured in runs of a few calls whose first is not counted (right after a switch, the other
+    /// threads are cold: counting that call made all cores look slower than they are on an idle machine); the first
+    /// count is kept unless another is faster by a margin, and the others are re-tried now and then (less often the
+    /// slower they were) in case the machine's load changed. Used by the leader only.
     /// </summary>
     private sealed class ThreadChoice(int[] options)
     {
+        private const int Run = 3;           // calls per measuring run: one warm-up, two counted
+        private const double Margin = 0.9;   // another count must take under 90% of the first's time per row
         private readonly double[] _ema = new double[options.Length];
         private readonly int[] _samples = new int[options.Length];
         private long _sinceExplore;
+        private int _exploring = -1, _runLeft, _previous = -1;
 
         public int Current { get; private set; } = options[0];
 
         public int Pick()
         {
             if (options.Length == 1) return Current;
+            if (_runLeft > 0) { _runLeft--; return Current = options[_exploring]; }
+            if (Array.FindIndex(_samples, c => c < 2) is var cold and >= 0) return Start(cold);
             int best = 0;
-            for (int i = 1; i < options.Length; i++) if (_ema[i] < _ema[best]) best = i;
-            int pick = best;
-            if (Array.FindIndex(_samples, c => c < 2) is var warm and >= 0) pick = warm;
-            else
-            {
-                // Re-try the other count every 32 calls, less often the slower it was (up to every 2048 calls).
-                int other = (best + 1) % options.Length;
-                long every = (long)Math.Clamp(32 * _ema[other] / Math.Max(_ema[best], 1e-12), 32, 2048);
-                if (++_sinceExplore >= every) { pick = other; _sinceExplore = 0; }
-            }
-            return Current = options[pick];
+            for (int i = 1; i < options.Length; i++) if (_ema[i] < Margin * _ema[best]) best = i;
+            int other = best == 0 ? 1 : 0;
+            // Re-try the other count every 32 calls, less often the slower it was (up to every 2048 calls).
+            long every = (long)Math.Clamp(32 * _ema[other] / Math.Max(_ema[best], 1e-12), 32, 2048);
+            if (++_sinceExplore >= every) { _sinceExplore = 0; return Start(other); }
+            return Current = options[best];
+        }
+
+        private int Start(int option)
+        {
+            _exploring = option;
+            _runLeft = Run - 1;
+            return Current = options[option];
         }
 
         public void Record(int threads, double secondsPerRow)
         {
             int i = Array.IndexOf(options, threads);
             if (i < 0) return;
+            bool warm = i == _previous;
+            _previous = i;
+            if (!warm) return; // the first call after a switch
             _ema[i] = _samples[i]++ == 0 ? secondsPerRow : 0.8 * _ema[i] + 0.2 * secondsPerRow;
         }
     }

@@ -35,9 +35,10 @@ public sealed class BenchEvalCommand : IBenchCommand
         var repeats = new Option<int>("--repeats") { Description = "Timed runs of each row (the median is reported).", DefaultValueFactory = _ => 3 };
         var voteItems = new Option<int>("--vote-items") { Description = "Items of the majority_vote rows (0: skip them).", DefaultValueFactory = _ => 4 };
         var json = new Option<bool>("--json") { Description = "Print JSON." };
+        var threads = new Option<int?>("--threads") { Description = "Fixed decode threads for the evaluated model (default: the engine chooses between all cores and one as it goes)." };
         var type = new Option<string>("--type") { Description = "Weight type of the generated model: f16 or f32 (f32 is twice the bytes per token: one sequence's decode is bound by memory, not arithmetic).", DefaultValueFactory = _ => "f16" };
         var cmd = new Command("eval", "single_model tokens/s at concurrency 1, 4, 8 on a generated ~25M model vs raw batched llama_decode; majority_vote samples at once vs one by one.");
-        foreach (var o in new Option[] { items, tokens, repeats, voteItems, json, type }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { items, tokens, repeats, voteItems, json, type, threads }) cmd.Options.Add(o);
         cmd.SetAction(async (ParseResult pr, CancellationToken ct) =>
         {
             int n = pr.GetValue(items), t = pr.GetValue(tokens), reps = pr.GetValue(repeats), votes = pr.GetValue(voteItems);
@@ -51,7 +52,9 @@ public sealed class BenchEvalCommand : IBenchCommand
                 "f32" or "float32" => GgmlType.F32,
                 var other => throw new ConsortException($"--type must be f16 or f32, got '{other}'"),
             };
-            var result = await RunAsync(n, t, reps, votes, ct, weightType);
+            int? th = pr.GetValue(threads);
+            if (th is < 1 or > 256) throw new ConsortException($"--threads must be 1..256, got {th}");
+            var result = await RunAsync(n, t, reps, votes, ct, weightType, th);
             if (pr.GetValue(json)) Console.WriteLine(result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             else Print(result);
             return 0;
@@ -60,7 +63,7 @@ public sealed class BenchEvalCommand : IBenchCommand
     }
 
     /// <summary>Runs the benchmark and returns its numbers.</summary>
-    public static async Task<JsonObject> RunAsync(int items, int tokens, int repeats, int voteItems, CancellationToken ct, GgmlType type = GgmlType.F16)
+    public static async Task<JsonObject> RunAsync(int items, int tokens, int repeats, int voteItems, CancellationToken ct, GgmlType type = GgmlType.F16, int? threads = null)
     {
         var dir = Directory.CreateTempSubdirectory("consort-bench-eval-");
         try
@@ -73,7 +76,7 @@ public sealed class BenchEvalCommand : IBenchCommand
                 {
                   "name": "bench-eval", "method": "{{method}}", "seed": 1,
                   "task": { "dataset": "arith", "max_tokens": {{tokens}}, "limit": {{limit}} },
-                  "models": [ { "name": "random-25m", "path": {{JsonValue.Create(modelPath).ToJsonString()}}, "max_sequences": 8, "context_size": 256 } ],
+                  "models": [ { "name": "random-25m", "path": {{JsonValue.Create(modelPath).ToJsonString()}}, "max_sequences": 8, "context_size": 256{{(threads is { } fixedThreads ? $", \"threads\": {fixedThreads}" : "")}} } ],
                   "hyperparameters": {{hyper}}
                 }
                 """)!.AsObject(), dir.FullName);
