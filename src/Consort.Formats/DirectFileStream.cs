@@ -107,7 +107,7 @@ internal sealed partial class DirectFileStream : Stream
             {
                 int errno = Marshal.GetLastPInvokeError();
                 if (errno == 4) continue; // EINTR
-                throw new IOException($"writing the output failed: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
+                throw new IOException($"writing the output failed: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno}; CONSORT_DIRECT_IO=0 writes it through the page cache instead)");
             }
             if (w == 0) throw new IOException("writing the output failed: the disk accepted no bytes");
             done += (int)w;
