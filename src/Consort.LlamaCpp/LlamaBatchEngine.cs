@@ -643,14 +643,17 @@ internal sealed class LlamaBatchEngine : IDisposable
     {
         int rows = tokens + padding;
         var choice = _threads[rows <= 2 ? 0 : rows <= 4 ? 1 : rows <= 8 ? 2 : 3];
-        int threads = _lastThreads = choice.Pick();
+        int threads = choice.Pick();
+        // The first call after a switch of thread count runs on cold threads, whichever width it has: not counted.
+        bool warm = threads == _lastThreads;
+        _lastThreads = threads;
         var h = _context.NativeHandle;
         if (h.BatchThreads != threads) { h.GenerationThreads = threads; h.BatchThreads = threads; }
         long t0 = Stopwatch.GetTimestamp();
         var r = (DecodeResult)NativeDecode.Decode(_context, _batch);
         // Judged on the steady state: calls of a few rows (sequences stepping), per row.
         double took = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-        if (rows <= 16) choice.Record(threads, took / rows);
+        if (rows <= 16 && warm) choice.Record(threads, took / rows);
         lock (_lock)
         {
             _calls++;
@@ -677,10 +680,10 @@ internal sealed class LlamaBatchEngine : IDisposable
 
     /// <summary>
     /// Picks among thread counts (all cores first, then one) by measured time per row (exponential moving averages).
-    /// A count is measured in runs of a few calls whose first is not counted (right after a switch, the other
-    /// threads are cold: counting that call made all cores look slower than they are on an idle machine); the first
-    /// count is kept unless another is faster by a margin, and the others are re-tried now and then (less often the
-    /// slower they were) in case the machine's load changed. Used by the leader only.
+    /// A count is measured in runs of a few calls, and the engine does not record the first call after a switch
+    /// (the other threads are cold then: counting that call made all cores look slower than they are on an idle
+    /// machine); the first count is kept unless another is faster by a margin, and the others are re-tried now and
+    /// then (less often the slower they were) in case the machine's load changed. Used by the leader only.
     /// </summary>
     private sealed class ThreadChoice(int[] options)
     {
@@ -689,14 +692,12 @@ internal sealed class LlamaBatchEngine : IDisposable
         private readonly double[] _ema = new double[options.Length];
         private readonly int[] _samples = new int[options.Length];
         private long _sinceExplore;
-        private int _exploring = -1, _runLeft, _previous = -1;
-
-        public int Current { get; private set; } = options[0];
+        private int _exploring = -1, _runLeft;
 
         public int Pick()
         {
-            if (options.Length == 1) return Current;
-            if (_runLeft > 0) { _runLeft--; return Current = options[_exploring]; }
+            if (options.Length == 1) return options[0];
+            if (_runLeft > 0) { _runLeft--; return options[_exploring]; }
             if (Array.FindIndex(_samples, c => c < 2) is var cold and >= 0) return Start(cold);
             int best = 0;
             for (int i = 1; i < options.Length; i++) if (_ema[i] < Margin * _ema[best]) best = i;
@@ -704,23 +705,20 @@ internal sealed class LlamaBatchEngine : IDisposable
             // Re-try the other count every 32 calls, less often the slower it was (up to every 2048 calls).
             long every = (long)Math.Clamp(32 * _ema[other] / Math.Max(_ema[best], 1e-12), 32, 2048);
             if (++_sinceExplore >= every) { _sinceExplore = 0; return Start(other); }
-            return Current = options[best];
+            return options[best];
         }
 
         private int Start(int option)
         {
             _exploring = option;
             _runLeft = Run - 1;
-            return Current = options[option];
+            return options[option];
         }
 
         public void Record(int threads, double secondsPerRow)
         {
             int i = Array.IndexOf(options, threads);
             if (i < 0) return;
-            bool warm = i == _previous;
-            _previous = i;
-            if (!warm) return; // the first call after a switch
             _ema[i] = _samples[i]++ == 0 ? secondsPerRow : 0.8 * _ema[i] + 0.2 * secondsPerRow;
         }
     }

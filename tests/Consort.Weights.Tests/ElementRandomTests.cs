@@ -2,7 +2,7 @@ using Consort.Weights.Engine;
 
 namespace Consort.Weights.Tests;
 
-/// <summary>The branch-free random drop against the per-element test it replaces.</summary>
+/// <summary>The branch-free random decisions (drop, DELLA's keep by rank) against the per-element tests they replace, and the sample drawn by gaps.</summary>
 public class ElementRandomTests
 {
     [Theory]
@@ -26,20 +26,6 @@ public class ElementRandomTests
             if (expectKept) kept++;
         }
         Assert.InRange(kept, keep * values.Length - 300, keep * values.Length + 300);
-    }
-
-    [Theory]
-    [InlineData(0.0)]
-    [InlineData(0.3)]
-    [InlineData(1.0)]
-    public void SampleKeepsInOrderTheElementsDropWouldKeep(double keep)
-    {
-        ulong stream = ElementRandom.Stream(9, "t", 0);
-        var values = Enumerable.Range(0, 3001).Select(j => j + 1f).ToArray();
-        var into = new float[values.Length];
-        int m = ElementRandom.Sample(stream, 40, keep, values, into);
-        var expected = values.Where((_, j) => ElementRandom.Uniform(stream, 40 + j) < keep).ToArray();
-        Assert.Equal(expected, into.Take(m).ToArray());
     }
 
     [Theory]
@@ -79,5 +65,31 @@ public class ElementRandomTests
         Assert.Equal(3, ElementRandom.SampleByGaps(stream, 0, 1, values, into));
         Assert.Equal(values, into);
         Assert.Equal(0, ElementRandom.SampleByGaps(stream, 0, 0.5, [], into));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(3)]
+    [InlineData(61)]
+    public void KeepByRankKeepsExactlyWhereTheUniformIsUnderTheRanksProbabilityAndMarksTheMask(int maskAt)
+    {
+        ulong stream = ElementRandom.Stream(7, "blk.1.ffn_up.weight", 2);
+        const int n = 1003;
+        var ranks = Enumerable.Range(0, n).Select(j => (j * 389) % n).ToArray(); // a permutation
+        var bits = Enumerable.Range(0, n).Select(j => (uint)j + 1).ToArray();
+        var mask = new ulong[(maskAt + n + 63) / 64];
+        double low = 0.35, step = 0.3 / (n - 1);
+        ElementRandom.KeepByRank(stream, 77, low, step, ranks, bits, mask, maskAt);
+        int kept = 0;
+        for (int j = 0; j < n; j++)
+        {
+            bool keep = ElementRandom.Uniform(stream, 77 + j) < low + step * ranks[j];
+            Assert.Equal(keep ? (uint)j + 1 : 0u, bits[j]);
+            Assert.Equal(keep, ((mask[(maskAt + j) >> 6] >> ((maskAt + j) & 63)) & 1) == 1);
+            if (keep) kept++;
+        }
+        Assert.InRange(kept, 0.4 * n, 0.6 * n);
+        // No bit outside [maskAt, maskAt + n).
+        for (int b = 0; b < maskAt; b++) Assert.Equal(0UL, (mask[b >> 6] >> (b & 63)) & 1);
     }
 }

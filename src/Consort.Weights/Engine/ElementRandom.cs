@@ -19,7 +19,10 @@ public static class ElementRandom
     }
 
     /// <summary>Uniform in [0, 1) for element <paramref name="index"/> of <paramref name="stream"/>.</summary>
-    public static double Uniform(ulong stream, long index) => (Mix(stream + (ulong)index * 0x9E3779B97F4A7C15UL) >> 11) * (1.0 / (1UL << 53));
+    public static double Uniform(ulong stream, long index) => Bits53(stream, index) * (1.0 / (1UL << 53));
+
+    // The 53 random bits of element `index` (Uniform before scaling).
+    private static ulong Bits53(ulong stream, long index) => Mix(stream + (ulong)index * Golden) >> 11;
 
     /// <summary>
     /// Zeroes each element j of <paramref name="values"/> (element <paramref name="start"/> + j of the stream) whose
@@ -37,47 +40,11 @@ public static class ElementRandom
             var vlimit = Vector512.Create(limit);
             for (; j + 8 <= bits.Length; j += 8)
             {
-                var kept = Avx512F.ConvertToVector256UInt32(Vector512.LessThan(Bits53(stream, start + j), vlimit));
+                var kept = Avx512F.ConvertToVector256UInt32(Vector512.LessThan(Bits53x8(stream, start + j), vlimit));
                 (Vector256.LoadUnsafe(ref bits[j]) & kept).StoreUnsafe(ref bits[j]);
             }
         }
-        for (; j < bits.Length; j++)
-        {
-            ulong u = Mix(stream + (ulong)(start + j) * Golden) >> 11;
-            bits[j] &= 0u - (u < limit ? 1u : 0u);
-        }
-    }
-
-    /// <summary>
-    /// Copies to the front of <paramref name="into"/> the elements of <paramref name="values"/> whose
-    /// <see cref="Uniform"/> is below <paramref name="keep"/> (the sample <see cref="Drop"/> keeps), in order, without a
-    /// branch per element; returns how many.
-    /// </summary>
-    public static int Sample(ulong stream, long start, double keep, ReadOnlySpan<float> values, Span<float> into)
-    {
-        if (into.Length < values.Length) throw new ArgumentException("destination too short");
-        ulong limit = Limit(keep);
-        int m = 0, j = 0;
-        if (Wide)
-        {
-            // Eight decisions at once, then stored without a branch (the decisions are random: a branch would mispredict).
-            var vlimit = Vector512.Create(limit);
-            for (; j + 8 <= values.Length; j += 8)
-            {
-                uint kept = Avx512F.ConvertToVector256UInt32(Vector512.LessThan(Bits53(stream, start + j), vlimit)).ExtractMostSignificantBits();
-                for (int t = 0; t < 8; t++)
-                {
-                    into[m] = values[j + t];
-                    m += (int)(kept >> t) & 1;
-                }
-            }
-        }
-        for (; j < values.Length; j++)
-        {
-            into[m] = values[j];
-            m += (Mix(stream + (ulong)(start + j) * Golden) >> 11) < limit ? 1 : 0;
-        }
-        return m;
+        for (; j < bits.Length; j++) bits[j] &= 0u - (Bits53(stream, start + j) < limit ? 1u : 0u);
     }
 
     /// <summary>
@@ -121,7 +88,7 @@ public static class ElementRandom
             var vlow = Vector512.Create(low); var vstep = Vector512.Create(step); var scale = Vector512.Create(1.0 / (1UL << 53));
             for (; j + 8 <= bits.Length; j += 8)
             {
-                var u = Vector512.ConvertToDouble(Bits53(stream, start + j)) * scale;
+                var u = Vector512.ConvertToDouble(Bits53x8(stream, start + j)) * scale;
                 var p = vlow + vstep * Avx512F.ConvertToVector512Double(Vector256.LoadUnsafe(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(ranks), (nuint)j));
                 var keep = Vector512.LessThan(u, p).AsUInt64();
                 (Vector256.LoadUnsafe(ref bits[j]) & Avx512F.ConvertToVector256UInt32(keep)).StoreUnsafe(ref bits[j]);
@@ -146,8 +113,8 @@ public static class ElementRandom
     private static readonly bool Wide = Vector512.IsHardwareAccelerated && Avx512DQ.IsSupported;
     private const ulong Golden = 0x9E3779B97F4A7C15UL;
 
-    // Mix(stream + index·golden) >> 11 for indices first .. first + 7.
-    private static Vector512<ulong> Bits53(ulong stream, long first)
+    // Bits53 of elements first .. first + 7.
+    private static Vector512<ulong> Bits53x8(ulong stream, long first)
     {
         var index = Vector512.Create((ulong)first) + Vector512.Create(0UL, 1, 2, 3, 4, 5, 6, 7);
         var z = Vector512.Create(stream) + index * Vector512.Create(Golden);

@@ -22,26 +22,23 @@ internal static unsafe partial class MappedPages
     /// Asks the kernel to read a whole tensor into the page cache in the background (madvise WILLNEED), so that
     /// reading the next tensor from a cold cache overlaps the work on the current one.
     /// </summary>
-    public static void Prefetch(ITensorSource source, TensorEntry tensor)
-    {
-        if (!Enabled) return;
-        for (long at = 0; at < tensor.ByteSize; at += int.MaxValue / 2)
-            Advise(source, tensor, at, (int)Math.Min(int.MaxValue / 2, tensor.ByteSize - at), MadvWillNeed, outward: true);
-    }
+    public static void Prefetch(ITensorSource source, TensorEntry tensor) => AdviseWhole(source, tensor, MadvWillNeed);
 
     /// <summary>
     /// Maps a tensor's pages into this process (madvise POPULATE_READ, Linux 5.14+; reading them from disk when they are
     /// not cached) so that decoding it later takes no page faults: on a virtual machine a fault costs more than
     /// decoding the page's values. Synchronous: call it off the critical path, for tensors small enough to be resident.
     /// </summary>
-    public static void Populate(ITensorSource source, TensorEntry tensor)
+    public static void Populate(ITensorSource source, TensorEntry tensor) => AdviseWhole(source, tensor, MadvPopulateRead);
+
+    private const int MadvPopulateRead = 22;
+
+    private static void AdviseWhole(ITensorSource source, TensorEntry tensor, int advice)
     {
         if (!Enabled) return;
         for (long at = 0; at < tensor.ByteSize; at += int.MaxValue / 2)
-            Advise(source, tensor, at, (int)Math.Min(int.MaxValue / 2, tensor.ByteSize - at), MadvPopulateRead, outward: true);
+            Advise(source, tensor, at, (int)Math.Min(int.MaxValue / 2, tensor.ByteSize - at), advice, outward: true);
     }
-
-    private const int MadvPopulateRead = 22;
 
     public static void Release(ITensorSource source, TensorEntry tensor, long startElement, int elements)
     {

@@ -119,6 +119,9 @@ public static class MergeEngine
             // while the next tensor is computed into the other (at most one write in flight, so memory is bounded).
             var outBuffers = new byte[2][];
             Task pendingWrite = Task.CompletedTask, populating = Task.CompletedTask;
+            // Merged in memory: its decoded inputs fit the budget and its encoded output one array.
+            bool InMemory(PlannedTensor p) => memoryBudgetBytes > 0 && (double)p.Sources.Length * p.Tensor.ElementCount * 4 <= memoryBudgetBytes
+                && GgmlTypes.ByteSize(p.Type, p.Tensor.ElementCount) < int.MaxValue && p.Tensor.ElementCount < int.MaxValue / 2;
             try
             {
                 for (int ti = 0; ti < plan.Count; ti++)
@@ -133,16 +136,13 @@ public static class MergeEngine
                         for (int i = 0; i < next.Sources.Length; i++) MappedPages.Prefetch(next.Sources[i], next.Entries[i]);
                         // The next tensor's pages mapped while this one computes (only for tensors merged in memory:
                         // their inputs are resident for their merge anyway; a streamed one would grow the resident set).
-                        bool nextInMemory = memoryBudgetBytes > 0 && (double)next.Sources.Length * next.Tensor.ElementCount * 4 <= memoryBudgetBytes
-                            && next.Remaps is null;
-                        populating = nextInMemory
+                        populating = InMemory(next) && next.Remaps is null
                             ? Task.Run(() => { for (int i = 0; i < next.Sources.Length; i++) MappedPages.Populate(next.Sources[i], next.Entries[i]); }, CancellationToken.None)
                             : Task.CompletedTask;
                     }
                     long emitted = 0;
                     long outBytes = GgmlTypes.ByteSize(type, t.ElementCount);
-                    bool inMemory = memoryBudgetBytes > 0 && (double)item.Sources.Length * t.ElementCount * 4 <= memoryBudgetBytes
-                        && outBytes < int.MaxValue && t.ElementCount < int.MaxValue / 2;
+                    bool inMemory = InMemory(item);
                     TensorJob job;
                     if (inMemory)
                     {

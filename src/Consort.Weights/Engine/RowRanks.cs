@@ -52,12 +52,6 @@ public sealed class RowRanks
         int buckets = 1 << width;
         var h = _h.AsSpan(0, digits * buckets);
         h.Clear();
-        int indexBits = 32 - BitOperations.LeadingZeroCount((uint)(n - 1));
-        if (span + indexBits <= 32)
-        {
-            RankNarrow(keys, rank, lo, span, indexBits, digits, width, h);
-            return;
-        }
         if (_a.Length < n) { _a = new ulong[n]; _b = new ulong[n]; }
         Span<ulong> a = _a.AsSpan(0, n), b = _b.AsSpan(0, n);
         int s0 = lo, s1 = lo + width, s2 = lo + 2 * width;
@@ -91,36 +85,6 @@ public sealed class RowRanks
         }
         for (int p = 0; p < a.Length; p++) rank[(int)(uint)a[p]] = p;
     }
-
-    // The same sort with the key's varying bits and the element index packed in 32 bits (when they fit, as for rows
-    // of up to 2^12 elements whose keys vary in at most 20 bits): half the memory traffic of the 64-bit words.
-    private void RankNarrow(ReadOnlySpan<uint> keys, Span<int> rank, int lo, int span, int indexBits, int digits, int width, Span<int> h)
-    {
-        int n = keys.Length, buckets = 1 << width;
-        uint mask = (1u << width) - 1, window = span >= 32 ? uint.MaxValue : (1u << span) - 1;
-        if (_na.Length < n) { _na = new uint[n]; _nb = new uint[n]; }
-        Span<uint> a = _na.AsSpan(0, n), b = _nb.AsSpan(0, n);
-        for (int j = 0; j < n; j++)
-        {
-            uint k = (keys[j] >> lo) & window;
-            a[j] = k << indexBits | (uint)j;
-            h[(int)(k & mask)]++;
-            if (digits > 1) h[buckets + (int)((k >> width) & mask)]++;
-            if (digits > 2) h[2 * buckets + (int)((k >> (2 * width)) & mask)]++;
-        }
-        for (int d = 0; d < digits; d++)
-        {
-            var hd = h.Slice(d * buckets, buckets);
-            Prefix(hd);
-            int shift = indexBits + d * width;
-            foreach (var v in a) b[hd[(int)((v >> shift) & mask)]++] = v;
-            var t = a; a = b; b = t;
-        }
-        uint indexMask = indexBits >= 32 ? uint.MaxValue : (1u << indexBits) - 1;
-        for (int p = 0; p < n; p++) rank[(int)(a[p] & indexMask)] = p;
-    }
-
-    private uint[] _na = [], _nb = [];
 
     private static void Swap(ref Span<ulong> a, ref Span<ulong> b)
     {

@@ -115,7 +115,7 @@ public sealed class ArceeFusionMerge : IMergeMethod
         int taken = 0;
         // Rows of importances and of the picked sample, one pair per worker (fresh arrays per block were fresh pages).
         using var scratch = new ThreadLocal<(float[], float[])>(() => { var i = new float[rowLen]; return (i, sampled ? new float[rowLen] : i); });
-        int partCapacity = (int)Math.Min(BlockPasses.BlockLength(job, rowLen), (long)(BlockPasses.BlockLength(job, rowLen) * keep * 1.5) + 64);
+        int blockLen = BlockPasses.BlockLength(job, rowLen), partCapacity = (int)Math.Min(blockLen, (long)(blockLen * keep * 1.5) + 64);
         BlockPasses.Scan(job, sources, rowLen, () => new List<float>(partCapacity), (b, part) =>
         {
             var bs = b.In(0); var x = b.In(1);

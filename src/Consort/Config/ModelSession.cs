@@ -81,9 +81,8 @@ public sealed class ModelSession : IDisposable, IModelLoader
     {
         var method = MethodRegistry.Get(c.Method);
         var members = c.Members.Select(Describe).ToList();
-        string where = $"{Unit} '{Limits.ForMessage(c.Name)}' (method {method.Metadata.Name})";
-        var options = method.Bind(c.Hyperparameters, where);
         var plan = new MethodPlan { Name = c.Name, Method = method.Metadata, Members = members, HasDev = Dev is not null, BaseDirectory = BaseDirectory, Loader = this, Services = Services, Unit = Unit };
+        var options = method.Bind(c.Hyperparameters, plan.Where);
         var d = method.Plan(plan, options);
         lock (_lock) _options[c] = options;
         return d;

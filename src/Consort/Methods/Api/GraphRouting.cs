@@ -73,8 +73,7 @@ public sealed class GraphRoutingMethod : CollaborationMethod<GraphRoutingOptions
         if (options.SplitRatio.Count != 3 || options.SplitRatio[0] <= 0)
             throw plan.Error("split_ratio", $"must be three shares (train, validation, unused) with a positive train share, got [{string.Join(", ", options.SplitRatio)}]");
         bool saved = options.RouterPath is { } p && File.Exists(Path.GetFullPath(p, plan.BaseDirectory));
-        if (saved && RouterFile.SetupMismatch(Path.GetFullPath(options.RouterPath!, plan.BaseDirectory), plan.Members, Settings(options, plan.Name)) is { } why)
-            throw plan.Error("router_path", $"'{options.RouterPath}' was saved for another set-up: {why}; delete it or point router_path elsewhere to train a new one");
+        if (saved) RouterFile.CheckSaved(plan, options.RouterPath!, Settings(options, plan.Name));
         if (!saved && !plan.HasDev) throw plan.Error("needs a task with a dev split to build the graph from (or 'router_path' of a trained router)");
     }
 

@@ -114,8 +114,7 @@ public sealed class TrainedRouterMethod : CollaborationMethod<TrainedRouterOptio
         if (options.ModelDescriptions is { } d && d.Count != plan.Members.Count)
             throw plan.Error("model_descriptions", $"has {d.Count} description(s) for {plan.Members.Count} members ({string.Join(", ", plan.Members.Select(m => m.Name))})");
         bool saved = options.RouterPath is { } p && File.Exists(Path.GetFullPath(p, plan.BaseDirectory));
-        if (saved && options.Router != RouterKind.Lm && RouterFile.SetupMismatch(Path.GetFullPath(options.RouterPath!, plan.BaseDirectory), plan.Members, Settings(options)) is { } why)
-            throw plan.Error("router_path", $"'{options.RouterPath}' was saved for another set-up: {why}; delete it or point router_path elsewhere to train a new one");
+        if (saved && options.Router != RouterKind.Lm) RouterFile.CheckSaved(plan, options.RouterPath!, Settings(options));
         if (!saved && !plan.HasDev)
             throw plan.Error(options.RouterPath is null ? "needs a task with a dev split to train on (or 'router_path' of a trained router)"
                 : $"router_path '{options.RouterPath}' does not exist yet and there is no dev split to train it on");

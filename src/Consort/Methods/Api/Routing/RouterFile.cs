@@ -118,6 +118,14 @@ public static class RouterFile
         return RouterIdentity.For(members, "", settings).Mismatch(found);
     }
 
+    /// <summary>Refuses, at a method's validation, a <c>router_path</c> that exists but was saved for another set-up
+    /// (<see cref="SetupMismatch"/>), with the plan's error naming the method and the hyperparameter.</summary>
+    public static void CheckSaved(MethodPlan plan, string routerPath, string settings)
+    {
+        if (SetupMismatch(Path.GetFullPath(routerPath, plan.BaseDirectory), plan.Members, settings) is { } why)
+            throw plan.Error("router_path", $"'{routerPath}' was saved for another set-up: {why}; delete it or point router_path elsewhere to train a new one");
+    }
+
     /// <summary>
     /// Loads a router saved for <paramref name="expected"/>; a file for other members, another embedding or other
     /// settings, or a damaged one, is a <see cref="ConfigException"/> that says which and what to do.
