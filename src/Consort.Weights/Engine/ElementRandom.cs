@@ -44,6 +44,17 @@ public static class ElementRandom
                 (Vector256.LoadUnsafe(ref bits[j]) & kept).StoreUnsafe(ref bits[j]);
             }
         }
+        else if (Narrow)
+        {
+            var vlimit = Vector256.Create(limit).AsInt64();
+            for (; j + 8 <= bits.Length; j += 8)
+            {
+                // Both sides are below 2^63, so the signed compare of AVX2 is the unsigned one.
+                var k0 = Vector256.LessThan(Bits53x4(stream, start + j).AsInt64(), vlimit).AsUInt64();
+                var k1 = Vector256.LessThan(Bits53x4(stream, start + j + 4).AsInt64(), vlimit).AsUInt64();
+                (Vector256.LoadUnsafe(ref bits[j]) & Vector256.Narrow(k0, k1)).StoreUnsafe(ref bits[j]);
+            }
+        }
         for (; j < bits.Length; j++) bits[j] &= 0u - (Bits53(stream, start + j) < limit ? 1u : 0u);
     }
 
@@ -101,6 +112,27 @@ public static class ElementRandom
                 }
             }
         }
+        else if (Narrow)
+        {
+            var vlow = Vector256.Create(low); var vstep = Vector256.Create(step);
+            ref int r0 = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(ranks);
+            for (; j + 8 <= bits.Length; j += 8)
+            {
+                var p0 = vlow + vstep * Avx.ConvertToVector256Double(Vector128.LoadUnsafe(ref r0, (nuint)j));
+                var p1 = vlow + vstep * Avx.ConvertToVector256Double(Vector128.LoadUnsafe(ref r0, (nuint)j + 4));
+                var k0 = Vector256.LessThan(Uniform4(stream, start + j), p0).AsUInt64();
+                var k1 = Vector256.LessThan(Uniform4(stream, start + j + 4), p1).AsUInt64();
+                var keep = Vector256.Narrow(k0, k1);
+                (Vector256.LoadUnsafe(ref bits[j]) & keep).StoreUnsafe(ref bits[j]);
+                if (mask is not null)
+                {
+                    ulong k = keep.ExtractMostSignificantBits();
+                    int at = maskAt + j, sh = at & 63;
+                    mask[at >> 6] |= k << sh;
+                    if (sh > 56) mask[(at >> 6) + 1] |= k >> (64 - sh);
+                }
+            }
+        }
         for (; j < bits.Length; j++)
         {
             uint keep = Uniform(stream, start + j) < low + step * ranks[j] ? 1u : 0u;
@@ -121,6 +153,41 @@ public static class ElementRandom
         z = (z ^ Vector512.ShiftRightLogical(z, 30)) * Vector512.Create(0xBF58476D1CE4E5B9UL);
         z = (z ^ Vector512.ShiftRightLogical(z, 27)) * Vector512.Create(0x94D049BB133111EBUL);
         return Vector512.ShiftRightLogical(z ^ Vector512.ShiftRightLogical(z, 31), 11);
+    }
+
+    // Without AVX-512 (most laptops, some VMs): four lanes of AVX2, 64-bit products from 32-bit ones.
+    private static readonly bool Narrow = Avx2.IsSupported;
+
+    // a·c mod 2^64 per lane: lo(a)·lo(c) + (hi(a)·lo(c) + lo(a)·hi(c))·2^32.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static Vector256<ulong> Times(Vector256<ulong> a, ulong c)
+    {
+        var cl = Vector256.Create(c & 0xffffffffUL).AsUInt32(); var ch = Vector256.Create(c >> 32).AsUInt32();
+        var cross = Avx2.Multiply(Avx2.ShiftRightLogical(a, 32).AsUInt32(), cl) + Avx2.Multiply(a.AsUInt32(), ch);
+        return Avx2.Multiply(a.AsUInt32(), cl) + Avx2.ShiftLeftLogical(cross, 32);
+    }
+
+    // Bits53 of elements first .. first + 3.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<ulong> Bits53x4(ulong stream, long first)
+    {
+        var z = Vector256.Create(stream) + Times(Vector256.Create((ulong)first) + Vector256.Create(0UL, 1, 2, 3), Golden);
+        z = Times(z ^ Vector256.ShiftRightLogical(z, 30), 0xBF58476D1CE4E5B9UL);
+        z = Times(z ^ Vector256.ShiftRightLogical(z, 27), 0x94D049BB133111EBUL);
+        return Vector256.ShiftRightLogical(z ^ Vector256.ShiftRightLogical(z, 31), 11);
+    }
+
+    // Uniform of elements first .. first + 3, exactly: a 53-bit integer is converted as its two halves (each exact
+    // through the 2^52 exponent trick), whose sum is exact because it is representable.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<double> Uniform4(ulong stream, long first)
+    {
+        var x = Bits53x4(stream, first);
+        var magic = Vector256.Create(0x4330000000000000UL);
+        var two52 = Vector256.Create(4503599627370496.0);
+        var hi = (Vector256.ShiftRightLogical(x, 32) | magic).AsDouble() - two52;
+        var lo = ((x & Vector256.Create(0xffffffffUL)) | magic).AsDouble() - two52;
+        return (hi * Vector256.Create(4294967296.0) + lo) * Vector256.Create(1.0 / (1UL << 53));
     }
 
     // u·2^-53 < p exactly when u < ⌈p·2^53⌉ (scaling by a power of two is exact).

@@ -104,9 +104,7 @@ public abstract class MagnitudeSampledTaskArithmetic : IMergeMethod
                 var ranks = s.Ranks;
                 for (int r0 = 0; r0 < b.Length; r0 += rowLen)
                 {
-                    s.Ranker.Rank(d.Slice(r0, rowLen), ranks);
-                    long at = b.Start + r0;
-                    ElementRandom.KeepByRank(streams[i], at, low, step, ranks, bits.Slice(r0, rowLen), mask, r0);
+                    s.Ranker.Keep(bits.Slice(r0, rowLen), streams[i], b.Start + r0, low, step, mask, r0, ranks);
                 }
             }
         }
