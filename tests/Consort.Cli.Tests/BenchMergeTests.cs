@@ -16,7 +16,12 @@ public class BenchMergeTests
             Assert.Equal(inputs.ToString(), cells[1]);
             Assert.All(cells[2..7], c => Assert.True(double.Parse(c, System.Globalization.CultureInfo.InvariantCulture) >= 0, row));
             Assert.True(double.Parse(cells[3], System.Globalization.CultureInfo.InvariantCulture) > 0, row);
+            // The write floor of the same output bytes, and the merge against it.
+            Assert.Equal(10, cells.Length);
+            Assert.True(double.Parse(cells[8], System.Globalization.CultureInfo.InvariantCulture) > 0, row);
+            Assert.True(double.Parse(cells[9], System.Globalization.CultureInfo.InvariantCulture) > 0, row);
         }
+        Assert.Contains("write of 33 MB", stdout); // one F16 tensor of 2048 x 4096 plus the header
         Assert.Contains("targets: merge / read <= 3", stdout);
     }
 

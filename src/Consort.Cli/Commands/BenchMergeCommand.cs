@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using Consort.Formats;
 using Consort.Formats.Gguf;
 using Consort.Formats.Safetensors;
 using Consort.Weights.Config;
@@ -47,7 +48,27 @@ public sealed class BenchMergeCommand : IBenchCommand
         return cmd;
     }
 
-    private sealed record Row(string Method, int Inputs, double Read, double Merge, double Ratio, double Cpu, double Flush, long Peak);
+    private sealed record Row(string Method, int Inputs, double Read, double Merge, double Ratio, double Cpu, double Flush, long Peak, double Write, double WriteRatio);
+
+    // Seconds to write and sync `bytes` through the merge engine's own output path (AtomicFile, direct).
+    private static double WriteFloor(string path, long bytes, CancellationToken ct)
+    {
+        var buffer = new byte[8 << 20];
+        new Random(1).NextBytes(buffer);
+        var sw = Stopwatch.StartNew();
+        using (var file = new AtomicFile(path, direct: true))
+        {
+            for (long left = bytes; left > 0; left -= buffer.Length)
+            {
+                ct.ThrowIfCancellationRequested();
+                file.Stream.Write(buffer, 0, (int)Math.Min(buffer.Length, left));
+            }
+            file.Commit();
+        }
+        double seconds = sw.Elapsed.TotalSeconds;
+        File.Delete(path);
+        return seconds;
+    }
 
     private static void Run(IReadOnlyList<string> methods, int mb, double density, bool keep, int budgetMb, bool cold, int repeats, CancellationToken ct)
     {
@@ -88,6 +109,7 @@ public sealed class BenchMergeCommand : IBenchCommand
                 // Read and merge alternate, each from the same (cold) cache, so drifting disk speed hits both alike.
                 var cats = new List<double>();
                 var merges = new List<(MergeResult R, double Cpu)>();
+                var writes = new List<double>();
                 for (int rep = 0; rep < repeats; rep++)
                 {
                     ct.ThrowIfCancellationRequested();
@@ -103,20 +125,26 @@ public sealed class BenchMergeCommand : IBenchCommand
                     var r = MergeEngine.Run(config, out_, ct: ct, memoryBudgetBytes: (long)budgetMb << 20);
                     var p1 = Process.GetCurrentProcess();
                     merges.Add((r, (p1.UserProcessorTime + p1.PrivilegedProcessorTime - cpu0).TotalSeconds));
-                    Console.WriteLine($"{method} run {rep + 1}: read {cats[^1]:F2} s, merge {r.Seconds:F2} s (final flush {r.CommitSeconds:F2} s): ratio {r.Seconds / cats[^1]:F2}");
+                    // The write floor: the same number of bytes written the way merge outputs are (O_DIRECT where
+                    // the file system allows) and synced, with no reading or arithmetic.
+                    long outBytes = new DirectoryInfo(out_).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length);
+                    writes.Add(WriteFloor(Path.Combine(dir, "floor.bin"), outBytes, ct));
+                    Console.WriteLine($"{method} run {rep + 1}: read {cats[^1]:F2} s, merge {r.Seconds:F2} s (final flush {r.CommitSeconds:F2} s), write of {outBytes / 1e6:F0} MB {writes[^1]:F2} s: ratio {r.Seconds / cats[^1]:F2}");
                 }
                 var mid = merges.OrderBy(m => m.R.Seconds).ElementAt(merges.Count / 2);
                 table.Add(new Row(method, inputs.Count, BenchStats.Median(cats), BenchStats.Median(merges.Select(m => m.R.Seconds)),
-                    BenchStats.Median(cats.Zip(merges, (c, m) => m.R.Seconds / c)), mid.Cpu, mid.R.CommitSeconds, merges.Max(m => m.R.PeakMemoryBytes)));
+                    BenchStats.Median(cats.Zip(merges, (c, m) => m.R.Seconds / c)), mid.Cpu, mid.R.CommitSeconds, merges.Max(m => m.R.PeakMemoryBytes),
+                    BenchStats.Median(writes), BenchStats.Median(writes.Zip(merges, (w, m) => m.R.Seconds / Math.Max(w, 1e-9)))));
             }
 
             string cacheWord = cold ? "cold cache: from disk" : "warm cache";
             Console.WriteLine();
             Console.WriteLine($"medians of {repeats} run(s) per method; read = cat > /dev/null of the method's inputs ({cacheWord}); the merge includes writing and fsync of its output");
-            Console.WriteLine($"| method | inputs | read s | merge s | merge / read | merge CPU s | final flush s | peak RSS MB |");
-            Console.WriteLine($"| --- | --- | --- | --- | --- | --- | --- | --- |");
+            Console.WriteLine("write = the output's bytes written as merges write them (O_DIRECT where allowed) and synced: the floor of any merge that writes its output");
+            Console.WriteLine($"| method | inputs | read s | merge s | merge / read | merge CPU s | final flush s | peak RSS MB | write s | merge / write |");
+            Console.WriteLine($"| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
             foreach (var r in table)
-                Console.WriteLine($"| {r.Method} | {r.Inputs} | {r.Read:F2} | {r.Merge:F2} | {r.Ratio:F2} | {r.Cpu:F1} | {r.Flush:F2} | {(r.Peak < 0 ? "unknown" : $"{r.Peak / 1e6:F0}")} |");
+                Console.WriteLine($"| {r.Method} | {r.Inputs} | {r.Read:F2} | {r.Merge:F2} | {r.Ratio:F2} | {r.Cpu:F1} | {r.Flush:F2} | {(r.Peak < 0 ? "unknown" : $"{r.Peak / 1e6:F0}")} | {r.Write:F2} | {r.WriteRatio:F2} |");
             Console.WriteLine($"targets: merge / read <= 3, peak RSS < 400 MB; met by {table.Count(r => r.Ratio <= 3)} / {table.Count} and {table.Count(r => r.Peak >= 0 && r.Peak < 400e6)} / {table.Count}");
             Console.WriteLine($"in-memory budget: {(budgetMb == 0 ? "0 (every tensor streamed)" : $"{budgetMb} MB per tensor")}; load average at the end: {(File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "unknown")} on {Environment.ProcessorCount} cores");
         }
