@@ -26,16 +26,7 @@ public sealed class RowRanks
         if (n == 0) return;
         if (rank.Length < n) throw new ArgumentException("rank too short");
         var keys = MemoryMarshal.Cast<float, uint>(row);
-        uint any = 0, all = uint.MaxValue;
-        int i = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var vo = Vector256<uint>.Zero; var va = Vector256<uint>.AllBitsSet;
-            for (; i + 8 <= n; i += 8) { var k = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(keys), (nuint)i); vo |= k; va &= k; }
-            for (int l = 0; l < 8; l++) { any |= vo[l]; all &= va[l]; }
-        }
-        for (; i < n; i++) { any |= keys[i]; all &= keys[i]; }
-        uint varying = (any ^ all) & 0x7fffffffu;
+        uint varying = Varying(keys);
         if (varying == 0)
         {
             // Every magnitude is equal: ranks are element order.
@@ -139,6 +130,21 @@ public sealed class RowRanks
         ElementRandom.KeepByRank(stream, start, low, step, ranks, bits, mask, maskAt);
     }
 
+    // The magnitude bits that differ somewhere in the row (an OR and an AND over it).
+    private static uint Varying(ReadOnlySpan<uint> keys)
+    {
+        uint any = 0, all = uint.MaxValue;
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vo = Vector256<uint>.Zero; var va = Vector256<uint>.AllBitsSet;
+            for (; i + 8 <= keys.Length; i += 8) { var k = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(keys), (nuint)i); vo |= k; va &= k; }
+            for (int l = 0; l < 8; l++) { any |= vo[l]; all &= va[l]; }
+        }
+        for (; i < keys.Length; i++) { any |= keys[i]; all &= keys[i]; }
+        return (any ^ all) & 0x7fffffffu;
+    }
+
     // Rows decided by bounds (and counting) and rows sorted, for tests that check which path they cover.
     internal long BoundedRows, SortedRows;
 
@@ -146,16 +152,7 @@ public sealed class RowRanks
     private bool TryKeepByBounds(Span<uint> bits, ulong stream, long start, double low, double step, ulong[]? mask, int maskAt)
     {
         int n = bits.Length;
-        uint any = 0, all = uint.MaxValue;
-        int i = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var vo = Vector256<uint>.Zero; var va = Vector256<uint>.AllBitsSet;
-            for (; i + 8 <= n; i += 8) { var k = Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(bits), (nuint)i); vo |= k; va &= k; }
-            for (int l = 0; l < 8; l++) { any |= vo[l]; all &= va[l]; }
-        }
-        for (; i < n; i++) { any |= bits[i]; all &= bits[i]; }
-        uint varying = (any ^ all) & 0x7fffffffu;
+        uint varying = Varying(bits);
         if (varying == 0 || n < 64 || !Avx2.IsSupported) return false;
         int lo = BitOperations.TrailingZeroCount(varying), span = 32 - BitOperations.LeadingZeroCount(varying) - lo;
         // About one bucket per element: clearing and bounding a bucket costs about what deciding an element does.
