@@ -103,13 +103,7 @@ public static class ElementRandom
                 var p = vlow + vstep * Avx512F.ConvertToVector512Double(Vector256.LoadUnsafe(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(ranks), (nuint)j));
                 var keep = Vector512.LessThan(u, p).AsUInt64();
                 (Vector256.LoadUnsafe(ref bits[j]) & Avx512F.ConvertToVector256UInt32(keep)).StoreUnsafe(ref bits[j]);
-                if (mask is not null)
-                {
-                    ulong k = Avx512F.ConvertToVector256UInt32(keep).ExtractMostSignificantBits();
-                    int at = maskAt + j, sh = at & 63;
-                    mask[at >> 6] |= k << sh;
-                    if (sh > 56) mask[(at >> 6) + 1] |= k >> (64 - sh);
-                }
+                if (mask is not null) KeepMask.Or(mask, maskAt + j, Avx512F.ConvertToVector256UInt32(keep).ExtractMostSignificantBits(), 8);
             }
         }
         else if (Narrow)
@@ -124,13 +118,7 @@ public static class ElementRandom
                 var k1 = Vector256.LessThan(Uniform4(stream, start + j + 4), p1).AsUInt64();
                 var keep = Vector256.Narrow(k0, k1);
                 (Vector256.LoadUnsafe(ref bits[j]) & keep).StoreUnsafe(ref bits[j]);
-                if (mask is not null)
-                {
-                    ulong k = keep.ExtractMostSignificantBits();
-                    int at = maskAt + j, sh = at & 63;
-                    mask[at >> 6] |= k << sh;
-                    if (sh > 56) mask[(at >> 6) + 1] |= k >> (64 - sh);
-                }
+                if (mask is not null) KeepMask.Or(mask, maskAt + j, keep.ExtractMostSignificantBits(), 8);
             }
         }
         for (; j < bits.Length; j++)

@@ -224,22 +224,9 @@ public sealed class RowRanks
             int rank = Below(bits[..j], key, orEqual: true) + Below(bits[j..], key, orEqual: false);
             if (ElementRandom.Uniform(stream, start + j) < low + step * rank) row[j >> 6] |= 1UL << (j & 63);
         }
-        var lanes = Vector256.Create(1u, 2, 4, 8, 16, 32, 64, 128);
-        for (int w = 0; w < words; w++)
-        {
-            ulong word = row[w];
-            int first = w * 64, count = Math.Min(64, n - first), q = 0;
-            for (; q + 8 <= count; q += 8)
-            {
-                var keep = Vector256.Equals(Vector256.Create((uint)(word >> q) & 0xffu) & lanes, lanes);
-                (Vector256.LoadUnsafe(ref bits[first + q]) & keep).StoreUnsafe(ref bits[first + q]);
-            }
-            for (; q < count; q++) bits[first + q] &= 0u - (uint)((word >> q) & 1);
-            if (mask is null) continue;
-            int at = maskAt + first, sh = at & 63;
-            mask[at >> 6] |= word << sh;
-            if (sh != 0 && count > 64 - sh) mask[(at >> 6) + 1] |= word >> (64 - sh);
-        }
+        KeepMask.Apply(row, bits);
+        if (mask is not null)
+            for (int w = 0; w < words; w++) KeepMask.Or(mask, maskAt + w * 64, row[w], Math.Min(64, n - w * 64));
         return true;
     }
 

@@ -1,6 +1,5 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using Consort.Weights.Config;
 using Consort.Weights.Engine;
 
@@ -95,7 +94,7 @@ public abstract class MagnitudeSampledTaskArithmetic : IMergeMethod
                 var bits = MemoryMarshal.Cast<float, uint>(d);
                 if (useMasks && masks![i]![b.Index] is { } cached)
                 {
-                    ApplyMask(cached, bits);
+                    KeepMask.Apply(cached, bits);
                     continue;
                 }
                 var mask = masks?[i] is { } store ? store[b.Index] = new ulong[(b.Length + 63) / 64] : null;
@@ -140,23 +139,6 @@ public abstract class MagnitudeSampledTaskArithmetic : IMergeMethod
             Deltas(b, s, useMasks: masks is not null);
             GeneralizedTaskArithmetic.Finish(s.D, k, sw, w, Consensus, normalize, ws, lambda, b.In(k), b.Out);
         });
-    }
-
-    // Zeroes the elements whose bit in the mask is clear, sixteen at a time where vectors allow.
-    private static void ApplyMask(ulong[] mask, Span<uint> bits)
-    {
-        int j = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var lanes = Vector512.Create(1u, 1u << 1, 1u << 2, 1u << 3, 1u << 4, 1u << 5, 1u << 6, 1u << 7, 1u << 8, 1u << 9, 1u << 10, 1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15);
-            for (; j + 16 <= bits.Length; j += 16)
-            {
-                var word = Vector512.Create((uint)(mask[j >> 6] >> (j & 63)) & 0xffffu);
-                var keep = Vector512.Equals(word & lanes, lanes);
-                (Vector512.LoadUnsafe(ref bits[j]) & keep).StoreUnsafe(ref bits[j]);
-            }
-        }
-        for (; j < bits.Length; j++) bits[j] &= 0u - (uint)((mask[j >> 6] >> (j & 63)) & 1);
     }
 
     /// <summary>Most bytes of keep masks a tensor's rescale scan holds for its output pass.</summary>
