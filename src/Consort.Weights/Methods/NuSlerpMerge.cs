@@ -76,7 +76,8 @@ public sealed class NuSlerpMerge : IMergeMethod
                 for (int r0 = 0; r0 < b.Length; r0 += r)
                 {
                     var x = s.Item1.AsSpan(r0, r); var y = s.Item2.AsSpan(r0, r);
-                    var (c0, c1) = Coefficients(t, VectorMath.Dot(x, y), Math.Sqrt(VectorMath.SumSquares(x)), Math.Sqrt(VectorMath.SumSquares(y)));
+                    var (xy, xx, yy) = VectorMath.Moments(x, y);
+                    var (c0, c1) = Coefficients(t, xy, Math.Sqrt(xx), Math.Sqrt(yy));
                     Mix(b, s.Item1, s.Item2, r0, r, [(float)c0], [(float)c1]);
                 }
             });
@@ -93,7 +94,7 @@ public sealed class NuSlerpMerge : IMergeMethod
             if (flatten)
             {
                 var x = s.Item1.AsSpan(0, b.Length); var y = s.Item2.AsSpan(0, b.Length);
-                part[0] = VectorMath.Dot(x, y); part[1] = VectorMath.SumSquares(x); part[2] = VectorMath.SumSquares(y);
+                (part[0], part[1], part[2]) = VectorMath.Moments(x, y);
                 return;
             }
             for (int j = 0; j < b.Length; j++)

@@ -37,24 +37,19 @@ public sealed class SlerpMerge : IMergeMethod
     public void Merge(TensorJob job)
     {
         double t = job.Global("t", null);
-        int other = job.SourceOf(job.NonBaseModels().First());
-        var a = job.Buffer(0); var b = job.Buffer(1);
+        int[] sources = [job.BaseSource, job.SourceOf(job.NonBaseModels().First())];
+        // The angle of the whole flattened tensors first (partials per block, summed in block order), then the mix.
         double dot = 0, n0 = 0, n1 = 0;
-        foreach (var (s, n) in job.Chunks())
+        BlockPasses.Scan(job, sources, 1, () => new double[3], (b, part) =>
         {
-            job.Read(job.BaseSource, s, a.AsSpan(0, n));
-            job.Read(other, s, b.AsSpan(0, n));
-            for (int j = 0; j < n; j++) { dot += (double)a[j] * b[j]; n0 += (double)a[j] * a[j]; n1 += (double)b[j] * b[j]; }
-        }
+            var (ab, aa, bb) = VectorMath.Moments(b.In(0), b.In(1));
+            part[0] = ab; part[1] = aa; part[2] = bb;
+        }, part => { dot += part[0]; n0 += part[1]; n1 += part[2]; });
         var (s0, s1) = Coefficients(t, dot, Math.Sqrt(n0), Math.Sqrt(n1));
-        foreach (var (s, n) in job.Chunks())
+        BlockPasses.Map(job, sources, 1, b =>
         {
-            var x = a.AsSpan(0, n); var y = b.AsSpan(0, n);
-            job.Read(job.BaseSource, s, x);
-            job.Read(other, s, y);
-            TensorPrimitives.Multiply(x, (float)s0, x);
-            TensorPrimitives.MultiplyAdd(y, (float)s1, x, x);
-            job.Emit(x);
-        }
+            TensorPrimitives.Multiply(b.In(0), (float)s0, b.Out);
+            TensorPrimitives.MultiplyAdd(b.In(1), (float)s1, b.Out, b.Out);
+        });
     }
 }
