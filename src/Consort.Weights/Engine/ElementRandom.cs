@@ -74,10 +74,23 @@ public static class ElementRandom
         double perLog = 1 / Math.Log(1 - keep); // negative
         long draw = 2 * start;
         int m = 0;
+        // P(gap = g) = (1 − keep)^g · keep, for g = 0, 1, ...: floor(ln U / ln(1 − keep)) with U in (0, 1]. The draws
+        // do not depend on the gaps, so with AVX2 four gaps come at once (the logarithms were half of this method's time).
+        Span<double> gaps = stackalloc double[4];
+        int have = 0, next = 0;
         for (long j = -1; ;)
         {
-            // P(gap = g) = (1 − keep)^g · keep, for g = 0, 1, ...: floor(ln U / ln(1 − keep)) with U in (0, 1].
-            double gap = Math.Floor(Math.Log(1 - Uniform(stream, draw++)) * perLog);
+            if (next == have)
+            {
+                if (Narrow)
+                {
+                    Vector256.Floor(Vector256.Log(Vector256<double>.One - Uniform4(stream, draw)) * Vector256.Create(perLog)).CopyTo(gaps);
+                    draw += 4; have = 4;
+                }
+                else { gaps[0] = Math.Floor(Math.Log(1 - Uniform(stream, draw++)) * perLog); have = 1; }
+                next = 0;
+            }
+            double gap = gaps[next++];
             if (gap >= values.Length - j - 1) return m;
             j += 1 + (long)gap;
             into[m++] = values[(int)j];

@@ -1,7 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using Consort.Weights.Engine;
 
 namespace Consort.Weights.Methods;
@@ -30,8 +29,8 @@ public sealed class ArceeFusionMerge : IMergeMethod
 
     /// <summary>KL(softmax(p) + 1e-8 ‖ softmax(q) + 1e-8) of two rows (vectorized, in single precision: it runs for
     /// every row of every tensor, and the double-precision loop made this method 25x slower than a read of its inputs).
-    /// With 512-bit vectors the exponentials and their sums come in one pass and the divergence in a second (the
-    /// rows stay in the L1 cache); otherwise one TensorPrimitives operation after another.</summary>
+    /// With hardware vectors (any width: AVX2, AVX-512, NEON) the exponentials and their sums come in one pass and the
+    /// divergence in a second, the rows staying in the L1 cache; otherwise one TensorPrimitives operation after another.</summary>
     public static double RowKl(ReadOnlySpan<float> p, ReadOnlySpan<float> q)
     {
         int n = p.Length;
@@ -40,7 +39,7 @@ public sealed class ArceeFusionMerge : IMergeMethod
         try
         {
             var a = rent.AsSpan(0, n); var b = rent.AsSpan(n, n);
-            if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count) return FusedKl(p, q, a, b);
+            if (Vector.IsHardwareAccelerated && n >= Vector<float>.Count) return FusedKl(p, q, a, b);
             static void Soft(ReadOnlySpan<float> x, Span<float> into)
             {
                 TensorPrimitives.Subtract(x, TensorPrimitives.Max(x), into);
@@ -61,38 +60,38 @@ public sealed class ArceeFusionMerge : IMergeMethod
 
     private static double FusedKl(ReadOnlySpan<float> p, ReadOnlySpan<float> q, Span<float> ea, Span<float> eb)
     {
-        int n = p.Length, w = Vector512<float>.Count;
-        var mp = Vector512.Create(TensorPrimitives.Max(p)); var mq = Vector512.Create(TensorPrimitives.Max(q));
+        int n = p.Length, w = Vector<float>.Count;
+        var mp = new Vector<float>(TensorPrimitives.Max(p)); var mq = new Vector<float>(TensorPrimitives.Max(q));
         ref float p0 = ref MemoryMarshal.GetReference(p), q0 = ref MemoryMarshal.GetReference(q);
         ref float a0 = ref MemoryMarshal.GetReference(ea), b0 = ref MemoryMarshal.GetReference(eb);
         // The last vector overlaps the one before it; its lanes already counted are masked out of the sums.
         int last = n - w;
-        var tail = Vector512.GreaterThanOrEqual(Vector512<int>.Indices, Vector512.Create(last % w == 0 ? 0 : w - n % w)).AsSingle();
-        Vector512<float> sa = Vector512<float>.Zero, sb = Vector512<float>.Zero;
+        var tail = Vector.AsVectorSingle(Vector.GreaterThanOrEqual(Vector<int>.Indices, new Vector<int>(last % w == 0 ? 0 : w - n % w)));
+        Vector<float> sa = Vector<float>.Zero, sb = Vector<float>.Zero;
         for (int i = 0; ; i += w)
         {
             bool end = i >= last;
             if (end) i = last;
-            var x = Vector512.Exp(Vector512.LoadUnsafe(ref p0, (nuint)i) - mp);
-            var y = Vector512.Exp(Vector512.LoadUnsafe(ref q0, (nuint)i) - mq);
+            var x = Vector.Exp(Vector.LoadUnsafe(ref p0, (nuint)i) - mp);
+            var y = Vector.Exp(Vector.LoadUnsafe(ref q0, (nuint)i) - mq);
             x.StoreUnsafe(ref a0, (nuint)i); y.StoreUnsafe(ref b0, (nuint)i);
             if (end) { sa += x & tail; sb += y & tail; break; }
             sa += x; sb += y;
         }
-        var ia = Vector512.Create(1f / Vector512.Sum(sa)); var ib = Vector512.Create(1f / Vector512.Sum(sb));
-        var eps = Vector512.Create(1e-8f);
-        Vector512<float> acc = Vector512<float>.Zero;
+        var ia = new Vector<float>(1f / Vector.Sum(sa)); var ib = new Vector<float>(1f / Vector.Sum(sb));
+        var eps = new Vector<float>(1e-8f);
+        Vector<float> acc = Vector<float>.Zero;
         for (int i = 0; ; i += w)
         {
             bool end = i >= last;
             if (end) i = last;
-            var x = Vector512.LoadUnsafe(ref a0, (nuint)i) * ia + eps;
-            var y = Vector512.LoadUnsafe(ref b0, (nuint)i) * ib + eps;
-            var t = x * Vector512.Log(x / y);
+            var x = Vector.LoadUnsafe(ref a0, (nuint)i) * ia + eps;
+            var y = Vector.LoadUnsafe(ref b0, (nuint)i) * ib + eps;
+            var t = x * Vector.Log(x / y);
             if (end) { acc += t & tail; break; }
             acc += t;
         }
-        return Vector512.Sum(acc);
+        return Vector.Sum(acc);
     }
 
     /// <summary>mergekit's approximate quantile: the sorted sample's element at floor(q·(n − 1)).</summary>
@@ -125,9 +124,7 @@ public sealed class ArceeFusionMerge : IMergeMethod
             {
                 long row = (b.Start + r0) / rowLen;
                 float rowKl = kl[row] = (float)RowKl(x.Slice(r0, rowLen), bs.Slice(r0, rowLen));
-                TensorPrimitives.Subtract(x.Slice(r0, rowLen), bs.Slice(r0, rowLen), imp);
-                TensorPrimitives.Abs(imp, imp);
-                TensorPrimitives.Multiply(imp, rowKl, imp);
+                Importance(x.Slice(r0, rowLen), bs.Slice(r0, rowLen), rowKl, imp);
                 int m = sampled ? ElementRandom.SampleByGaps(stream, b.Start + r0, keep, imp, picked) : rowLen;
                 part.AddRange(picked.AsSpan(0, m));
             }
@@ -176,6 +173,19 @@ public sealed class ArceeFusionMerge : IMergeMethod
                 }
             }
         });
+    }
+
+    // |x − base|·kl per element, in one pass (the same float operations as the threshold test of the output pass).
+    private static void Importance(ReadOnlySpan<float> x, ReadOnlySpan<float> bs, float kl, Span<float> into)
+    {
+        int j = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var vk = new Vector<float>(kl);
+            for (; j <= x.Length - Vector<float>.Count; j += Vector<float>.Count)
+                (Vector.Abs(new Vector<float>(x.Slice(j)) - new Vector<float>(bs.Slice(j))) * vk).CopyTo(into.Slice(j));
+        }
+        for (; j < x.Length; j++) into[j] = MathF.Abs(x[j] - bs[j]) * kl;
     }
 
     /// <summary>
