@@ -22,6 +22,11 @@ public class BenchMergeTests
             Assert.True(double.Parse(cells[9], System.Globalization.CultureInfo.InvariantCulture) > 0, row);
         }
         Assert.Contains("write of 17 MB", stdout); // one F16 tensor of 2048 x 4096 (16.8 MB) and its header
+        // Each merge starts from a collected heap: what one method left behind is not counted in the next one's peak.
+        var rss = System.Text.RegularExpressions.Regex.Matches(stdout, @"RSS (\d+) MB before, peak (\d+) MB")
+            .Select(m => (Before: int.Parse(m.Groups[1].Value), Peak: int.Parse(m.Groups[2].Value))).ToList();
+        Assert.Equal(4, rss.Count);
+        Assert.All(rss, r => Assert.True(r.Peak >= r.Before && r.Before <= rss[0].Before + 48, stdout));
         Assert.Contains("targets: merge / read <= 3", stdout);
     }
 
