@@ -30,69 +30,65 @@ public sealed class ModelStockMerge : IMergeMethod
     {
         var src = job.NonBaseModels().Select(job.SourceOf).ToArray();
         int k = src.Length;
-        // One row for the whole tensor, or one per innermost row (filter_wise).
-        long rowLen = job.Flag("filter_wise", false) ? Math.Max(1, job.RowLength) : job.Count;
+        int[] read = [.. src, job.BaseSource];
+        // One row for the whole tensor, or one per innermost row (filter_wise); blocks hold whole rows, so each row's
+        // Gram matrix is filled by the one block that holds it.
+        bool filterWise = job.Flag("filter_wise", false);
+        long rowLen = filterWise ? Math.Max(1, job.RowLength) : job.Count;
         long rows = (job.Count + rowLen - 1) / rowLen;
-        var dots = new double[rows, k, k];
-        var b = job.Buffer(0);
-        var d = Enumerable.Range(0, k).Select(i => job.Buffer(1 + i)).ToArray();
-        // Calls visit(row, offset in chunk, length) for the row pieces of a chunk.
-        static void Pieces(long start, int n, long rowLen, Action<long, int, int> visit)
-        {
-            for (long pos = start; pos < start + n;)
-            {
-                long row = pos / rowLen, end = Math.Min(start + n, (row + 1) * rowLen);
-                visit(row, (int)(pos - start), (int)(end - pos));
-                pos = end;
-            }
-        }
-        foreach (var (s, n) in job.Chunks())
-        {
-            job.Read(job.BaseSource, s, b.AsSpan(0, n));
-            for (int i = 0; i < k; i++)
-            {
-                job.Read(src[i], s, d[i].AsSpan(0, n));
-                TensorPrimitives.Subtract(d[i].AsSpan(0, n), b.AsSpan(0, n), d[i].AsSpan(0, n));
-            }
-            Pieces(s, n, rowLen, (row, o, len) =>
-            {
-                for (int i = 0; i < k; i++)
-                    for (int j = i; j < k; j++)
-                        dots[row, i, j] += TensorPrimitives.Dot(d[i].AsSpan(o, len), d[j].AsSpan(o, len));
-            });
-        }
         var t = new double[rows];
-        for (long r = 0; r < rows; r++)
+        if (!filterWise) t[0] = RatioOf(GramPass.Compute(job, src, job.BaseSource), k);
+        else
         {
-            double cosSum = 0;
-            int pairs = 0;
-            for (int i = 0; i < k; i++)
-                for (int j = i + 1; j < k; j++)
+            var dots = new double[rows * k * k];
+            BlockPasses.Scan(job, read, rowLen, () => 0, (b, _) =>
+            {
+                for (int i = 0; i < k; i++) TensorPrimitives.Subtract(b.In(i), b.In(k), b.In(i));
+                for (int r0 = 0; r0 < b.Length; r0 += (int)rowLen)
                 {
-                    double norm = Math.Sqrt(dots[r, i, i]) * Math.Sqrt(dots[r, j, j]);
-                    cosSum += Math.Clamp(dots[r, i, j] / Math.Max(norm, 1e-6), -1, 1);
-                    pairs++;
+                    long at = (b.Start + r0) / rowLen * k * k;
+                    for (int i = 0; i < k; i++)
+                        for (int j = i; j < k; j++)
+                            dots[at + i * k + j] = dots[at + j * k + i] = VectorMath.Dot(b.In(i).Slice(r0, (int)rowLen), b.In(j).Slice(r0, (int)rowLen));
                 }
-            t[r] = Ratio(k, cosSum / pairs);
-        }
-        foreach (var (s, n) in job.Chunks())
-        {
-            var bs = b.AsSpan(0, n); var avg = d[0].AsSpan(0, n);
-            job.Read(job.BaseSource, s, bs);
-            job.Read(src[0], s, avg);
-            for (int i = 1; i < k; i++)
+            }, _ => { });
+            for (long r = 0; r < rows; r++)
             {
-                job.Read(src[i], s, d[1].AsSpan(0, n));
-                TensorPrimitives.Add(avg, d[1].AsSpan(0, n), avg);
+                var g = new double[k, k];
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++) g[i, j] = dots[(r * k + i) * k + j];
+                t[r] = RatioOf(g, k);
             }
-            var avgArr = d[0]; var baseArr = b;
-            Pieces(s, n, rowLen, (row, o, len) =>
-            {
-                var a = avgArr.AsSpan(o, len);
-                TensorPrimitives.Multiply(a, (float)(t[row] / k), a);
-                TensorPrimitives.MultiplyAdd(baseArr.AsSpan(o, len), (float)(1 - t[row]), a, a);
-            });
-            job.Emit(avg);
         }
+        // Σ models · t/k + base · (1 − t), row by row.
+        BlockPasses.Map(job, read, filterWise ? rowLen : 1, b =>
+        {
+            var o = b.Out;
+            b.In(0).CopyTo(o);
+            for (int i = 1; i < k; i++) TensorPrimitives.Add(o, b.In(i), o);
+            int len = filterWise ? (int)rowLen : b.Length;
+            for (int r0 = 0; r0 < b.Length; r0 += len)
+            {
+                double tr = t[filterWise ? (b.Start + r0) / rowLen : 0];
+                var a = o.Slice(r0, len);
+                TensorPrimitives.Multiply(a, (float)(tr / k), a);
+                TensorPrimitives.MultiplyAdd(b.In(k).Slice(r0, len), (float)(1 - tr), a, a);
+            }
+        });
+    }
+
+    // t from the mean pairwise cosine of the offsets' Gram matrix.
+    private static double RatioOf(double[,] g, int k)
+    {
+        double cosSum = 0;
+        int pairs = 0;
+        for (int i = 0; i < k; i++)
+            for (int j = i + 1; j < k; j++)
+            {
+                double norm = Math.Sqrt(g[i, i]) * Math.Sqrt(g[j, j]);
+                cosSum += Math.Clamp(g[i, j] / Math.Max(norm, 1e-6), -1, 1);
+                pairs++;
+            }
+        return Ratio(k, cosSum / pairs);
     }
 }
