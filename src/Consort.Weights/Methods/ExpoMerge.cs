@@ -25,16 +25,11 @@ public sealed class ExpoMerge : IMergeMethod
     {
         float alpha = (float)job.Global("alpha", 0.5);
         int other = job.SourceOf(job.NonBaseModels().First());
-        var ws = job.Buffer(0); var wt = job.Buffer(1);
-        foreach (var (s, n) in job.Chunks())
+        BlockPasses.Map(job, [job.BaseSource, other], 1, b =>
         {
-            var a = ws.AsSpan(0, n); var b = wt.AsSpan(0, n);
-            job.Read(job.BaseSource, s, a);
-            job.Read(other, s, b);
             // (1 + alpha) w_t - alpha w_s
-            TensorPrimitives.Multiply(a, -alpha, a);
-            TensorPrimitives.MultiplyAdd(b, 1 + alpha, a, a);
-            job.Emit(a);
-        }
+            TensorPrimitives.Multiply(b.In(0), -alpha, b.Out);
+            TensorPrimitives.MultiplyAdd(b.In(1), 1 + alpha, b.Out, b.Out);
+        });
     }
 }

@@ -23,18 +23,13 @@ public sealed class LinearMerge : IMergeMethod
         var w = Enumerable.Range(0, job.ModelCount).Select(m => (float)job.ModelParam(m, "weight", null)).ToArray();
         bool normalize = job.Flag("normalize", true);
         float sum = w.Sum();
-        var acc = job.Buffer(0); var x = job.Buffer(1);
-        foreach (var (s, n) in job.Chunks())
+        var sources = Enumerable.Range(0, job.ModelCount).Select(job.SourceOf).ToArray();
+        BlockPasses.Map(job, sources, 1, b =>
         {
-            var a = acc.AsSpan(0, n);
+            var a = b.Out;
             a.Clear();
-            for (int m = 0; m < job.ModelCount; m++)
-            {
-                job.Read(job.SourceOf(m), s, x.AsSpan(0, n));
-                TensorPrimitives.MultiplyAdd(x.AsSpan(0, n), w[m], a, a);
-            }
+            for (int m = 0; m < sources.Length; m++) TensorPrimitives.MultiplyAdd(b.In(m), w[m], a, a);
             if (normalize) TensorPrimitives.Divide(a, sum, a);
-            job.Emit(a);
-        }
+        });
     }
 }

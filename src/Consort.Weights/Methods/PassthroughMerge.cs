@@ -26,13 +26,10 @@ public sealed class PassthroughMerge : IMergeMethod
         int model = job.NonBaseModels().Concat(Enumerable.Range(0, job.ModelCount)).First();
         float scale = (float)job.ModelParam(model, "scale", 1.0);
         int src = job.SourceOf(model);
-        var buffer = job.Buffer(0);
-        foreach (var (s, n) in job.Chunks())
+        BlockPasses.Map(job, [src], 1, b =>
         {
-            var b = buffer.AsSpan(0, n);
-            job.Read(src, s, b);
-            if (scale != 1) TensorPrimitives.Multiply(b, scale, b);
-            job.Emit(b);
-        }
+            if (scale != 1) TensorPrimitives.Multiply(b.In(0), scale, b.Out);
+            else b.In(0).CopyTo(b.Out);
+        });
     }
 }
