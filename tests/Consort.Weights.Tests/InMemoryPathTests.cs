@@ -63,7 +63,7 @@ public class InMemoryPathTests : IDisposable
     public static TheoryData<string> Methods => new()
     {
         "linear", "task_arithmetic", "ties", "ties_rescale", "dare_linear", "dare_ties", "breadcrumbs", "breadcrumbs_ties",
-        "breadcrumbs_rescale", "slerp", "model_stock", "expo",
+        "breadcrumbs_rescale", "slerp", "model_stock", "model_stock_rows", "expo", "passthrough",
     };
 
     private MergeConfig Config(string method)
@@ -83,7 +83,9 @@ public class InMemoryPathTests : IDisposable
             "breadcrumbs_rescale" => Cfg("breadcrumbs", _base, gamma).With(("rescale", true)),
             "slerp" => Cfg("slerp", _base, (_a, P())).With(("t", 0.4)),
             "model_stock" => Cfg("model_stock", _base, (_a, P()), (_b, P()), (_c, P())),
+            "model_stock_rows" => Cfg("model_stock", _base, (_a, P()), (_b, P()), (_c, P())).With(("filter_wise", true)),
             "expo" => Cfg("expo", _base, (_a, P())).With(("alpha", 0.3)),
+            "passthrough" => Cfg("passthrough", null, (_b, P(("scale", 0.5)))),
             _ => throw new ArgumentException(method),
         };
     }
