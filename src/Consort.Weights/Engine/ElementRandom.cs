@@ -47,11 +47,12 @@ public static class ElementRandom
         else if (Narrow)
         {
             var vlimit = Vector256.Create(limit).AsInt64();
+            var z = State4(stream, start);
             for (; j + 8 <= bits.Length; j += 8)
             {
                 // Both sides are below 2^63, so the signed compare of AVX2 is the unsigned one.
-                var k0 = Vector256.LessThan(Bits53x4(stream, start + j).AsInt64(), vlimit).AsUInt64();
-                var k1 = Vector256.LessThan(Bits53x4(stream, start + j + 4).AsInt64(), vlimit).AsUInt64();
+                var k0 = Vector256.LessThan(Next53(ref z).AsInt64(), vlimit).AsUInt64();
+                var k1 = Vector256.LessThan(Next53(ref z).AsInt64(), vlimit).AsUInt64();
                 (Vector256.LoadUnsafe(ref bits[j]) & Vector256.Narrow(k0, k1)).StoreUnsafe(ref bits[j]);
             }
         }
@@ -78,14 +79,15 @@ public static class ElementRandom
         // do not depend on the gaps, so with AVX2 four gaps come at once (the logarithms were half of this method's time).
         Span<double> gaps = stackalloc double[4];
         int have = 0, next = 0;
+        var z = Narrow ? State4(stream, draw) : default;
         for (long j = -1; ;)
         {
             if (next == have)
             {
                 if (Narrow)
                 {
-                    Vector256.Floor(Vector256.Log(Vector256<double>.One - Uniform4(stream, draw)) * Vector256.Create(perLog)).CopyTo(gaps);
-                    draw += 4; have = 4;
+                    Vector256.Floor(Vector256.Log(Vector256<double>.One - ToUniform(Next53(ref z))) * Vector256.Create(perLog)).CopyTo(gaps);
+                    have = 4;
                 }
                 else { gaps[0] = Math.Floor(Math.Log(1 - Uniform(stream, draw++)) * perLog); have = 1; }
                 next = 0;
@@ -123,12 +125,13 @@ public static class ElementRandom
         {
             var vlow = Vector256.Create(low); var vstep = Vector256.Create(step);
             ref int r0 = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(ranks);
+            var z = State4(stream, start);
             for (; j + 8 <= bits.Length; j += 8)
             {
                 var p0 = vlow + vstep * Avx.ConvertToVector256Double(Vector128.LoadUnsafe(ref r0, (nuint)j));
                 var p1 = vlow + vstep * Avx.ConvertToVector256Double(Vector128.LoadUnsafe(ref r0, (nuint)j + 4));
-                var k0 = Vector256.LessThan(Uniform4(stream, start + j), p0).AsUInt64();
-                var k1 = Vector256.LessThan(Uniform4(stream, start + j + 4), p1).AsUInt64();
+                var k0 = Vector256.LessThan(ToUniform(Next53(ref z)), p0).AsUInt64();
+                var k1 = Vector256.LessThan(ToUniform(Next53(ref z)), p1).AsUInt64();
                 var keep = Vector256.Narrow(k0, k1);
                 (Vector256.LoadUnsafe(ref bits[j]) & keep).StoreUnsafe(ref bits[j]);
                 if (mask is not null) KeepMask.Or(mask, maskAt + j, keep.ExtractMostSignificantBits(), 8);
@@ -168,22 +171,28 @@ public static class ElementRandom
         return Avx2.Multiply(a.AsUInt32(), cl) + Avx2.ShiftLeftLogical(cross, 32);
     }
 
-    // Bits53 of elements first .. first + 3.
+    // The generator's state (before mixing) of elements first .. first + 3. Runs of elements step it by 4·Golden
+    // (Next53), which saves one of the three emulated 64-bit products per four elements.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<ulong> Bits53x4(ulong stream, long first)
+    internal static Vector256<ulong> State4(ulong stream, long first) =>
+        Vector256.Create(stream) + Times(Vector256.Create((ulong)first) + Vector256.Create(0UL, 1, 2, 3), Golden);
+
+    // Bits53 of the four elements of state z, which then moves on to the next four.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<ulong> Next53(ref Vector256<ulong> z)
     {
-        var z = Vector256.Create(stream) + Times(Vector256.Create((ulong)first) + Vector256.Create(0UL, 1, 2, 3), Golden);
-        z = Times(z ^ Vector256.ShiftRightLogical(z, 30), 0xBF58476D1CE4E5B9UL);
-        z = Times(z ^ Vector256.ShiftRightLogical(z, 27), 0x94D049BB133111EBUL);
-        return Vector256.ShiftRightLogical(z ^ Vector256.ShiftRightLogical(z, 31), 11);
+        var x = z;
+        z += Vector256.Create(unchecked(4 * Golden));
+        x = Times(x ^ Vector256.ShiftRightLogical(x, 30), 0xBF58476D1CE4E5B9UL);
+        x = Times(x ^ Vector256.ShiftRightLogical(x, 27), 0x94D049BB133111EBUL);
+        return Vector256.ShiftRightLogical(x ^ Vector256.ShiftRightLogical(x, 31), 11);
     }
 
-    // Uniform of elements first .. first + 3, exactly: a 53-bit integer is converted as its two halves (each exact
-    // through the 2^52 exponent trick), whose sum is exact because it is representable.
+    // 53-bit integers to uniforms, exactly: each is converted as its two halves (each exact through the 2^52 exponent
+    // trick), whose sum is exact because it is representable.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<double> Uniform4(ulong stream, long first)
+    internal static Vector256<double> ToUniform(Vector256<ulong> x)
     {
-        var x = Bits53x4(stream, first);
         var magic = Vector256.Create(0x4330000000000000UL);
         var two52 = Vector256.Create(4503599627370496.0);
         var hi = (Vector256.ShiftRightLogical(x, 32) | magic).AsDouble() - two52;

@@ -179,13 +179,14 @@ public sealed class RowRanks
             {
                 var vmask = Vector256.Create(bmask);
                 var vlow = Vector256.Create(low); var vstep = Vector256.Create(step);
+                var z = ElementRandom.State4(stream, start);
                 for (; e + 8 <= n; e += 8)
                 {
                     var idx = (Avx.LoadVector256(kp + e) >> shift & vmask).AsInt32();
                     var rl = Avx2.GatherVector256(first, idx, 4);
                     var rh = Avx2.GatherVector256(first + 1, idx, 4) - Vector256<int>.One;
-                    var u0 = ElementRandom.Uniform4(stream, start + e);
-                    var u1 = ElementRandom.Uniform4(stream, start + e + 4);
+                    var u0 = ElementRandom.ToUniform(ElementRandom.Next53(ref z));
+                    var u1 = ElementRandom.ToUniform(ElementRandom.Next53(ref z));
                     var k0 = Vector256.LessThan(u0, vlow + vstep * Avx.ConvertToVector256Double(rl.GetLower()));
                     var k1 = Vector256.LessThan(u1, vlow + vstep * Avx.ConvertToVector256Double(rl.GetUpper()));
                     var a0 = Vector256.LessThan(u0, vlow + vstep * Avx.ConvertToVector256Double(rh.GetLower()));
