@@ -62,6 +62,7 @@ public class AtomicFileTests
     [InlineData(DirectFileStream.BufferSize - 1)]
     [InlineData(DirectFileStream.BufferSize)]
     [InlineData(2 * DirectFileStream.BufferSize + 4097)]
+    [InlineData((DirectFileStream.Buffers + 2) * DirectFileStream.BufferSize + 12345)] // around the ring and on
     public void DirectOutputHoldsExactlyTheBytesWritten(int total)
     {
         using var dir = new TempDir();
