@@ -20,7 +20,9 @@ internal sealed partial class DirectFileStream : Stream
     /// before it could go on (a quarter second per gigabyte on a disk of 300 MB/s); with four it waits only when the
     /// disk falls behind by more than 24 MB.</summary>
     public const int Buffers = 4;
-    private const int ODirect = 0x4000, OWronly = 1, OCreat = 0x40, OExcl = 0x80, OCloexec = 0x80000;
+    private const int OWronly = 1, OCreat = 0x40, OExcl = 0x80, OCloexec = 0x80000;
+    // O_DIRECT differs by architecture: 0x4000 on x86-64 is O_DIRECTORY on arm64, whose O_DIRECT is 0x10000.
+    private static int ODirect => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x10000 : 0x4000;
 
     private readonly int _fd;
     private readonly nint[] _ring = new nint[Buffers];
