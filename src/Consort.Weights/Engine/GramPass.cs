@@ -22,8 +22,10 @@ public static class GramPass
         {
             if (baseSource >= 0)
                 for (int i = 0; i < k; i++) TensorPrimitives.Subtract(b.In(i), b.In(k), b.In(i));
-            for (int i = 0; i < k; i++)
-                for (int j = i; j < k; j++) part[i * k + j] = VectorMath.Dot(b.In(i), b.In(j));
+            if (k == 2) (part[1], part[0], part[3]) = VectorMath.Moments(b.In(0), b.In(1)); // a pair's three sums in one pass
+            else
+                for (int i = 0; i < k; i++)
+                    for (int j = i; j < k; j++) part[i * k + j] = VectorMath.Dot(b.In(i), b.In(j));
         }, part =>
         {
             for (int i = 0; i < k; i++)

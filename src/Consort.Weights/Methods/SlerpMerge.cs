@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using Consort.Weights.Engine;
 
 namespace Consort.Weights.Methods;
@@ -38,18 +37,9 @@ public sealed class SlerpMerge : IMergeMethod
     {
         double t = job.Global("t", null);
         int[] sources = [job.BaseSource, job.SourceOf(job.NonBaseModels().First())];
-        // The angle of the whole flattened tensors first (partials per block, summed in block order), then the mix.
-        double dot = 0, n0 = 0, n1 = 0;
-        BlockPasses.Scan(job, sources, 1, () => new double[3], (b, part) =>
-        {
-            var (ab, aa, bb) = VectorMath.Moments(b.In(0), b.In(1));
-            part[0] = ab; part[1] = aa; part[2] = bb;
-        }, part => { dot += part[0]; n0 += part[1]; n1 += part[2]; });
-        var (s0, s1) = Coefficients(t, dot, Math.Sqrt(n0), Math.Sqrt(n1));
-        BlockPasses.Map(job, sources, 1, b =>
-        {
-            TensorPrimitives.Multiply(b.In(0), (float)s0, b.Out);
-            TensorPrimitives.MultiplyAdd(b.In(1), (float)s1, b.Out, b.Out);
-        });
+        // The angle of the whole flattened tensors first, then s0·v0 + s1·v1.
+        var g = GramPass.Compute(job, sources);
+        var (s0, s1) = Coefficients(t, g[0, 1], Math.Sqrt(g[0, 0]), Math.Sqrt(g[1, 1]));
+        GramPass.Emit(job, sources, [s0, s1]);
     }
 }
